@@ -1,0 +1,83 @@
+"""Multi-head self-attention with an ``AttentionMask`` on its scores.
+
+The one attention layer every architecture uses for masked attention. It
+follows timm's ``Attention`` (fused qkv linear, output projection) so that it
+drops into timm blocks through their ``attn_layer`` argument, and adds the
+mask between ``QK^T * scale`` and the softmax.
+
+Paths: with no mask, or an additive mask, the scores never need to be
+materialised and ``F.scaled_dot_product_attention`` runs (the additive mask
+becomes its float ``attn_mask``). The paper's multiplicative mask needs the
+explicit scores (or FlexAttention's ``score_mod`` on a GPU, see
+``gmmvit.fast``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gmmvit.masks import AttentionMask, NoMask
+
+
+class MaskedAttention(nn.Module):
+    def __init__(self, dim: int, num_heads: int = 8, head_dim: Optional[int] = None,
+                 qkv_bias: bool = False, proj_bias: bool = True, attn_drop: float = 0.0,
+                 proj_drop: float = 0.0, mask: Optional[AttentionMask] = None,
+                 project_out: bool = True, **_timm_kwargs):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = head_dim or dim // num_heads
+        inner = self.num_heads * self.head_dim
+        self.scale = self.head_dim ** -0.5
+        self.qkv = nn.Linear(dim, inner * 3, bias=qkv_bias)
+        self.attn_drop = attn_drop
+        # the authors skip the output projection when one head spans the whole dim (T2T's token transformer)
+        self.proj = nn.Linear(inner, dim, bias=proj_bias) if project_out else nn.Identity()
+        self.proj_drop = nn.Dropout(proj_drop)
+        self.mask = mask if mask is not None else NoMask()
+        self.inner_dim = inner
+
+    def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        B, N, _ = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        out = self.attend(q, k, v, attn_mask)
+        out = out.transpose(1, 2).reshape(B, N, self.inner_dim)
+        return self.proj_drop(self.proj(out))
+
+    def attend(self, q, k, v, extra_bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """softmax(mask(q k^T * scale) + extra_bias) v for q, k, v of shape [B, H, N, d]."""
+        drop = self.attn_drop if self.training else 0.0
+        mask = self.mask
+        if mask.kind == "none" or mask.combine == "add":
+            bias = None if mask.kind == "none" else mask.full().to(q.dtype)
+            if extra_bias is not None:
+                bias = extra_bias if bias is None else bias + extra_bias
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=drop)
+        scores = (q * self.scale) @ k.transpose(-2, -1)
+        scores = mask(scores)
+        if extra_bias is not None:
+            scores = scores + extra_bias
+        attn = scores.softmax(dim=-1)
+        if drop:
+            attn = F.dropout(attn, drop)
+        return attn @ v
+
+
+def masked_attention_layer(mask_factory: Optional[Callable], grid_size: int,
+                           num_prefix_tokens: int = 0, head_dim: Optional[int] = None,
+                           **fixed) -> Callable[..., MaskedAttention]:
+    """An ``attn_layer`` for timm blocks: builds a MaskedAttention with its own mask."""
+
+    def build(dim, num_heads=8, **kwargs):
+        mask = (mask_factory(num_heads=num_heads, grid_size=grid_size,
+                             num_prefix_tokens=num_prefix_tokens)
+                if mask_factory is not None else None)
+        kwargs = {**kwargs, **fixed}
+        return MaskedAttention(dim, num_heads=num_heads, head_dim=head_dim, mask=mask, **kwargs)
+
+    return build

@@ -1,0 +1,166 @@
+"""Masks on the pre-softmax attention scores: the paper's subject, in one place.
+
+Every architecture builds its masks through the same factory call,
+``mask_factory(num_heads=H, grid_size=g, num_prefix_tokens=p)``, and every
+attention layer applies them through ``AttentionMask.forward(scores)``. The
+factory is the partially-instantiated class from ``conf/mask/*.yaml``.
+
+A mask spans the ``g x g`` token grid; prefix tokens (a class token placed
+before the grid, as in PiT) keep their scores untouched: their rows and
+columns are padded with the identity of the combination (1 for ``mul``,
+0 for ``add``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+COMBINATIONS = ("mul", "add")
+
+# exp(-d2) is 0 in float32 once d2 >= 104 (below the smallest subnormal). The
+# authors compute the base map as exp(-d2) ** 0.5 in float32, so on grids
+# larger than 8x8 (max d2 = 98) their Gaussians vanish beyond that radius
+# whatever sigma is. We reproduce that cut-off unless ``exact_tails`` is set.
+FLOAT32_EXP_UNDERFLOW_D2 = 104.0
+
+
+def squared_distance_grid(grid_size: int) -> torch.Tensor:
+    """d2[i, j] = dx^2 + dy^2 between tokens i, j of a row-major g x g grid."""
+    ys, xs = torch.meshgrid(torch.arange(grid_size), torch.arange(grid_size), indexing="ij")
+    coords = torch.stack([ys.flatten(), xs.flatten()], dim=1).float()
+    return torch.cdist(coords, coords, p=2.0).pow(2).round()
+
+
+class AttentionMask(nn.Module):
+    """Base class: ``forward(scores)`` returns the masked scores.
+
+    Subclasses implement ``values()``: the ``[H or 1, N, N]`` mask over the
+    grid tokens. It is computed once per call, however many heads, windows or
+    images the scores hold.
+    """
+
+    kind = "base"
+
+    def __init__(self, num_heads: int, grid_size: int, num_prefix_tokens: int = 0,
+                 combine: str = "mul"):
+        super().__init__()
+        if combine not in COMBINATIONS:
+            raise ValueError(f"mask combine must be one of {COMBINATIONS}, got {combine!r}")
+        self.num_heads = num_heads
+        self.grid_size = grid_size
+        self.num_prefix_tokens = num_prefix_tokens
+        self.combine = combine
+
+    @property
+    def num_tokens(self) -> int:
+        return self.grid_size ** 2 + self.num_prefix_tokens
+
+    def values(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def full(self) -> torch.Tensor:
+        """The mask over all tokens, prefix rows/columns set to the identity."""
+        m = self.values()
+        p = self.num_prefix_tokens
+        if p == 0:
+            return m
+        identity = 1.0 if self.combine == "mul" else 0.0
+        return nn.functional.pad(m, (p, 0, p, 0), value=identity)
+
+    def forward(self, scores: torch.Tensor) -> torch.Tensor:
+        m = self.full().to(scores.dtype)
+        return scores * m if self.combine == "mul" else scores + m
+
+    def extra_repr(self) -> str:
+        return (f"heads={self.num_heads}, grid={self.grid_size}x{self.grid_size}, "
+                f"prefix={self.num_prefix_tokens}, combine={self.combine}")
+
+
+class NoMask(AttentionMask):
+    """Plain attention: scores pass through unchanged."""
+
+    kind = "none"
+
+    def __init__(self, num_heads: int = 1, grid_size: int = 1, num_prefix_tokens: int = 0,
+                 combine: str = "mul"):
+        super().__init__(num_heads, grid_size, num_prefix_tokens, combine)
+
+    def forward(self, scores: torch.Tensor) -> torch.Tensor:
+        return scores
+
+
+class ElementwiseLearnableMask(AttentionMask):
+    """ELM: one N x N weight per layer, shared by all heads.
+
+    Initialised to zeros, as in the authors' code: with ``mul`` attention
+    starts uniform. With ``add`` zeros are the neutral start as well.
+    """
+
+    kind = "elm"
+
+    def __init__(self, num_heads: int, grid_size: int, num_prefix_tokens: int = 0,
+                 combine: str = "mul"):
+        super().__init__(num_heads, grid_size, num_prefix_tokens, combine)
+        n = grid_size ** 2
+        self.weight = nn.Parameter(torch.zeros(1, n, n))
+
+    def values(self) -> torch.Tensor:
+        return self.weight
+
+
+class GaussianMixtureMask(AttentionMask):
+    """GMM: per head, a mixture of K isotropic Gaussians of token distance.
+
+    M[h] = sum_k alpha[k,h] * exp(-d2 / (2 (sigma[k,h]^2 + 1e-5))), with
+    sigma ~ N(10, 10^2) and alpha ~ N(0, 2^2) at init: 2*K*H parameters.
+    """
+
+    kind = "gmm"
+
+    def __init__(self, num_heads: int, grid_size: int, num_prefix_tokens: int = 0,
+                 combine: str = "mul", num_kernels: int = 5, sigma_init: tuple = (10.0, 10.0),
+                 alpha_init_std: float = 2.0, exact_tails: bool = False):
+        super().__init__(num_heads, grid_size, num_prefix_tokens, combine)
+        self.num_kernels = num_kernels
+        self.sigma = nn.Parameter(torch.randn(num_kernels, num_heads, 1, 1) * sigma_init[1] + sigma_init[0])
+        self.alpha = nn.Parameter(torch.randn(num_kernels, num_heads, 1, 1) * alpha_init_std)
+        d2 = squared_distance_grid(grid_size)
+        support = torch.ones_like(d2) if exact_tails else (d2 < FLOAT32_EXP_UNDERFLOW_D2).float()
+        self.register_buffer("neg_half_d2", -0.5 * d2, persistent=False)
+        self.register_buffer("support", support, persistent=False)
+        self.exact_tails = exact_tails
+
+    def values(self) -> torch.Tensor:
+        inv_var = 1.0 / (self.sigma.float() ** 2 + 1e-5)            # [K, H, 1, 1]
+        kernels = torch.exp(self.neg_half_d2 * inv_var)              # [K, H, N, N]
+        return (self.alpha.float() * kernels).sum(0) * self.support  # [H, N, N]
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", kernels={self.num_kernels}, exact_tails={self.exact_tails}"
+
+
+def is_masked(mask_factory) -> bool:
+    """True when the factory builds a real mask (ELM/GMM), False for ``none``."""
+    if mask_factory is None:
+        return False
+    cls = getattr(mask_factory, "func", mask_factory)
+    return getattr(cls, "kind", "none") != "none"
+
+
+def mask_kind(mask_factory) -> str:
+    cls = getattr(mask_factory, "func", mask_factory)
+    return getattr(cls, "kind", "none") if mask_factory is not None else "none"
+
+
+def gaussian_reference(grid_size: int, sigma: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """The authors' formula computed literally in float32 (for tests and checks)."""
+    d2 = squared_distance_grid(grid_size)
+    base = torch.exp(-d2) ** 0.5
+    return torch.sum(alpha * base ** (1 / (sigma ** 2 + 1e-5)), 0)
+
+
+__all__ = [
+    "AttentionMask", "NoMask", "ElementwiseLearnableMask", "GaussianMixtureMask",
+    "is_masked", "mask_kind", "squared_distance_grid", "gaussian_reference",
+]

@@ -1,0 +1,23 @@
+"""Checks and choices shared by the model files."""
+
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot work; its message names the fix (printed as one line)."""
+
+
+def check_divisible(model: str, img_size: int, divisor: int, what: str) -> None:
+    if img_size % divisor:
+        raise ConfigError(
+            f"model={model} cannot take {img_size}px images: the size must be a multiple of its "
+            f"{what} ({divisor}); pick a dataset with a fitting img_size or set dataset.img_size")
+
+
+def resolve_pool(pool: str, masked: bool) -> str:
+    """'auto' is the authors' choice: class token without a mask, mean pooling with one."""
+    if pool == "auto":
+        return "mean" if masked else "token"
+    if pool not in ("token", "mean"):
+        raise ConfigError(f"pool must be 'auto', 'token' or 'mean', got {pool!r}")
+    return pool
