@@ -1,0 +1,210 @@
+"""``train(cfg)``: the one function every run goes through, read top to bottom.
+
+A run lives in one folder (``cfg.run_dir``, chosen by Hydra from the sweep name
+and the overrides). It resumes from its own checkpoint when relaunched, skips
+itself when already finished, and records a failure (NaN loss) with its reason
+instead of crashing the sweep.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+
+from gmmvit import data as data_lib
+from gmmvit.complexity import count_macs, count_params
+from gmmvit.recipe import build_criterion, build_mixup, build_optimizer, build_scheduler
+from gmmvit.records import (STATUS_FAILED, STATUS_FINISHED, STATUS_RUNNING, RunRecord,
+                            load_checkpoint, save_checkpoint)
+from gmmvit.tracking import build_tracker
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+def _without_name(node: DictConfig) -> dict:
+    d = OmegaConf.to_container(node, resolve=True)
+    d.pop("name", None)
+    return d
+
+
+def build_model(cfg: DictConfig) -> torch.nn.Module:
+    ds = cfg.dataset
+    mask_factory = instantiate(_without_name(cfg.mask))
+    return instantiate(_without_name(cfg.model), img_size=ds.img_size, in_chans=ds.channels,
+                       num_classes=ds.num_classes, mask=mask_factory)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@torch.no_grad()
+def evaluate(model, loader, device, autocast) -> float:
+    model.eval()
+    correct = total = 0
+    for images, targets in loader:
+        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        with autocast():
+            logits = model(images)
+        correct += (logits.argmax(1) == targets).sum().item()
+        total += targets.numel()
+    return 100.0 * correct / max(total, 1)
+
+
+def train(cfg: DictConfig) -> dict:
+    run_dir = Path(cfg.run_dir)
+    record = RunRecord(run_dir)
+    if record.status == STATUS_FINISHED:
+        print(f"[gmmvit] {run_dir} already finished (best top-1 {record.data['final'].get('best_top1')}); "
+              "skipping", flush=True)
+        return record.data
+    run_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+
+    # --- machine --------------------------------------------------------------------------
+    device = pick_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed, cfg.deterministic)
+    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)  # noqa: E731
+    recipe, ds = cfg.recipe, cfg.dataset
+
+    # --- data -----------------------------------------------------------------------------
+    train_split, test_split = data_lib.load_splits(ds)
+    train_split = data_lib.subset(train_split, cfg.limit_train, cfg.seed)
+    test_split = data_lib.subset(test_split, cfg.limit_test, cfg.seed)
+    train_set = data_lib.Transformed(train_split, data_lib.build_transforms(ds, recipe.aug, train=True))
+    test_set = data_lib.Transformed(test_split, data_lib.build_transforms(ds, recipe.aug, train=False))
+    workers = cfg.workers if cfg.workers != "auto" else (0 if device.type == "cpu" else min(8, os.cpu_count() or 1))
+    sampler = data_lib.RepeatedPassSampler(len(train_set), recipe.passes_per_epoch, cfg.seed)
+    loader_kw = dict(num_workers=workers, pin_memory=device.type == "cuda",
+                     persistent_workers=workers > 0)
+    train_loader = DataLoader(train_set, batch_size=recipe.batch_size, sampler=sampler,
+                              drop_last=recipe.drop_last, **loader_kw)
+    test_loader = DataLoader(test_set, batch_size=2 * recipe.batch_size, shuffle=False, **loader_kw)
+    if len(train_loader) == 0:
+        raise ValueError(f"no full batch of {recipe.batch_size} in {len(train_set)} training images: "
+                         "lower recipe.batch_size or raise limit_train")
+
+    # --- model and recipe -----------------------------------------------------------------
+    model = build_model(cfg)
+    params, macs = count_params(model), count_macs(model, ds.img_size, ds.channels)
+    model.to(device)
+    optimizer = build_optimizer(recipe, model)
+    scheduler = build_scheduler(recipe, optimizer, len(train_loader))
+    mixup = build_mixup(recipe, ds.num_classes)
+    criterion = build_criterion(recipe, mixup)
+    step_model = torch.compile(model) if cfg.compile else model
+
+    # --- resume ---------------------------------------------------------------------------
+    start_epoch, wall_before, wandb_id = 0, 0.0, None
+    state = load_checkpoint(run_dir)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        start_epoch, wall_before, wandb_id = state["epoch"], state["wall_s"], state.get("wandb_id")
+        record.truncate(start_epoch)
+        print(f"[gmmvit] resuming {run_dir.name} from epoch {start_epoch}", flush=True)
+    meta = {"model": cfg.model.name, "mask": cfg.mask.name, "dataset": ds.name, "seed": cfg.seed,
+            "sweep": cfg.sweep, "name": run_dir.name}
+    tracker = build_tracker(cfg, run_dir, wandb_id, meta)
+    record.update(status=STATUS_RUNNING, reason=None, meta=meta, params=params, macs=macs,
+                  epochs=recipe.epochs, wandb_id=tracker.run_id)
+    tracker.log_summary(params=params, macs=macs)
+
+    # --- loop -----------------------------------------------------------------------------
+    started = time.time()
+    step = start_epoch * len(train_loader)
+    try:
+        for epoch in range(start_epoch, recipe.epochs):
+            model.train()
+            sampler.set_epoch(epoch)
+            t0, seen, loss_sum = time.time(), 0, 0.0
+            for images, targets in train_loader:
+                images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+                if mixup is not None:
+                    images, targets = mixup(images, targets)
+                with autocast():
+                    loss = criterion(step_model(images), targets)
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(f"loss became {loss.item()} at epoch {epoch} step {step}")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if recipe.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+                optimizer.step()
+                step += 1
+                scheduler.step_update(step)
+                seen += images.shape[0]
+                loss_sum += loss.item() * images.shape[0]
+            train_s = time.time() - t0
+            top1 = evaluate(model, test_loader, device, autocast)
+            row = {"epoch": epoch, "train_loss": loss_sum / seen, "test_top1": top1,
+                   "lr": optimizer.param_groups[0]["lr"], "img_per_s": seen / train_s,
+                   "epoch_s": time.time() - t0}
+            record.add_epoch(row)
+            tracker.log_epoch(row)
+            save_checkpoint(run_dir, {
+                "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "rng": rng_state(),
+                "wall_s": wall_before + time.time() - started, "wandb_id": tracker.run_id})
+            print(f"[gmmvit] {run_dir.name} epoch {epoch + 1}/{recipe.epochs} loss {row['train_loss']:.4f} "
+                  f"top-1 {top1:.2f} lr {row['lr']:.2e} {row['img_per_s']:.0f} img/s", flush=True)
+    except TrainingDiverged as exc:
+        record.update(status=STATUS_FAILED, reason=str(exc))
+        tracker.log_summary(status=STATUS_FAILED, reason=str(exc))
+        tracker.finish(failed=True)
+        print(f"[gmmvit] {run_dir.name} failed: {exc}", flush=True)
+        return record.data
+
+    history = record.history
+    best = max(history, key=lambda r: r["test_top1"]) if history else None
+    final = {"best_top1": best["test_top1"] if best else math.nan, "best_epoch": best["epoch"] if best else None,
+             "final_top1": history[-1]["test_top1"] if history else math.nan,
+             "params": params, "macs": macs, "wall_s": wall_before + time.time() - started}
+    record.update(status=STATUS_FINISHED, final=final)
+    tracker.log_summary(**{f"final/{k}": v for k, v in final.items()})
+    tracker.finish()
+    print(f"[gmmvit] {run_dir.name} finished: best top-1 {final['best_top1']:.2f} "
+          f"(epoch {final['best_epoch']}), final {final['final_top1']:.2f}", flush=True)
+    return record.data

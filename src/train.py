@@ -1,0 +1,22 @@
+"""Hydra entry point: `python src/train.py model=vit mask=gmm dataset=cifar10` (add -m for a sweep)."""
+
+import sys
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from gmmvit.cli import guarded, register_resolvers
+
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    from gmmvit.train import train
+
+    result = guarded(train, cfg)
+    return (result or {}).get("final", {}).get("best_top1", float("nan"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
