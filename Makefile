@@ -18,6 +18,7 @@ $(VENV)/.installed: pyproject.toml
 
 demo: install
 	$(PY) src/train.py -m experiment=demo $(ARGS)
+	$(PY) -m gmmvit.table multirun/demo
 
 test: install
 	$(PY) -m pytest -q $(ARGS)
@@ -27,6 +28,20 @@ test-fast: install
 
 train: install
 	$(PY) src/train.py $(ARGS)
+
+# the paper's table from the run folders (metrics.json, config.yaml): make table [SWEEP=multirun/NAME]
+table: install
+	$(PY) -m gmmvit.table $(or $(SWEEP),multirun) $(ARGS)
+
+# train-step img/s per model x mask, loader img/s per core, GPU epoch: one markdown report
+bench: install
+	$(PY) -m gmmvit.bench $(ARGS)
+
+# the paper's whole table (5 models x none/elm/gmm x 4 datasets) into multirun/paper/ on one launcher:
+#   make paper [LAUNCHER=local|slurm|ray_gpus] [SEEDS=0,1,2] [DRY=1] [ARGS='hydra.launcher.partition=gpu']
+# DRY=1 lists the jobs, what is finished, and the GPU-hours left. Relaunching resumes / skips.
+paper: install
+	$(PY) -m gmmvit.launch --launcher $(or $(LAUNCHER),local) --seeds $(or $(SEEDS),0) $(if $(DRY),--dry) $(ARGS)
 
 clean:
 	rm -rf multirun/*/ outputs/

@@ -3,12 +3,21 @@
 With no API key or no network the run is logged offline into ``<run_dir>/wandb``
 (one notice line); ``wandb sync <run_dir>/wandb/offline-run-*`` uploads it later.
 Any W&B failure turns the tracker off for the rest of the run and training goes on.
+
+One W&B run per job: group = sweep, job_type = ``<model>-<mask>``, tags model=, mask=,
+dataset=, seed=; config = the flattened resolved config. The x axis is ``epoch`` = epochs
+completed (1 after the first epoch; 0 for the initial mask figures). The summary holds
+``test/top1.max`` (best top-1), ``test/top1_best_epoch`` (its epoch, same axis), params, macs
+and ``final/*`` (as metrics.json: ``final/best_epoch`` there is the 0-based history index).
+``read_offline_run`` reads an offline run's transaction log back (summary, history) without W&B.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import struct
 from pathlib import Path
 from typing import Any, Optional
 
@@ -42,12 +51,24 @@ def _has_api_key() -> bool:
     return netrc.exists() and "api.wandb.ai" in netrc.read_text(errors="ignore")
 
 
+def resolve_mode(mode: str, run_dir: Path) -> str:
+    """``auto``: online with an API key and a reachable server, else offline with one notice line."""
+    if mode != "auto":
+        return mode
+    if _has_api_key() and _wandb_reachable():
+        return "online"
+    print("[gmmvit] W&B: no API key or no network, logging offline "
+          f"(sync later: wandb sync {run_dir}/wandb/offline-run-*)", flush=True)
+    return "offline"
+
+
 class Tracker:
     """No-op tracker (``logger=none``); the W&B one overrides every method."""
 
     def log_epoch(self, row: dict) -> None: ...
     def log_summary(self, **summary) -> None: ...
     def log_images(self, images: dict[str, Any], step: Optional[int] = None) -> None: ...
+    def log_mask_snapshot(self, image_path, columns: list, rows: list, epochs_done: int) -> None: ...
     def finish(self, failed: bool = False) -> None: ...
     @property
     def run_id(self) -> Optional[str]:
@@ -59,12 +80,7 @@ class WandbTracker(Tracker):
         import wandb
 
         self.wandb = wandb
-        mode = cfg.logger.mode
-        if mode == "auto":
-            mode = "online" if _has_api_key() and _wandb_reachable() else "offline"
-            if mode == "offline":
-                print("[gmmvit] W&B: no API key or no network, logging offline "
-                      f"(sync later: wandb sync {run_dir}/wandb/offline-run-*)", flush=True)
+        mode = resolve_mode(cfg.logger.mode, run_dir)
         config = _flatten(OmegaConf.to_container(cfg, resolve=True))
         tags = [f"{k}={meta[k]}" for k in ("model", "mask", "dataset", "seed") if k in meta]
         self.run = wandb.init(
@@ -77,14 +93,24 @@ class WandbTracker(Tracker):
         self.run.define_metric("*", step_metric="epoch")
         self.run.define_metric("test/top1", summary="max,last", step_metric="epoch")
         self.run.define_metric("train/loss", summary="min,last", step_metric="epoch")
+        self.best: Optional[float] = None
 
     @property
     def run_id(self) -> Optional[str]:
         return self.run.id
 
     def log_epoch(self, row: dict) -> None:
-        self.run.log({"epoch": row["epoch"], "train/loss": row["train_loss"], "test/top1": row["test_top1"],
-                      "lr": row["lr"], "train/img_per_s": row["img_per_s"]})
+        epoch = row["epoch"] + 1                      # epochs completed
+        self.run.log({"epoch": epoch, "train/loss": row["train_loss"], "test/top1": row["test_top1"],
+                      "lr": row["lr"], "train/img_per_s": row["img_per_s"],
+                      "train/epoch_s": row.get("epoch_s")})
+        if self.best is None:                          # resumed runs: the best so far is in the summary
+            prev = self.run.summary.get("test/top1_best")
+            self.best = prev if isinstance(prev, (int, float)) else None
+        if self.best is None or row["test_top1"] > self.best:
+            self.best = row["test_top1"]
+            self.run.summary["test/top1_best"] = row["test_top1"]
+            self.run.summary["test/top1_best_epoch"] = epoch
 
     def log_summary(self, **summary) -> None:
         for k, v in summary.items():
@@ -94,6 +120,17 @@ class WandbTracker(Tracker):
         payload = {k: self.wandb.Image(v) for k, v in images.items()}
         if step is not None:
             payload["epoch"] = step
+        self.run.log(payload)
+
+    def log_mask_snapshot(self, image_path, columns: list, rows: list, epochs_done: int) -> None:
+        wandb = self.wandb
+        payload = {"epoch": epochs_done,
+                   "masks/central_query": wandb.Image(str(image_path), caption=f"after {epochs_done} epoch(s)")}
+        if rows:
+            payload["masks/gmm_params"] = wandb.Table(columns=list(columns), data=[list(r) for r in rows])
+            i_sigma, i_alpha = columns.index("sigma"), columns.index("alpha")
+            payload["masks/sigma"] = wandb.Histogram([r[i_sigma] for r in rows])
+            payload["masks/alpha"] = wandb.Histogram([r[i_alpha] for r in rows])
         self.run.log(payload)
 
     def finish(self, failed: bool = False) -> None:
@@ -125,6 +162,9 @@ class _Guarded(Tracker):
     def log_images(self, images, step=None):
         self._call("log_images", images, step)
 
+    def log_mask_snapshot(self, image_path, columns, rows, epochs_done):
+        self._call("log_mask_snapshot", image_path, columns, rows, epochs_done)
+
     def finish(self, failed=False):
         self._call("finish", failed)
 
@@ -141,3 +181,82 @@ def build_tracker(cfg: DictConfig, run_dir: Path, run_id: Optional[str], meta: d
     except Exception as exc:
         print(f"[gmmvit] W&B could not start ({type(exc).__name__}: {exc}); training without it", flush=True)
         return Tracker()
+
+
+# --- reading an offline run back (tests, checks) without a W&B server --------------------------
+_LOG_BLOCK = 32768
+_LOG_HEADER = 7        # ":W&B", magic 0xBEE1, version
+
+
+def _log_records(path: Path):
+    """The raw records of a W&B transaction log (``run-<id>.wandb``, a leveldb-style log)."""
+    data = Path(path).read_bytes()
+    if data[:4] != b":W&B":
+        raise ValueError(f"{path} is not a W&B transaction log")
+    pos, pending = _LOG_HEADER, b""
+    while pos + 7 <= len(data):
+        left = _LOG_BLOCK - pos % _LOG_BLOCK
+        if left < 7:
+            pos += left
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if kind == 0 and length == 0:               # zero padding to the end of a block
+            pos += left
+            continue
+        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        if kind == 1:                               # full
+            yield chunk
+        elif kind == 2:                             # first
+            pending = chunk
+        elif kind == 3:                             # middle
+            pending += chunk
+        elif kind == 4:                             # last
+            yield pending + chunk
+            pending = b""
+
+
+def _set_nested(d: dict, keys: list, value) -> None:
+    for k in keys[:-1]:
+        d = d.setdefault(k, {})
+    d[keys[-1]] = value
+
+
+def read_offline_run(run_path: Path) -> dict:
+    """``{"run", "summary", "history", "config", "complete"}`` of an offline run (``.../wandb/offline-run-*``).
+
+    ``complete`` says the exit record is there: W&B's service may still be writing the log for a
+    moment after ``run.finish()`` returns.
+    """
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    run_path = Path(run_path)
+    log = next(run_path.glob("run-*.wandb"))
+    summary: dict = {}
+    history: list[dict] = []
+    config: dict = {}
+    run: dict = {}
+    complete = False
+    for raw in _log_records(log):
+        record = pb.Record()
+        record.ParseFromString(raw)
+        kind = record.WhichOneof("record_type")
+        if kind == "summary":
+            for item in record.summary.update:
+                keys = list(item.nested_key) or [item.key]
+                _set_nested(summary, keys, json.loads(item.value_json))
+        elif kind == "history":
+            row = {}
+            for item in record.history.item:
+                row["/".join(item.nested_key) or item.key] = json.loads(item.value_json)
+            history.append(row)
+        elif kind == "exit":
+            complete = True
+        if kind == "run":
+            r = record.run
+            run = {"id": r.run_id, "project": r.project, "group": r.run_group, "job_type": r.job_type,
+                   "tags": list(r.tags), "name": r.display_name}
+        if kind in ("run", "config"):
+            cfg = record.run.config if kind == "run" else record.config
+            for item in cfg.update:
+                config[item.key] = json.loads(item.value_json)
+    return {"run": run, "summary": summary, "history": history, "config": config, "complete": complete}

@@ -1,0 +1,173 @@
+"""`make table` (python -m gmmvit.table) on a sweep of REAL tiny runs made here.
+
+The sweep (ViT shrunk to one block, one epoch of 256 digits images):
+  digits: none x seeds 0, 1; gmm x seeds 0, 1 (finished); gmm seed 2 killed before its first
+  epoch ended (incomplete); elm seed 0 with lr 1e30 (failed: NaN loss); elm seeds 1, 2 missing.
+  fashion_mnist: none seed 0 only, so every other cell of that column is missing.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import statistics
+import time
+
+import pytest
+
+from conftest import compose_cfg
+from gmmvit import table as table_lib
+from gmmvit.train import train
+
+TINY = ["model.depth=1", "model.embed_dim=32", "model.num_heads=2", "recipe.epochs=1", "recipe.batch_size=64",
+        "recipe.warmup_epochs=0", "recipe.passes_per_epoch=1", "limit_train=256", "limit_test=128", "threads=1",
+        "logger=none", "sweep=tabletest"]
+SILENT_S = 7 * 3600
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182}     # t quantiles for n-1 degrees of freedom
+
+
+class Killed(Exception):
+    pass
+
+
+def _run(sweep, name, overrides, data_dir):
+    cfg = compose_cfg([*TINY, *overrides], run_dir=sweep / name, data_dir=data_dir)
+    return train(cfg)
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory, data_dir):
+    sweep = tmp_path_factory.mktemp("tables") / "sweep"
+    for mask in ("none", "gmm"):
+        for seed in (0, 1):
+            assert _run(sweep, f"mask={mask},seed={seed}", ["dataset=digits", f"mask={mask}", f"seed={seed}"],
+                        data_dir)["status"] == "finished"
+    failed = _run(sweep, "mask=elm,seed=0", ["dataset=digits", "mask=elm", "seed=0",
+                                             "recipe.optimizer.lr=1e30"], data_dir)
+    assert failed["status"] == "failed" and "loss became" in failed["reason"]
+    # a job killed during its first epoch: config.yaml and a "running" metrics.json, no epoch done
+    import gmmvit.train as train_mod
+
+    def killed(*a, **k):
+        raise Killed()
+
+    original, train_mod.evaluate = train_mod.evaluate, killed
+    try:
+        with pytest.raises(Killed):
+            _run(sweep, "mask=gmm,seed=2", ["dataset=digits", "mask=gmm", "seed=2"], data_dir)
+    finally:
+        train_mod.evaluate = original
+    silent_since = time.time() - SILENT_S          # and silent since: longer than any first epoch
+    for f in ("metrics.json", "config.yaml"):
+        os.utime(sweep / "mask=gmm,seed=2" / f, (silent_since, silent_since))
+    assert _run(sweep, "dataset=fashion_mnist,mask=none,seed=0",
+                ["dataset=fashion_mnist", "mask=none", "seed=0"], data_dir)["status"] == "finished"
+    return sweep
+
+
+def _metrics(sweep, name):
+    return json.loads((sweep / name / "metrics.json").read_text())
+
+
+def _csv_rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def _row(rows, mask, dataset, kind="accuracy"):
+    [r] = [r for r in rows if r["mask"] == mask and r["dataset"] == dataset and r["row"] == kind]
+    return r
+
+
+def test_table_numbers_markings_and_files(sweep, capsys):
+    assert table_lib.main([str(sweep)]) == 0
+    printed = capsys.readouterr().out
+    for name in table_lib.OUTPUTS:
+        assert (sweep / name).is_file() and (sweep / name).stat().st_size > 0, name
+    md = (sweep / "table.md").read_text()
+    assert md in printed
+
+    rows = _csv_rows(sweep / "table.csv")
+    best = {(m, s): _metrics(sweep, f"mask={m},seed={s}")["final"]["best_top1"] for m in ("none", "gmm")
+            for s in (0, 1)}
+    for mask in ("none", "gmm"):
+        values = [best[(mask, 0)], best[(mask, 1)]]
+        r = _row(rows, mask, "digits")
+        assert int(r["n"]) == 2
+        assert float(r["mean"]) == pytest.approx(statistics.mean(values))
+        assert float(r["std"]) == pytest.approx(statistics.stdev(values))
+        text = f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f} (n=2"
+        assert text in md
+    # the gain, paired by seed, with a 95% t-interval (df = 1)
+    diffs = [best[("gmm", s)] - best[("none", s)] for s in (0, 1)]
+    mean = sum(diffs) / 2
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1))
+    half = T_975[1] * sd / math.sqrt(2)
+    g = _row(rows, "gmm", "digits", "gain_vs_none")
+    assert int(g["n"]) == 2
+    assert float(g["mean"]) == pytest.approx(mean)
+    assert float(g["ci95_low"]) == pytest.approx(mean - half)
+    assert float(g["ci95_high"]) == pytest.approx(mean + half)
+    assert f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}] (n=2)" in md
+
+    # the markings: failed with its reason, missing seeds and cells, the killed run
+    reason = _metrics(sweep, "mask=elm,seed=0")["reason"]
+    assert f"failed: vit/elm/digits seed 0: {reason}" in md
+    assert "missing: vit/elm/digits seed 1, 2" in md
+    assert "missing: vit/none/digits seed 2" in md
+    assert "incomplete: vit/gmm/digits seed 2 (0/1 epochs" in md
+    elm = _row(rows, "elm", "digits")
+    assert (elm["n"], elm["failed"], elm["missing_seeds"]) == ("0", "1", "1 2")
+    gmm = _row(rows, "gmm", "digits")
+    assert (gmm["incomplete"], gmm["seeds"]) == ("1", "0 1")
+    for mask in ("gmm", "elm"):                     # never run on fashion_mnist, where `none` was
+        assert _row(rows, mask, "fashion_mnist")["n"] == "0"
+        assert f"missing: vit/{mask}/fashion_mnist seed 0" in md
+    line = next(l for l in md.splitlines() if l.startswith("| vit | none |"))
+    assert "(n=1)" in line.split("|")[3]                 # fashion_mnist column
+    gmm_line = next(l for l in md.splitlines() if l.startswith("| vit | gmm |"))
+    assert gmm_line.split("|")[3].strip() == "missing"
+    assert "selected on the test set" in md
+    tex = (sweep / "table.tex").read_text()
+    assert "\\toprule" in tex and "\\bottomrule" in tex and "\\midrule" in tex
+    assert (sweep / "table.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_final_flag_uses_the_last_epoch(sweep, capsys):
+    assert table_lib.main([str(sweep), "--final"]) == 0
+    out = capsys.readouterr().out
+    assert "last-epoch test top-1" in out and "no selection on the test set" in out
+    finals = [_metrics(sweep, f"mask=none,seed={s}")["final"]["final_top1"] for s in (0, 1)]
+    assert float(_row(_csv_rows(sweep / "table.csv"), "none", "digits")["mean"]) == pytest.approx(
+        statistics.mean(finals))
+    table_lib.main([str(sweep)])                     # leave the best-epoch table behind
+
+
+def test_running_until_silent_then_incomplete(sweep):
+    run = sweep / "mask=gmm,seed=2"
+    assert table_lib.read_run(run).state == "incomplete"               # silent for 7 h, no epoch done
+    assert table_lib.read_run(run, now=time.time() - SILENT_S + 3600).state == "running"
+    assert table_lib.read_run(run, stale_after=SILENT_S + 3600).state == "running"
+
+
+def test_paper_numbers_beside_cells():
+    runs = [table_lib.Run(path=None, model="vit", mask=m, dataset="cifar10", seed=s, state="finished",
+                          epochs=1, done=1, best=b, final=b, params=2_692_426, macs=170_000_000)
+            for m, s, b in (("none", 0, 93.0), ("none", 1, 94.0), ("gmm", 0, 95.0), ("gmm", 1, 95.5))]
+    text, t = table_lib.build(table_lib.Path("unused"), runs, write=False)
+    assert "93.50 ± 0.71 (n=2) [paper 93.65, Δ -0.15]" in text
+    assert "+1.75 [-1.43, +4.93] (n=2) [paper +1.41, Δ +0.34]" in text
+    assert "[paper 2.7M]" in text
+
+
+def test_nothing_finished_is_one_line(sweep, tmp_path, capsys):
+    only = tmp_path / "failed_only"
+    shutil.copytree(sweep / "mask=elm,seed=0", only / "mask=elm,seed=0")
+    assert table_lib.main([str(only)]) == 0
+    out = capsys.readouterr().out.strip()
+    assert len(out.splitlines()) == 1 and "nothing finished yet (1 failed)" in out
+    assert not (only / "table.md").exists()
+    assert table_lib.main([str(tmp_path / "absent")]) == 1

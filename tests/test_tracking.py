@@ -1,0 +1,129 @@
+"""W&B tracking in real offline mode, mask figures, and the rule that tracking never stops a run."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from conftest import compose_cfg
+from gmmvit import tracking
+from gmmvit.figures import snapshot_epochs
+from gmmvit.train import train
+
+TINY = ["dataset=digits", "model.depth=1", "model.embed_dim=32", "model.num_heads=2", "recipe.batch_size=64",
+        "recipe.warmup_epochs=0", "recipe.passes_per_epoch=1", "limit_train=256", "limit_test=128",
+        "threads=1", "sweep=tracktest", "seed=3"]
+
+
+@pytest.fixture
+def no_wandb_account(monkeypatch, tmp_path):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no.netrc"))
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_dir"))
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb_cache"))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb_config"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+
+
+def test_offline_run_summary_config_and_mask_images(tmp_path, data_dir, no_wandb_account):
+    run_dir = tmp_path / "sweep" / "mask=gmm"
+    cfg = compose_cfg([*TINY, "mask=gmm", "recipe.epochs=2", "logger=wandb", "logger.mode=offline",
+                       "logger.mask_figures=1"], run_dir=run_dir, data_dir=data_dir)
+    result = train(cfg)
+    assert result["status"] == "finished"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+
+    [offline] = list((run_dir / "wandb").glob("offline-run-*"))
+    deadline = time.time() + 60          # W&B's service may finish writing a moment after finish()
+    while not (logged := tracking.read_offline_run(offline))["complete"] and time.time() < deadline:
+        time.sleep(0.5)
+    assert logged["complete"], "the offline run log has no exit record"
+    run, summary, history, config = logged["run"], logged["summary"], logged["history"], logged["config"]
+    assert run["id"] == metrics["wandb_id"]
+    assert run["group"] == "tracktest" and run["job_type"] == "vit-gmm" and run["project"] == "gmmvit"
+    assert set(run["tags"]) >= {"model=vit", "mask=gmm", "dataset=digits", "seed=3"}
+    # the summary holds the best top-1 (test/top1.max) and its epoch, params and MACs
+    assert summary["test/top1"]["max"] == pytest.approx(metrics["final"]["best_top1"])
+    assert summary["test/top1"]["last"] == pytest.approx(metrics["final"]["final_top1"])
+    assert summary["test/top1_best"] == pytest.approx(metrics["final"]["best_top1"])
+    assert summary["test/top1_best_epoch"] == metrics["final"]["best_epoch"] + 1   # epochs completed
+    assert summary["params"] == metrics["params"] and summary["macs"] == metrics["macs"]
+    assert summary["final/best_top1"] == pytest.approx(metrics["final"]["best_top1"])
+    # the flattened resolved config
+    assert config["model.name"] == "vit" and config["mask.name"] == "gmm" and config["recipe.epochs"] == 2
+    assert config["model.embed_dim"] == 32 and config["seed"] == 3
+    # per-epoch curves
+    epochs = [h for h in history if "test/top1" in h]
+    assert [h["epoch"] for h in epochs] == [1, 2]
+    for h, row in zip(epochs, metrics["history"]):
+        assert h["test/top1"] == pytest.approx(row["test_top1"])
+        assert h["train/loss"] == pytest.approx(row["train_loss"])
+        assert h["lr"] == pytest.approx(row["lr"]) and h["train/img_per_s"] > 0
+
+    # masks: at the start, once during training (mask_figures=1 -> after epoch 1), at the end
+    pngs = sorted(p.name for p in (run_dir / "masks").glob("*.png"))
+    assert pngs == ["epoch_000.png", "epoch_001.png", "epoch_002.png"]
+    params_csv = (run_dir / "masks" / "gmm_params.csv").read_text().splitlines()
+    assert params_csv[0] == "epochs_done,layer,head,kernel,sigma,alpha"
+    assert len(params_csv) == 1 + 3 * 5 * 2                 # 3 snapshots x K=5 x 2 heads x 1 layer
+    media = offline / "files" / "media"
+    assert len(list((media / "images").rglob("*.png"))) >= 2   # identical images share one file
+    assert list((media / "table").rglob("*.table.json"))
+    masks_logged = [h for h in history if "masks/central_query/path" in h]
+    assert [h["epoch"] for h in masks_logged] == [0, 1, 2]
+    assert all("masks/sigma/bins" in h and "masks/alpha/values" in h for h in masks_logged)
+
+
+def test_mask_pngs_without_wandb_and_none_mask_draws_nothing(tmp_path, data_dir):
+    elm = tmp_path / "elm"
+    train(compose_cfg([*TINY, "mask=elm", "recipe.epochs=1", "logger=none"], run_dir=elm, data_dir=data_dir))
+    assert sorted(p.name for p in (elm / "masks").glob("*.png")) == ["epoch_000.png", "epoch_001.png"]
+    assert not (elm / "wandb").exists()
+    assert not (elm / "masks" / "gmm_params.csv").exists()        # ELM has no sigma/alpha
+    none = tmp_path / "none"
+    train(compose_cfg([*TINY, "mask=none", "recipe.epochs=1", "logger=none"], run_dir=none, data_dir=data_dir))
+    assert not (none / "masks").exists()
+
+
+def test_snapshot_epochs_evenly_spaced():
+    assert snapshot_epochs(100, 4) == [20, 40, 60, 80]
+    assert snapshot_epochs(2, 4) == [1]
+    assert snapshot_epochs(1, 4) == [] and snapshot_epochs(10, 0) == []
+
+
+def test_auto_mode_without_key_is_offline_with_one_notice(no_wandb_account, tmp_path, capsys):
+    assert tracking.resolve_mode("auto", tmp_path) == "offline"
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and "offline" in out[0] and "wandb sync" in out[0]
+    assert tracking.resolve_mode("disabled", tmp_path) == "disabled"
+
+
+def test_wandb_failures_never_stop_a_run(monkeypatch, tmp_path, capsys):
+    cfg = compose_cfg(["logger=wandb", "logger.mode=offline"], run_dir=tmp_path)
+    import wandb
+
+    def broken_init(*a, **k):
+        raise RuntimeError("no W&B today")
+
+    monkeypatch.setattr(wandb, "init", broken_init)
+    tracker = tracking.build_tracker(cfg, tmp_path, None, {"sweep": "s"})
+    assert type(tracker) is tracking.Tracker and tracker.run_id is None
+    assert "training without it" in capsys.readouterr().out
+
+    class Flaky(tracking.Tracker):
+        calls = 0
+
+        def log_epoch(self, row):
+            Flaky.calls += 1
+            raise OSError("disk full")
+
+    guarded = tracking._Guarded(Flaky())
+    for _ in range(3):
+        guarded.log_epoch({})
+    guarded.log_summary(a=1)
+    guarded.finish()
+    assert Flaky.calls == 1 and guarded.run_id is None
+    assert capsys.readouterr().out.count("tracking off") == 1
+    assert type(tracking.build_tracker(compose_cfg(["logger=none"]), tmp_path, None, {})) is tracking.Tracker
