@@ -78,6 +78,8 @@ class TokenTransformer(nn.Module):
 
 
 class T2TBlock(MaskedBlock):
+    """The authors' blocks reuse the token transformer's attention, which returns proj(...) + its input."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.norm1(x)
         x = x + self.drop_path(self.attn(h) + h)
