@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gmmvit import fast
 from gmmvit.masks import AttentionMask, NoMask
 
 
@@ -58,6 +59,8 @@ class MaskedAttention(nn.Module):
             if extra_bias is not None:
                 bias = extra_bias if bias is None else bias + extra_bias
             return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=drop)
+        if fast.use_flex(q, mask, drop):  # CUDA: one fused FlexAttention kernel (gmmvit.fast)
+            return fast.flex_masked_attention(q, k, v, mask.full(), self.scale, extra_bias)
         scores = (q * self.scale) @ k.transpose(-2, -1)
         scores = mask(scores)
         if extra_bias is not None:

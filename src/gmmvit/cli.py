@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
+from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from gmmvit.data import DatasetUnavailable
@@ -23,9 +25,58 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("run_name", run_name)
 
 
+def user_error(exc: BaseException):
+    """The user error behind ``exc`` (Hydra's instantiate wraps them), or None."""
+    while exc is not None:
+        if isinstance(exc, USER_ERRORS):
+            return exc
+        exc = exc.__cause__
+    return None
+
+
+def fail(message: str) -> None:
+    print(f"gmmvit: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
 def guarded(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
-    except USER_ERRORS as exc:
-        print(f"gmmvit: error: {exc}", file=sys.stderr, flush=True)
-        sys.exit(2)
+    except Exception as exc:
+        cause = user_error(exc)
+        if cause is None:
+            raise
+        fail(str(cause))
+
+
+def check_writable(folder) -> None:
+    """Create ``folder`` and write a probe file in it; one line naming the fix when that fails."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-probe-{__import__('os').getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"output folder {folder} is not writable ({exc.strerror or exc}); run from a writable "
+            "checkout or point hydra.run.dir / hydra.sweep.dir at a writable folder") from None
+
+
+class Preflight(Callback):
+    """Hydra callback: the output folder must be writable before any job starts."""
+
+    def _check(self, config, key: str) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        HydraConfig.instance().set_config(config)
+        try:
+            check_writable(OmegaConf.select(config, key))
+        except ConfigError as exc:
+            fail(str(exc))
+
+    def on_run_start(self, config, **kwargs) -> None:
+        self._check(config, "hydra.run.dir")
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        self._check(config, "hydra.sweep.dir")

@@ -51,7 +51,7 @@ def write_json(path: Path, data: dict) -> None:
 def read_json(path: Path) -> Optional[dict]:
     try:
         return json.loads(Path(path).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
         return None
 
 

@@ -21,9 +21,12 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from gmmvit import data as data_lib
+from gmmvit import fast, gpu_data
 from gmmvit.complexity import count_macs, count_params
+from gmmvit.figures import MaskFigures
 from gmmvit.recipe import build_criterion, build_mixup, build_optimizer, build_scheduler
-from gmmvit.records import (STATUS_FAILED, STATUS_FINISHED, STATUS_RUNNING, RunRecord,
+from gmmvit.cli import check_writable
+from gmmvit.records import (STATUS_FAILED, STATUS_FINISHED, STATUS_RUNNING, CheckpointError, RunRecord,
                             load_checkpoint, save_checkpoint)
 from gmmvit.tracking import build_tracker
 
@@ -95,17 +98,21 @@ def train(cfg: DictConfig) -> dict:
         print(f"[gmmvit] {run_dir} already finished (best top-1 {record.data['final'].get('best_top1')}); "
               "skipping", flush=True)
         return record.data
-    run_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(run_dir)  # an unwritable output folder ends here, before any data or training
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 
     # --- machine --------------------------------------------------------------------------
     device = pick_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    fast.set_attention(cfg.get("attention", "auto"))  # FlexAttention for the mul mask on CUDA
     seed_everything(cfg.seed, cfg.deterministic)
     use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
     autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)  # noqa: E731
     recipe, ds = cfg.recipe, cfg.dataset
+
+    # the model first: a size it cannot take ends the run before any data is loaded
+    model = build_model(cfg)
 
     # --- data -----------------------------------------------------------------------------
     train_split, test_split = data_lib.load_splits(ds)
@@ -120,12 +127,14 @@ def train(cfg: DictConfig) -> dict:
     train_loader = DataLoader(train_set, batch_size=recipe.batch_size, sampler=sampler,
                               drop_last=recipe.drop_last, **loader_kw)
     test_loader = DataLoader(test_set, batch_size=2 * recipe.batch_size, shuffle=False, **loader_kw)
+    # CIFAR-sized data on the GPU as uint8, augmented per batch there (gmmvit.gpu_data)
+    train_loader = gpu_data.gpu_train_loader(cfg.get("data_on_gpu", "auto"), train_split, ds, recipe, device,
+                                             sampler) or train_loader
     if len(train_loader) == 0:
         raise ValueError(f"no full batch of {recipe.batch_size} in {len(train_set)} training images: "
                          "lower recipe.batch_size or raise limit_train")
 
     # --- model and recipe -----------------------------------------------------------------
-    model = build_model(cfg)
     params, macs = count_params(model), count_macs(model, ds.img_size, ds.channels)
     model.to(device)
     optimizer = build_optimizer(recipe, model)
@@ -145,12 +154,18 @@ def train(cfg: DictConfig) -> dict:
         start_epoch, wall_before, wandb_id = state["epoch"], state["wall_s"], state.get("wandb_id")
         record.truncate(start_epoch)
         print(f"[gmmvit] resuming {run_dir.name} from epoch {start_epoch}", flush=True)
+    elif any(r["epoch"] >= 1 for r in record.history):
+        # epochs were recorded, so checkpoints were written: starting over would overwrite history
+        raise CheckpointError(f"{run_dir} records {len(record.history)} epochs but has no checkpoint; "
+                              f"restore checkpoint.pt or delete {run_dir} to retrain this run from scratch")
     meta = {"model": cfg.model.name, "mask": cfg.mask.name, "dataset": ds.name, "seed": cfg.seed,
             "sweep": cfg.sweep, "name": run_dir.name}
     tracker = build_tracker(cfg, run_dir, wandb_id, meta)
     record.update(status=STATUS_RUNNING, reason=None, meta=meta, params=params, macs=macs,
                   epochs=recipe.epochs, wandb_id=tracker.run_id)
     tracker.log_summary(params=params, macs=macs)
+    mask_figures = MaskFigures(cfg, model, run_dir, tracker)  # GMM/ELM: masks/epoch_XXX.png (+ W&B)
+    mask_figures.start(start_epoch)
 
     # --- loop -----------------------------------------------------------------------------
     started = time.time()
@@ -184,6 +199,7 @@ def train(cfg: DictConfig) -> dict:
                    "epoch_s": time.time() - t0}
             record.add_epoch(row)
             tracker.log_epoch(row)
+            mask_figures.after_epoch(epoch + 1)
             save_checkpoint(run_dir, {
                 "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "rng": rng_state(),
@@ -202,6 +218,7 @@ def train(cfg: DictConfig) -> dict:
     final = {"best_top1": best["test_top1"] if best else math.nan, "best_epoch": best["epoch"] if best else None,
              "final_top1": history[-1]["test_top1"] if history else math.nan,
              "params": params, "macs": macs, "wall_s": wall_before + time.time() - started}
+    mask_figures.end(recipe.epochs)
     record.update(status=STATUS_FINISHED, final=final)
     tracker.log_summary(**{f"final/{k}": v for k, v in final.items()})
     tracker.finish()

@@ -1,0 +1,69 @@
+"""`make bench` in CI size: the report's tables have the expected rows and columns."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gmmvit import bench
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "bench.md"
+    cmd = [sys.executable, "-m", "gmmvit.bench", "--tiny", "--models", "vit", "--masks", "none,gmm",
+           "--out", str(out)]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=170, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout, out.read_text()
+
+
+def test_tiny_bench_prints_command_machine_and_step_table(tiny_report):
+    stdout, written = tiny_report
+    assert written in stdout                              # --out writes the same markdown
+    assert "python -m gmmvit.bench --tiny --models vit --masks none,gmm" in stdout
+    machine = next(line for line in stdout.splitlines() if line.startswith("- machine:"))
+    assert "CPU" in machine and "torch threads" in machine and "torch 2." in machine and "GPU" in machine
+    header, rows = bench.parse_markdown_table(stdout, "model")
+    assert header == bench.STEP_HEADER
+    assert [(r[0], r[1]) for r in rows] == [("vit", "none"), ("vit", "gmm")]
+    none, gmm = rows
+    assert float(none[2].replace(",", "")) > 0 and float(gmm[2].replace(",", "")) > 0
+    assert none[4] == "-" and gmm[4].endswith("%")        # the mask's overhead over the same model
+    assert none[5] == "110" and gmm[5] == "106"           # SPEC.md's authors' figures beside ours
+    assert gmm[6] == "+3.8%"
+    assert none[7] == "2,692,426"                         # the paper's ViT, built through the config
+
+
+def test_tiny_bench_loader_table_has_every_dataset(tiny_report):
+    stdout, _ = tiny_report
+    header, rows = bench.parse_markdown_table(stdout, "dataset")
+    assert header == bench.LOADER_HEADER
+    datasets = [r[0] for r in rows]
+    assert datasets == bench.available(bench.DATASETS, "dataset")
+    for r in rows:
+        assert "error" not in r, r
+        assert all(float(c.replace(",", "")) > 0 for c in r[2:5])
+    cifar = rows[datasets.index("cifar10")]
+    assert cifar[1] == "3x32x32" and "4,300" in cifar[5]
+    assert "End-to-end" not in stdout                     # no GPU here: no epoch table
+
+
+def test_render_marks_failures_without_losing_rows():
+    steps = [{"model": "vit", "mask": "none", "img_s": 100.0, "step_ms": 1280.0, "params": 1},
+             {"model": "vit", "mask": "gmm", "error": "RuntimeError: boom"}]
+    text = bench.render("cmd", "machine", "settings", steps, [], [])
+    _, rows = bench.parse_markdown_table(text, "model")
+    assert rows[1][:3] == ["vit", "gmm", "error"] and "boom" in rows[1][-1]
+
+
+def test_unknown_model_is_one_line_error():
+    with pytest.raises(SystemExit, match="no conf/model/nosuch.yaml"):
+        bench.main(["--models", "nosuch", "--no-loader"])
