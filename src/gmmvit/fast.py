@@ -80,8 +80,17 @@ def use_flex(q: torch.Tensor, mask, dropout: float = 0.0) -> bool:
     return q.is_cuda and q.shape[-2] >= FLEX_MIN_TOKENS
 
 
+# One kernel is compiled per attention shape (batch, heads, tokens, head dim): a model such as T2T
+# has several, times the train, last and eval batch sizes. Dynamo's default limit of 8 would send
+# the rest to the unfused eager path, many times slower.
+FLEX_RECOMPILE_LIMIT = 64
+
+
 @functools.lru_cache(maxsize=None)
 def _compiled_flex():
+    import torch._dynamo.config as dynamo_config
+
+    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, FLEX_RECOMPILE_LIMIT)
     return torch.compile(_flex_attention, dynamic=False)
 
 

@@ -31,6 +31,9 @@ from gmmvit.records import (STATUS_FAILED, STATUS_FINISHED, STATUS_RUNNING, Chec
 from gmmvit.tracking import build_tracker
 
 
+DIVERGENCE_CHECK_EVERY = 10  # steps
+
+
 class TrainingDiverged(RuntimeError):
     pass
 
@@ -181,7 +184,9 @@ def train(cfg: DictConfig) -> dict:
                     images, targets = mixup(images, targets)
                 with autocast():
                     loss = criterion(step_model(images), targets)
-                if not torch.isfinite(loss):
+                loss_sum += loss.detach() * images.shape[0]
+                # reading the loss on the host stalls a GPU: look only every few steps
+                if step % DIVERGENCE_CHECK_EVERY == 0 and not torch.isfinite(loss):
                     raise TrainingDiverged(f"loss became {loss.item()} at epoch {epoch} step {step}")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -191,7 +196,9 @@ def train(cfg: DictConfig) -> dict:
                 step += 1
                 scheduler.step_update(step)
                 seen += images.shape[0]
-                loss_sum += loss.item() * images.shape[0]
+            loss_sum = float(loss_sum)
+            if not math.isfinite(loss_sum):
+                raise TrainingDiverged(f"loss became {loss_sum} during epoch {epoch}")
             train_s = time.time() - t0
             top1 = evaluate(model, test_loader, device, autocast)
             row = {"epoch": epoch, "train_loss": loss_sum / seen, "test_top1": top1,
