@@ -1,0 +1,182 @@
+"""`make paper`: the paper's whole table (5 models x {none, elm, gmm} x 4 datasets x seeds) on one launcher.
+
+    python -m gmmvit.launch [--launcher local|slurm|ray_gpus] [--seeds 0,1,2] [--dry] [override ...]
+
+Without ``--dry`` it runs ``src/train.py -m experiment=paper <grid> hydra/launcher=<launcher> <overrides>``:
+one Hydra multirun into ``multirun/paper/<overrides>/``. Relaunching it skips finished runs and
+resumes interrupted ones (train() does both from the run folders). ``--dry`` lists the jobs, which
+are finished, running (epochs done) or failed, reading ``metrics.json``, and estimates the GPU-hours
+left from the paper recipe's length and a per-model training throughput: the median ``img_per_s``
+already measured by this sweep's runs of that model, otherwise the assumption in ``GPU_IMG_PER_S``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+REPO = Path(__file__).resolve().parents[2]
+CONF = REPO / "conf"
+
+MODELS = ["vit", "swin", "cait", "pit", "t2t"]
+MASKS = ["none", "elm", "gmm"]
+DATASETS = ["cifar10", "cifar100", "svhn", "tinyimagenet"]
+
+# images per training pass / per test pass (the authors train SVHN on its train split only)
+TRAIN_SIZE = {"cifar10": 50_000, "cifar100": 50_000, "svhn": 73_257, "tinyimagenet": 100_000,
+              "fashion_mnist": 60_000, "digits": 1_437}
+TEST_SIZE = {"cifar10": 10_000, "cifar100": 10_000, "svhn": 26_032, "tinyimagenet": 10_000,
+             "fashion_mnist": 10_000, "digits": 360}
+
+# ASSUMED training throughput on one H100-class GPU (bf16 autocast, batch 128, 32px, loader not the
+# bottleneck), img/s. Not measured here: scaled from the SPEC's measured CPU speeds (ViT 110, Swin 92,
+# CaiT-tiny 43, PiT 65, T2T 50 img/s), with deep models (CaiT: 26 layers) paying more per-kernel
+# overhead on a GPU. The 64px Tiny-ImageNet configurations keep the token count (patch size doubles),
+# so the same figure is used. Replaced by measured figures as soon as runs of the sweep report them.
+GPU_IMG_PER_S = {"vit": 15_000, "swin": 9_000, "cait": 5_000, "pit": 9_000, "t2t": 6_000}
+DEFAULT_IMG_PER_S = 5_000
+EVAL_COST = 1 / 3  # a test image costs about a third of a training image (forward only)
+
+
+def csv(text: str) -> list[str]:
+    return [t.strip() for t in str(text).split(",") if t.strip()]
+
+
+def exclude_keys() -> list[str]:
+    cfg = OmegaConf.load(CONF / "config.yaml")
+    return list(cfg.hydra.job.config.override_dirname.exclude_keys)
+
+
+def run_name(overrides: list[str]) -> str:
+    """The folder Hydra gives a job with these task overrides (hydra.job.override_dirname)."""
+    from hydra._internal.config_loader_impl import get_overrides_dirname
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return get_overrides_dirname(parsed, exclude_keys(), item_sep=",", kv_sep="=") or "defaults"
+
+
+def recipe_length() -> tuple[float, float]:
+    recipe = OmegaConf.load(CONF / "recipe" / "paper.yaml")
+    return float(recipe.epochs), float(recipe.passes_per_epoch)
+
+
+def read_metrics(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_task_override(text: str) -> bool:
+    return not text.startswith(("hydra.", "hydra/", "+hydra", "~hydra", "-"))
+
+
+def jobs(args) -> list[dict]:
+    extra = [o for o in args.overrides if is_task_override(o)]
+    out = []
+    for model in csv(args.models):
+        for mask in csv(args.masks):
+            for dataset in csv(args.datasets):
+                for seed in csv(args.seeds):
+                    overrides = [f"model={model}", f"mask={mask}", f"dataset={dataset}", f"seed={seed}", *extra]
+                    out.append({"model": model, "mask": mask, "dataset": dataset, "seed": seed,
+                                "dir": Path(args.multirun) / args.sweep / run_name(overrides)})
+    return out
+
+
+def estimate(job: dict, m: dict | None, measured: dict, epochs: float, passes: float) -> float:
+    """GPU-hours this job still needs."""
+    total = float((m or {}).get("epochs") or epochs)
+    done = len((m or {}).get("history", [])) if (m or {}).get("status") != "failed" else 0
+    left = max(total - done, 0.0)
+    rate = measured.get(job["model"]) or GPU_IMG_PER_S.get(job["model"], DEFAULT_IMG_PER_S)
+    images = TRAIN_SIZE.get(job["dataset"], 50_000) * passes + EVAL_COST * TEST_SIZE.get(job["dataset"], 10_000)
+    return left * images / rate / 3600
+
+
+def dry_run(args) -> int:
+    epochs, passes = recipe_length()
+    listed = jobs(args)
+    records = {str(j["dir"]): read_metrics(j["dir"]) for j in listed}
+    measured: dict[str, float] = {}
+    for model in {j["model"] for j in listed}:
+        rates = [r["img_per_s"] for j in listed if j["model"] == model
+                 for r in (records[str(j["dir"])] or {}).get("history", []) if r.get("img_per_s")]
+        if rates:
+            measured[model] = statistics.median(rates)
+    counts = {"finished": 0, "running": 0, "failed": 0, "todo": 0}
+    hours = 0.0
+    print(f"{len(listed)} jobs in {Path(args.multirun) / args.sweep} (recipe: {epochs:g} epochs x "
+          f"{passes:g} passes; launcher: {args.launcher})")
+    for job in listed:
+        m = records[str(job["dir"])]
+        status = (m or {}).get("status") or "todo"
+        if status == "running":
+            detail = f"running, {len(m.get('history', []))}/{m.get('epochs', epochs):g} epochs"
+        elif status == "finished":
+            detail = f"finished, best top-1 {m.get('final', {}).get('best_top1', math.nan):.2f}"
+        elif status == "failed":
+            detail = f"failed: {m.get('reason')}"
+        else:
+            detail = "todo"
+        counts[status if status in counts else "todo"] += 1
+        left = estimate(job, m, measured, epochs, passes) if status != "finished" else 0.0
+        hours += left
+        print(f"  {job['model']:>5} {job['mask']:>4} {job['dataset']:>12} seed {job['seed']:>2}  "
+              f"{detail:<40} {left:7.2f} GPU-h  {job['dir'].name}")
+    print(", ".join(f"{v} {k}" for k, v in counts.items()) + f"; about {hours:.1f} GPU-hours left")
+    rates = ", ".join(f"{m} {measured[m]:.0f} (measured)" if m in measured else
+                      f"{m} {GPU_IMG_PER_S.get(m, DEFAULT_IMG_PER_S)} (assumed)" for m in csv(args.models))
+    print(f"training img/s per GPU: {rates}; failed runs count as starting over")
+    return 0
+
+
+def command(args) -> list[str]:
+    default_root = Path(args.multirun).resolve() == (REPO / "multirun").resolve()
+    sweep_dir = [] if default_root else [f"hydra.sweep.dir={Path(args.multirun) / args.sweep}"]
+    grid = [f"model={args.models}", f"mask={args.masks}", f"dataset={args.datasets}", f"seed={args.seeds}"]
+    return [sys.executable, str(REPO / "src" / "train.py"), "-m", "experiment=paper", f"sweep={args.sweep}",
+            *grid, f"hydra/launcher={args.launcher}", *sweep_dir, *args.overrides]
+
+
+def check_groups(args) -> None:
+    for group, names in (("model", args.models), ("mask", args.masks), ("dataset", args.datasets),
+                         ("hydra/launcher", args.launcher)):
+        for name in csv(names):
+            if group == "hydra/launcher" and name in ("basic", "submitit_local", "submitit_slurm", "ray", "joblib"):
+                continue
+            if not (CONF / group / f"{name}.yaml").exists():
+                sys.exit(f"gmmvit: error: no config conf/{group}/{name}.yaml; "
+                         f"choose from {sorted(p.stem for p in (CONF / group).glob('*.yaml'))}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m gmmvit.launch", description=__doc__.split("\n\n")[0])
+    p.add_argument("--launcher", default="local", help="conf/hydra/launcher preset: local, slurm, ray_gpus")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (SEEDS=0,1,2)")
+    p.add_argument("--models", default=",".join(MODELS))
+    p.add_argument("--masks", default=",".join(MASKS))
+    p.add_argument("--datasets", default=",".join(DATASETS))
+    p.add_argument("--sweep", default="paper")
+    p.add_argument("--multirun", default=str(REPO / "multirun"), help="where sweeps live")
+    p.add_argument("--dry", action="store_true", help="list the jobs, what is finished, GPU-hours left")
+    p.add_argument("overrides", nargs="*", help="more Hydra overrides, e.g. hydra.launcher.partition=gpu")
+    args = p.parse_args(argv)
+    if args.dry:
+        return dry_run(args)
+    check_groups(args)
+    cmd = command(args)
+    print("+ " + " ".join(cmd), flush=True)
+    return subprocess.call(cmd, cwd=REPO)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

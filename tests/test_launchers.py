@@ -1,0 +1,141 @@
+"""Launcher presets compose, the SLURM requeue contract holds, and `make paper` (gmmvit.launch) lists,
+estimates and launches the table, finding the same run folders as Hydra."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, compose_cfg
+from gmmvit import launch
+
+
+def hydra_cfg(overrides):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=True)
+
+
+def test_default_launcher_is_hydras_basic_sequential_one():
+    assert hydra_cfg([]).hydra.launcher._target_.endswith("BasicLauncher")
+    assert hydra_cfg(["hydra/launcher=local"]).hydra.launcher._target_.endswith("BasicLauncher")
+
+
+def test_slurm_preset_one_gpu_per_job_requeues_and_takes_partition_account():
+    launcher = hydra_cfg(["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.account=proj",
+                          "hydra.launcher.timeout_min=600"]).hydra.launcher
+    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert launcher.gpus_per_node == 1 and launcher.nodes == 1 and launcher.tasks_per_node == 1
+    assert launcher.partition == "gpu" and launcher.account == "proj" and launcher.timeout_min == 600
+    assert launcher.max_num_timeout > 0 and launcher.signal_delay_s > 0
+
+
+def test_submitit_checkpoint_requeues_the_same_job_with_the_same_arguments():
+    """What submitit calls on USR2: it must give back the same launcher call (train() then resumes)."""
+    import submitit
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
+
+    launcher = SlurmLauncher(submitit_folder="x", timeout_min=5)
+    args = (["model=vit", "mask=gmm"], "hydra.sweep.dir", 3, "job_id_for_3", {})
+    delayed = launcher.checkpoint(*args)
+    assert isinstance(delayed, submitit.helpers.DelayedSubmission)
+    assert delayed.function is launcher and delayed.args == args and delayed.kwargs == {}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None,
+                    reason="hydra-ray-launcher is an optional extra: pip install -e '.[ray]'")
+def test_ray_gpus_preset_takes_fractional_gpus():
+    launcher = hydra_cfg(["hydra/launcher=ray_gpus", "hydra.launcher.ray.remote.num_gpus=0.5"]).hydra.launcher
+    assert launcher._target_.endswith("RayLauncher")
+    assert launcher.ray.remote.num_gpus == 0.5 and launcher.ray.remote.max_calls == 1
+
+
+def test_ray_gpus_preset_declares_the_plugin_it_needs():
+    text = (REPO / "conf" / "hydra" / "launcher" / "ray_gpus.yaml").read_text()
+    assert "- ray" in text and "pip install -e '.[ray]'" in text
+    assert "hydra-ray-launcher" in (REPO / "pyproject.toml").read_text()
+
+
+def test_paper_experiment_is_the_table_grid_on_the_paper_recipe():
+    cfg = hydra_cfg(["experiment=paper"])
+    params = cfg.hydra.sweeper.params
+    assert params.model.split(",") == launch.MODELS and params.mask.split(",") == launch.MASKS
+    assert params.dataset.split(",") == launch.DATASETS
+    assert cfg.sweep == "paper" and cfg.recipe.name == "paper" and cfg.recipe.epochs == 100
+
+
+def dry(*argv):
+    out = subprocess.run([sys.executable, "-m", "gmmvit.launch", "--dry", *argv], cwd=REPO, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_dry_run_lists_the_table_reads_status_and_estimates_gpu_hours(tmp_path):
+    text = dry("--multirun", str(tmp_path), "--seeds", "0,1")
+    assert "120 jobs" in text and "0 finished" in text and "120 todo" in text
+    assert "(assumed)" in text
+    hours_all = float(text.split("about ")[1].split(" GPU-hours")[0])
+    assert hours_all > 0
+
+    # one finished run, one half-way: fewer GPU-hours, and their status is read from metrics.json
+    args = launch.main.__globals__["argparse"].Namespace(
+        models="vit", masks="gmm", datasets="cifar10", seeds="0,1", sweep="paper", multirun=str(tmp_path),
+        overrides=[])
+    finished, running = launch.jobs(args)
+    for job, m in ((finished, {"status": "finished", "final": {"best_top1": 93.5}, "epochs": 100,
+                               "history": [{"epoch": e, "img_per_s": 20000.0} for e in range(100)]}),
+                   (running, {"status": "running", "epochs": 100,
+                              "history": [{"epoch": e, "img_per_s": 20000.0} for e in range(50)]})):
+        job["dir"].mkdir(parents=True)
+        (job["dir"] / "metrics.json").write_text(json.dumps(m))
+    text = dry("--multirun", str(tmp_path), "--seeds", "0,1")
+    assert "1 finished, 1 running" in text and "finished, best top-1 93.50" in text and "50/100 epochs" in text
+    assert "vit 20000 (measured)" in text
+    assert float(text.split("about ")[1].split(" GPU-hours")[0]) < hours_all
+
+
+def test_make_paper_passes_launcher_seeds_and_dry():
+    out = subprocess.run(["make", "-n", "paper", "DRY=1", "SEEDS=0,1", "LAUNCHER=slurm"], cwd=REPO,
+                         capture_output=True, text=True)
+    assert "gmmvit.launch --launcher slurm --seeds 0,1 --dry" in out.stdout
+
+
+def test_launch_builds_the_multirun_command():
+    args = launch.main.__globals__["argparse"].Namespace(
+        models="vit,swin", masks="none,gmm", datasets="cifar10", seeds="0", sweep="paper",
+        multirun=str(REPO / "multirun"), launcher="slurm", overrides=["hydra.launcher.partition=gpu"])
+    cmd = launch.command(args)
+    assert cmd[1].endswith("src/train.py") and cmd[2] == "-m"
+    assert {"experiment=paper", "sweep=paper", "model=vit,swin", "mask=none,gmm", "dataset=cifar10", "seed=0",
+            "hydra/launcher=slurm", "hydra.launcher.partition=gpu"} <= set(cmd)
+
+
+@pytest.mark.timeout(170)
+def test_launch_runs_the_grid_and_dry_run_finds_the_same_folders(tmp_path):
+    tiny = ["model.depth=1", "model.embed_dim=32", "model.num_heads=2", "recipe.batch_size=32", "recipe.epochs=1",
+            "recipe.warmup_epochs=0", "recipe.passes_per_epoch=1", "limit_train=64", "limit_test=64", "threads=1",
+            "workers=0", "logger=none", f"paths.data={tmp_path / 'data'}"]
+    grid = ["--models", "vit", "--masks", "none,gmm", "--datasets", "digits", "--multirun", str(tmp_path / "mr")]
+    out = subprocess.run([sys.executable, "-m", "gmmvit.launch", *grid, *tiny], cwd=REPO, capture_output=True,
+                         text=True, timeout=160)
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = dry(*grid, *tiny)
+    assert "2 finished, 0 running, 0 failed, 0 todo; about 0.0 GPU-hours left" in text, text
+    # relaunching the finished table trains nothing and says so
+    again = subprocess.run([sys.executable, "-m", "gmmvit.launch", *grid, *tiny], cwd=REPO, capture_output=True,
+                           text=True, timeout=160)
+    assert again.returncode == 0 and again.stdout.count("already finished") == 2
+    assert "epoch 1/1" not in again.stdout
+
+
+def test_paper_grid_composes_for_every_configured_model(compose_config):
+    models = [m for m in launch.MODELS if (REPO / "conf" / "model" / f"{m}.yaml").exists()]
+    for model in models:
+        cfg = compose_cfg(["experiment=paper", f"model={model}", "mask=gmm", "dataset=tinyimagenet"])
+        assert cfg.sweep == "paper" and cfg.model.name == model

@@ -1,0 +1,137 @@
+"""The SLURM path against a real SLURM: a single-node cluster from Debian's packages on this machine,
+a multirun through hydra-submitit-launcher (`hydra/launcher=slurm`), one job preempted mid-training
+with SIGUSR2 (what SLURM sends before a time-out or preemption) which must come back through
+submitit's checkpoint/requeue and resume from its own checkpoint rather than restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "tests"))
+from slurm.cluster import LocalSlurm, SlurmUnavailable  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+TINY = ["dataset=digits", "mask=none,gmm", "model.depth=1", "model.embed_dim=32", "model.num_heads=2",
+        "recipe.batch_size=32", "recipe.epochs=8", "recipe.warmup_epochs=1", "recipe.passes_per_epoch=1",
+        "limit_train=640", "limit_test=128", "threads=1", "workers=0", "logger=none"]
+# the preset, sized for this machine: no GPU, one core and 1 GB per job; timeout_min=30 makes
+# submitit treat the signal as a preemption (a time-out requeue works the same, counted by max_num_timeout)
+LAUNCHER = ["hydra/launcher=slurm", "hydra.launcher.partition=local", "hydra.launcher.gpus_per_node=null",
+            "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=30"]
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip("bringing up a local SLURM needs root (apt-get install slurm-wlm munge, daemons)")
+    cluster = LocalSlurm(tmp_path_factory.mktemp("slurm"))
+    try:
+        cluster.start()
+    except SlurmUnavailable as exc:
+        pytest.skip(f"no local SLURM: {exc}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def wait_for(predicate, timeout, proc):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if proc.poll() is not None:
+            return None
+        time.sleep(0.2)
+    return None
+
+
+def history_len(run_dir):
+    try:
+        return len(json.loads((run_dir / "metrics.json").read_text())["history"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+@pytest.mark.timeout(290)
+def test_multirun_on_slurm_with_a_preempted_job_resuming(slurm, tmp_path):
+    sweep = f"pytest-slurm-{uuid.uuid4().hex[:8]}"
+    sweep_dir = REPO / "multirun" / sweep
+    job_ids = set()
+    driver = subprocess.Popen([sys.executable, "src/train.py", "-m", *LAUNCHER, *TINY, f"sweep={sweep}",
+                               f"paths.data={tmp_path}"], cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        # the GMM job, once it has a checkpoint and is still training
+        def target():
+            for run_dir in sweep_dir.glob("*mask=gmm*"):
+                if (run_dir / "checkpoint.pt").exists() and 1 <= history_len(run_dir) < 5:
+                    return run_dir
+            return None
+
+        run_dir = wait_for(target, 150, driver)
+        assert run_dir is not None, "the job never checkpointed: " + (driver.communicate()[0] or "")[-3000:]
+        job_id = str(yaml.safe_load((run_dir / ".hydra" / "hydra.yaml").read_text())["hydra"]["job"]["id"])
+        job_ids.add(job_id)
+        epochs_before = history_len(run_dir)
+
+        # preempt it: SIGUSR2 to the job's step, as SLURM does signal_delay_s before a kill
+        subprocess.run(["scancel", "--signal=USR2", job_id], check=True, timeout=30)
+        # SLURM may hold a requeued job for ~2 minutes (Reason=BeginTime): start it as soon as it is back
+        restarts = set()
+        deadline = time.time() + 200
+        while driver.poll() is None and time.time() < deadline:
+            info = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
+            restarts.update(int(n) for n in re.findall(r"Restarts=(\d+)", info))
+            if "JobState=PENDING" in info and "Reason=BeginTime" in info:
+                subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], timeout=30)
+            time.sleep(0.5)
+        info = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
+        restarts.update(int(n) for n in re.findall(r"Restarts=(\d+)", info))
+        assert max(restarts, default=0) == 1, f"SLURM did not requeue job {job_id} once: {info}"
+
+        log, _ = driver.communicate(timeout=200)
+        assert driver.returncode == 0, log[-4000:]
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.communicate()
+        for job_id in job_ids:
+            subprocess.run(["scancel", job_id.split("_")[0]], capture_output=True)
+
+    try:
+        runs = {p.name: json.loads((p / "metrics.json").read_text()) for p in sweep_dir.iterdir()
+                if (p / "metrics.json").exists()}
+        assert len(runs) == 2
+        for name, m in runs.items():
+            assert m["status"] == "finished", name
+            assert [r["epoch"] for r in m["history"]] == list(range(8)), name
+
+        # the preempted job went through submitit's checkpoint -> requeue, then resumed (not restarted)
+        job_dir = sweep_dir / ".submitit" / job_id
+        err = "".join(p.read_text() for p in job_dir.glob("*_log.err"))
+        out = "".join(p.read_text() for p in job_dir.glob("*_log.out"))
+        # (submitit's own "Requeued job" line may be cut off: scontrol requeue ends the step at once)
+        assert "Caught signal SIGUSR2" in err, err[-3000:]
+        assert f"Requeued job {job_id}" in err or "DUE TO JOB REQUEUE" in err, err[-3000:]
+        resumed = [int(n) for n in re.findall(rf"resuming {re.escape(run_dir.name)} from epoch (\d+)", out)]
+        # (N may trail the epochs recorded at the signal: a row is written just before its checkpoint)
+        assert len(resumed) == 1 and resumed[0] >= 1 and epochs_before >= 1, out[-3000:]
+        assert out.count(f"{run_dir.name} epoch 1/8") == 1, "the job restarted from scratch"
+        assert (job_dir / f"{job_id}_0_result.pkl").exists()
+    finally:
+        shutil.rmtree(sweep_dir, ignore_errors=True)
