@@ -57,8 +57,8 @@ class TalkingHeadsAttention(nn.Module):
 
     @staticmethod
     def _mix(maps: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        # heads to the last dim so the mix is one small matmul over [B, N, N, H]
-        return (maps.permute(0, 2, 3, 1) @ weight).permute(0, 3, 1, 2)
+        # mixed[g] = sum_h maps[h] * weight[h, g], as [H, H] @ [B, H, N*M]: no permuted copies of the maps
+        return torch.matmul(weight.t(), maps.flatten(2)).view_as(maps)
 
     def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None) -> torch.Tensor:
         context = x if context is None else context

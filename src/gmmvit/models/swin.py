@@ -118,6 +118,7 @@ class Swin(nn.Module):
                  drop_path_schedule: str = "linear", mask: Optional[Callable] = None):
         super().__init__()
         patch_size = patch_size or (2 if img_size <= 32 else 4)
+        depths, num_heads = tuple(depths), tuple(num_heads)   # hydra hands over ListConfigs
         if len(depths) != len(num_heads):
             raise ConfigError(f"swin: depths {list(depths)} and num_heads {list(num_heads)} differ in length")
         check_divisible("swin", img_size, patch_size, "patch size")
