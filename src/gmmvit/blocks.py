@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -54,3 +55,15 @@ def init_authors_(module: nn.Module) -> None:
         elif isinstance(m, nn.LayerNorm):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+
+def init_patch_conv_as_linear_(conv: nn.Conv2d) -> None:
+    """Xavier-normal as for the authors' ``Linear(in_chans * p * p, dim)`` patch embedding.
+
+    timm's PatchEmbed is the equivalent conv, but a conv's xavier fan-out counts p * p times
+    too many outputs, which would start its weights about p times smaller than theirs.
+    """
+    fan_in, fan_out = conv.weight[0].numel(), conv.out_channels
+    nn.init.normal_(conv.weight, std=math.sqrt(2.0 / (fan_in + fan_out)))
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)

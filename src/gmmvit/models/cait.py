@@ -30,14 +30,13 @@ for every layer (theirs); ``drop_path_schedule='linear'`` ramps over all 26.
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Optional
 
 import torch
 from timm.layers import DropPath, LayerScale, Mlp, PatchEmbed
 from torch import nn
 
-from gmmvit.blocks import drop_path_rates, init_authors_
+from gmmvit.blocks import drop_path_rates, init_authors_, init_patch_conv_as_linear_
 from gmmvit.masks import AttentionMask, NoMask
 from gmmvit.models.common import check_divisible
 
@@ -120,10 +119,7 @@ class CaiT(nn.Module):
         self.norm = nn.LayerNorm(embed_dim)
         self.head = nn.Linear(embed_dim, num_classes)
         init_authors_(self)
-        # theirs embeds patches with a Linear(in_chans * p * p, dim): give the equivalent conv that
-        # Linear's xavier std (a conv's xavier fan-out would count p * p times too many outputs)
-        w = self.patch_embed.proj.weight
-        nn.init.normal_(w, std=math.sqrt(2.0 / (w[0].numel() + embed_dim)))
+        init_patch_conv_as_linear_(self.patch_embed.proj)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.blocks(self.patch_embed(x) + self.pos_embed)

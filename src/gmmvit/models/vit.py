@@ -20,7 +20,7 @@ import torch
 from timm.layers import PatchEmbed
 from torch import nn
 
-from gmmvit.blocks import MaskedBlock, drop_path_rates, init_authors_
+from gmmvit.blocks import MaskedBlock, drop_path_rates, init_authors_, init_patch_conv_as_linear_
 from gmmvit.masks import is_masked
 from gmmvit.models.common import check_divisible, resolve_pool
 
@@ -53,6 +53,7 @@ class ViT(nn.Module):
         self.norm = nn.LayerNorm(embed_dim)
         self.head = nn.Linear(embed_dim, num_classes)
         init_authors_(self)
+        init_patch_conv_as_linear_(self.patch_embed.proj)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(x)
