@@ -3,7 +3,7 @@
 import sys
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from gmmvit.cli import guarded, register_resolvers
 

@@ -19,7 +19,6 @@ the whole by --budget seconds; the markdown is printed as it grows and at the en
 from __future__ import annotations
 
 import argparse
-import math
 import signal
 import sys
 import time

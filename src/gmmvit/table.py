@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Optional
 
 from gmmvit.records import METRICS, read_json
+from gmmvit.tracking import flatten
 
 CONFIG = "config.yaml"
 OUTPUTS = ("table.md", "table.csv", "table.tex", "table.png")
@@ -103,17 +104,6 @@ def paper_table() -> dict:
 
 
 # --- reading runs ----------------------------------------------------------------------------------
-
-def _flatten(d, prefix=""):
-    out = {}
-    for k, v in (d or {}).items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{key}."))
-        else:
-            out[key] = v
-    return out
-
 
 def _load_yaml(path: Path) -> dict:
     try:
@@ -210,7 +200,7 @@ def read_run(path: Path, stale_after: Optional[float] = None, now: Optional[floa
     return Run(path=path, model=str(model), mask=str(mask), dataset=str(dataset), seed=seed, state=state,
                epochs=epochs, done=done, best=_num(best), final=_num(last),
                params=metrics.get("params") or final.get("params"), macs=metrics.get("macs") or final.get("macs"),
-               reason=metrics.get("reason"), age_s=age, config=_flatten(config))
+               reason=metrics.get("reason"), age_s=age, config=flatten(config))
 
 
 def _num(x) -> Optional[float]:

@@ -24,12 +24,13 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
+def flatten(d: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}: the config as W&B and the table see it."""
     out = {}
-    for k, v in d.items():
+    for k, v in (d or {}).items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
-            out.update(_flatten(v, f"{key}."))
+            out.update(flatten(v, f"{key}."))
         else:
             out[key] = v
     return out
@@ -81,7 +82,7 @@ class WandbTracker(Tracker):
 
         self.wandb = wandb
         mode = resolve_mode(cfg.logger.mode, run_dir)
-        config = _flatten(OmegaConf.to_container(cfg, resolve=True))
+        config = flatten(OmegaConf.to_container(cfg, resolve=True))
         tags = [f"{k}={meta[k]}" for k in ("model", "mask", "dataset", "seed") if k in meta]
         self.run = wandb.init(
             project=cfg.logger.project, entity=cfg.logger.entity, mode=mode, dir=str(run_dir),
