@@ -25,7 +25,7 @@ from slurm.cluster import LocalSlurm, SlurmUnavailable  # noqa: E402
 pytestmark = pytest.mark.slow
 
 TINY = ["dataset=digits", "mask=none,gmm", "model.depth=1", "model.embed_dim=32", "model.num_heads=2",
-        "recipe.batch_size=32", "recipe.epochs=8", "recipe.warmup_epochs=1", "recipe.passes_per_epoch=1",
+        "recipe.batch_size=32", "recipe.epochs=16", "recipe.warmup_epochs=1", "recipe.passes_per_epoch=1",
         "limit_train=640", "limit_test=128", "threads=1", "workers=0", "logger=none"]
 # the preset, sized for this machine: no GPU, one core and 1 GB per job; timeout_min=30 makes
 # submitit treat the signal as a preemption (a time-out requeue works the same, counted by max_num_timeout)
@@ -119,7 +119,7 @@ def test_multirun_on_slurm_with_a_preempted_job_resuming(slurm, tmp_path):
         assert len(runs) == 2
         for name, m in runs.items():
             assert m["status"] == "finished", name
-            assert [r["epoch"] for r in m["history"]] == list(range(8)), name
+            assert [r["epoch"] for r in m["history"]] == list(range(16)), name
 
         # the preempted job went through submitit's checkpoint -> requeue, then resumed (not restarted)
         job_dir = sweep_dir / ".submitit" / job_id
@@ -131,7 +131,7 @@ def test_multirun_on_slurm_with_a_preempted_job_resuming(slurm, tmp_path):
         resumed = [int(n) for n in re.findall(rf"resuming {re.escape(run_dir.name)} from epoch (\d+)", out)]
         # (N may trail the epochs recorded at the signal: a row is written just before its checkpoint)
         assert len(resumed) == 1 and resumed[0] >= 1 and epochs_before >= 1, out[-3000:]
-        assert out.count(f"{run_dir.name} epoch 1/8") == 1, "the job restarted from scratch"
+        assert out.count(f"{run_dir.name} epoch 1/16") == 1, "the job restarted from scratch"
         assert (job_dir / f"{job_id}_0_result.pkl").exists()
     finally:
         shutil.rmtree(sweep_dir, ignore_errors=True)

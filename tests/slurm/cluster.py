@@ -43,6 +43,8 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 MpiDefault=none
 ReturnToService=2
+# a requeued job step gets SIGKILL 1 s after SIGTERM (default 30 s: a tiny test job would finish first)
+KillWait=1
 SchedulerType=sched/backfill
 SchedulerParameters=sched_interval=2
 MinJobAge=300
