@@ -169,7 +169,8 @@ def build_transforms(ds, aug, train: bool):
         # small images (Fashion-MNIST 28px, digits 8px) are brought to the model's input size
         pre.append(transforms.Resize(size) if ds.resize == "resize" else
                    transforms.Pad((size - ds.native_size) // 2))
-    post = [transforms.ToTensor(), transforms.Normalize(ds.mean, ds.std)]
+    # plain lists, not OmegaConf ListConfigs: torch turns them into tensors
+    post = [transforms.ToTensor(), transforms.Normalize(list(ds.mean), list(ds.std))]
     if not train:
         return transforms.Compose(pre + post)
     steps = list(pre)
