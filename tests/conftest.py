@@ -6,10 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf, open_dict
 
-from gmmvit.cli import register_resolvers
+from gmmvit.cli import compose_config, register_resolvers
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -20,19 +18,11 @@ register_resolvers()
 os.environ.setdefault("WANDB_SILENT", "true")
 
 
-def compose_cfg(overrides=(), run_dir=None, data_dir=None):
-    """The config `python src/train.py <overrides>` would run, with hydra's runtime values filled."""
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.run_dir = str(run_dir) if run_dir else "unused"
-        cfg.paths.data = str(data_dir) if data_dir else str(REPO / "data")
-        del cfg.hydra
-    return cfg
+compose_cfg = compose_config  # the same composition the benchmarks use
 
 
-@pytest.fixture
-def compose_config():
+@pytest.fixture(name="compose_config")
+def compose_config_fixture():
     return compose_cfg
 
 
@@ -41,6 +31,3 @@ def data_dir(tmp_path_factory):
     """One data folder for the session: Fashion-MNIST is unpacked from Debian's package once."""
     return tmp_path_factory.mktemp("data")
 
-
-def to_yaml(cfg) -> str:
-    return OmegaConf.to_yaml(cfg)

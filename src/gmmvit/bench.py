@@ -56,20 +56,10 @@ TEST_IMAGES = {"cifar10": 10_000, "cifar100": 10_000, "svhn": 26_032, "tinyimage
 # --- config --------------------------------------------------------------------------------------
 
 def compose(overrides: Sequence[str] = ()):
-    """The config ``python src/train.py <overrides>`` would run (hydra's runtime values filled)."""
-    from hydra import compose as hydra_compose, initialize_config_dir
-    from omegaconf import open_dict
+    """The config ``python src/train.py logger=none <overrides>`` would run."""
+    from gmmvit.cli import compose_config
 
-    from gmmvit.cli import register_resolvers
-
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = hydra_compose("config", overrides=["logger=none", *overrides], return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.run_dir = "unused"
-        cfg.paths.data = str(REPO / "data")
-        del cfg.hydra
-    return cfg
+    return compose_config(["logger=none", *overrides])
 
 
 def available(names: Sequence[str], group: str) -> list[str]:

@@ -80,3 +80,24 @@ class Preflight(Callback):
 
     def on_multirun_start(self, config, **kwargs) -> None:
         self._check(config, "hydra.sweep.dir")
+
+
+REPO = Path(__file__).resolve().parents[2]
+CONF = REPO / "conf"
+
+
+def compose_config(overrides=(), run_dir=None, data_dir=None):
+    """The config ``python src/train.py <overrides>`` would run, with Hydra's runtime values filled
+    (for code that builds runs without Hydra's launcher: benchmarks, tests)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import open_dict
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.run_dir = str(run_dir) if run_dir else "unused"
+        cfg.paths.data = str(data_dir) if data_dir else str(REPO / "data")
+        del cfg.hydra
+    return cfg
+
