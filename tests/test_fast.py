@@ -285,7 +285,8 @@ def test_batch_pipeline_other_datasets(compose_config, dataset):
     assert torch.isfinite(out).all()
 
 
-def test_gpu_batches_follow_the_sampler_order(compose_config):
+@pytest.mark.parametrize("batches_per_call", [2, None])  # several calls; one call (IMAGES_PER_CALL)
+def test_gpu_batches_follow_the_sampler_order(compose_config, batches_per_call):
     ds, recipe = _cifar_like(compose_config)
     with open_dict(recipe):
         recipe.batch_size = 16
@@ -302,6 +303,7 @@ def test_gpu_batches_follow_the_sampler_order(compose_config):
     sampler = RepeatedPassSampler(50, passes=3, seed=0)
     loader = gpu_data.GpuBatches.from_split(torch.utils.data.Subset(Split(), list(range(50))), ds, recipe,
                                             torch.device("cpu"), sampler)
+    loader.batches_per_call = batches_per_call or loader.batches_per_call
     assert len(loader) == 150 // 16
     sampler.set_epoch(2)
     order = list(iter(sampler))
