@@ -37,6 +37,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from gmmvit import fast
+
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "conf"
 
@@ -108,11 +110,10 @@ def torch_threads(n: int):
 # --- train step ------------------------------------------------------------------------------------
 
 def time_train_step(model: str, mask: str, batch: int = 128, steps: int = 10, warmup: int = 2,
-                    device: str = "cpu", precision: str = "fp32", compile: bool = False,
+                    device: str = "cpu", precision: str = "fp32", compile="false",
                     attention: str = "auto", dataset: str = "cifar10",
                     overrides: Sequence[str] = ()) -> dict:
     """Median img/s of full training steps (forward, loss, backward, AdamW) on random images."""
-    from gmmvit import fast
     from gmmvit.recipe import build_criterion, build_optimizer
     from gmmvit.train import build_model
 
@@ -125,7 +126,7 @@ def time_train_step(model: str, mask: str, batch: int = 128, steps: int = 10, wa
     params = sum(p.numel() for p in net.parameters() if p.requires_grad)
     optimizer = build_optimizer(cfg.recipe, net)
     criterion = build_criterion(cfg.recipe, None)
-    step_net = torch.compile(net) if compile else net
+    step_net = fast.compile_model(net, compile, dev)
     bf16 = precision == "bf16" or (precision == "auto" and dev.type == "cuda")
     images = torch.randn(batch, ds.channels, ds.img_size, ds.img_size, device=dev)
     targets = torch.randint(0, ds.num_classes, (batch,), device=dev)
@@ -219,7 +220,7 @@ def synthetic_split(train: bool, n_train: int = 50_000, n_test: int = 2_000, siz
 
 
 def gpu_epoch(model: str = "vit", mask: str = "gmm", n_train: int = 50_000, passes: float = 1,
-              epochs: int = 2, compile: bool = True, attention: str = "auto", data_on_gpu: str = "true",
+              epochs: int = 2, compile=True, attention: str = "auto", data_on_gpu: str = "true",
               device: str = "cuda", batch: int = 128, n_test: int = 2_000) -> dict:
     """``train()`` for ``epochs`` epochs of ``passes`` x ``n_train`` synthetic CIFAR-sized images;
     img/s of the last epoch (the first one pays for compilation)."""
@@ -357,8 +358,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default 2 on CPU)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--precision", default="auto", help="auto (bf16 on GPU) | fp32 | bf16")
-    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="torch.compile the model (default: on for GPU, off for CPU)")
+    p.add_argument("--compile", default="auto",
+                   help="auto (on for GPU, off for CPU) | true | false | a torch.compile mode, e.g. reduce-overhead")
     p.add_argument("--attention", default="auto", help="auto | explicit | flex (see gmmvit.fast)")
     p.add_argument("--datasets", type=_csv, default=None, help="loader datasets (default: all)")
     p.add_argument("--loader-images", type=int, default=2048)
@@ -381,8 +382,11 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     argv = sys.argv[1:] if argv is None else list(argv)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if args.device == "auto" else args.device))
-    compile_ = args.compile if args.compile is not None else device.type == "cuda"
-    warmup = args.warmup if args.warmup is not None else (3 if compile_ else 2)
+    try:
+        compile_ = fast.compile_setting(args.compile, device) or "false"
+    except ValueError as exc:
+        raise SystemExit(f"gmmvit.bench: {exc}")
+    warmup = args.warmup if args.warmup is not None else (3 if compile_ != "false" else 2)
     threads = args.threads or (2 if device.type == "cpu" else torch.get_num_threads())
     torch.set_num_threads(threads)
     models = args.models or all_models()
@@ -394,7 +398,7 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     command = "python -m gmmvit.bench " + " ".join(shlex.quote(a) for a in argv)
     settings = (f"device {device.type}, batch {args.batch} (dataset cifar10, 3x32x32), recipe AdamW + "
                 f"label-smoothing CE, median of {args.steps} step(s) after {warmup} warm-up, "
-                f"precision {'bf16 autocast' if bf16 else 'fp32'}, compile {'on' if compile_ else 'off'}, "
+                f"precision {'bf16 autocast' if bf16 else 'fp32'}, compile {compile_}, "
                 f"attention {args.attention}")
 
     steps: list[dict] = []

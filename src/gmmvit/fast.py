@@ -37,6 +37,8 @@ from typing import Optional
 
 import torch
 
+from gmmvit.models.common import ConfigError
+
 try:  # torch >= 2.5
     from torch.nn.attention.flex_attention import flex_attention as _flex_attention
 except ImportError:  # pragma: no cover - older torch
@@ -57,7 +59,7 @@ def set_attention(mode: Optional[str]) -> None:
     global _mode
     mode = mode or "auto"
     if mode not in ATTENTION_MODES:
-        raise ValueError(f"attention must be one of {ATTENTION_MODES}, got {mode!r}")
+        raise ConfigError(f"attention must be one of {ATTENTION_MODES}, got {mode!r}")
     _mode = mode
 
 
@@ -194,5 +196,45 @@ def explicit_masked_attention(q, k, v, m, scale, extra_bias=None) -> torch.Tenso
     return scores.softmax(dim=-1) @ v
 
 
-__all__ = ["ATTENTION_MODES", "FLEX_MIN_TOKENS", "set_attention", "attention_mode", "flex_available",
+# --- torch.compile of the training step ---------------------------------------------------------
+
+# torch.compile's own modes; reduce-overhead replays the step as CUDA graphs, which removes the
+# per-kernel launch cost that dominates these small models on a GPU
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def compile_setting(setting, device: torch.device) -> Optional[str]:
+    """``cfg.compile`` -> the torch.compile mode to use, or None for eager.
+
+    ``auto``: ``default`` on CUDA, eager on CPU (compiling costs minutes on a small CPU);
+    ``true``/``false``; or one of ``COMPILE_MODES``.
+    """
+    text = "auto" if setting is None else str(setting).lower()
+    if text == "auto":
+        return "default" if torch.device(device).type == "cuda" else None
+    if text in ("true", "false"):
+        return "default" if text == "true" else None
+    if text not in COMPILE_MODES:
+        raise ConfigError(f"compile must be auto, true, false or one of {COMPILE_MODES}, got {setting!r}")
+    return text
+
+
+def compile_model(model: torch.nn.Module, setting, device: torch.device) -> torch.nn.Module:
+    """The model as the training step calls it: compiled per ``cfg.compile`` (see ``compile_setting``).
+
+    With ``auto``, a graph that fails to compile runs eagerly with a warning (dynamo's
+    ``suppress_errors``) instead of ending the run: compiling is an optimisation there, not a choice
+    the user made.
+    """
+    mode = compile_setting(setting, device)
+    if mode is None:
+        return model
+    if setting is None or str(setting).lower() == "auto":
+        import torch._dynamo.config as dynamo_config
+
+        dynamo_config.suppress_errors = True
+    return torch.compile(model, mode=None if mode == "default" else mode)
+
+
+__all__ = ["ATTENTION_MODES", "COMPILE_MODES", "compile_setting", "compile_model", "FLEX_MIN_TOKENS", "set_attention", "attention_mode", "flex_available",
            "use_flex", "flex_masked_attention", "explicit_masked_attention"]

@@ -43,6 +43,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from gmmvit.data import AUTOAUGMENT_POLICIES
+from gmmvit.models.common import ConfigError
 
 DATA_ON_GPU = ("auto", "true", "false")
 # auto puts the data on the GPU when it takes at most this fraction of the device's memory
@@ -293,7 +294,7 @@ def wanted(setting, device, n: int, ds) -> bool:
     ``GPU_MEMORY_FRACTION`` of the device memory."""
     setting = str(setting).lower() if setting is not None else "auto"
     if setting not in DATA_ON_GPU:
-        raise ValueError(f"data_on_gpu must be one of {DATA_ON_GPU}, got {setting!r}")
+        raise ConfigError(f"data_on_gpu must be one of {DATA_ON_GPU}, got {setting!r}")
     if setting != "auto":
         return setting == "true"
     device = torch.device(device)

@@ -116,6 +116,7 @@ def train(cfg: DictConfig) -> dict:
 
     # the model first: a size it cannot take ends the run before any data is loaded
     model = build_model(cfg)
+    step_model = fast.compile_model(model, cfg.get("compile", "auto"), device)  # lazy: compiles at step 1
 
     # --- data -----------------------------------------------------------------------------
     train_split, test_split = data_lib.load_splits(ds)
@@ -144,7 +145,6 @@ def train(cfg: DictConfig) -> dict:
     scheduler = build_scheduler(recipe, optimizer, len(train_loader))
     mixup = build_mixup(recipe, ds.num_classes)
     criterion = build_criterion(recipe, mixup)
-    step_model = torch.compile(model) if cfg.compile else model
 
     # --- resume ---------------------------------------------------------------------------
     start_epoch, wall_before, wandb_id = 0, 0.0, None
