@@ -61,6 +61,29 @@ def test_ray_gpus_preset_declares_the_plugin_it_needs():
     assert "hydra-ray-launcher" in (REPO / "pyproject.toml").read_text()
 
 
+def test_local_gpus_preset_runs_gpus_times_runs_per_gpu_jobs_at_once():
+    from gmmvit.devices import gpu_slots
+
+    launcher = hydra_cfg(["hydra/launcher=local_gpus", "runs_per_gpu=3"]).hydra.launcher
+    assert launcher._target_.endswith("JoblibLauncher") and launcher.prefer == "processes"
+    assert launcher.n_jobs == gpu_slots(3)
+
+
+@pytest.mark.timeout(170)
+def test_local_gpus_launcher_trains_the_sweep_in_parallel_processes(tmp_path):
+    tiny = ["model.depth=1", "model.embed_dim=32", "model.num_heads=2", "recipe.batch_size=32", "recipe.epochs=1",
+            "recipe.warmup_epochs=0", "recipe.passes_per_epoch=1", "limit_train=64", "limit_test=64", "threads=1",
+            "logger=none", f"paths.data={tmp_path / 'data'}", f"hydra.sweep.dir={tmp_path / 'mr'}"]
+    out = subprocess.run([sys.executable, "src/train.py", "-m", "hydra/launcher=local_gpus", "runs_per_gpu=2",
+                          "dataset=digits", "mask=none,gmm", *tiny], cwd=REPO, capture_output=True, text=True,
+                         timeout=160)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Joblib.Parallel(n_jobs=2" in out.stdout + out.stderr
+    records = [json.loads(p.read_text()) for p in (tmp_path / "mr").glob("*/metrics.json")]
+    assert sorted(r["meta"]["mask"] for r in records) == ["gmm", "none"]
+    assert all(r["status"] == "finished" for r in records)
+
+
 def test_paper_experiment_is_the_table_grid_on_the_paper_recipe():
     cfg = hydra_cfg(["experiment=paper"])
     params = cfg.hydra.sweeper.params

@@ -20,9 +20,16 @@ def run_name(override_dirname: str) -> str:
     return override_dirname or "defaults"
 
 
+def gpu_slots(runs_per_gpu=1) -> int:
+    from gmmvit.devices import gpu_slots as slots
+
+    return slots(runs_per_gpu)
+
+
 def register_resolvers() -> None:
-    if not OmegaConf.has_resolver("run_name"):
-        OmegaConf.register_new_resolver("run_name", run_name)
+    for name, fn in (("run_name", run_name), ("gpu_slots", gpu_slots)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
 
 
 def user_error(exc: BaseException):

@@ -229,6 +229,10 @@ def compile_model(model: torch.nn.Module, setting, device: torch.device) -> torc
     mode = compile_setting(setting, device)
     if mode is None:
         return model
+    # a sweep on Hydra's basic launcher trains run after run in one process: without a reset, the
+    # runs' graphs pile up on the same code objects until dynamo's recompile limit sends later runs
+    # to eager
+    torch.compiler.reset()
     if setting is None or str(setting).lower() == "auto":
         import torch._dynamo.config as dynamo_config
 

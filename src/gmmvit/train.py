@@ -9,7 +9,6 @@ instead of crashing the sweep.
 from __future__ import annotations
 
 import math
-import os
 import random
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from gmmvit import data as data_lib
-from gmmvit import fast, gpu_data
+from gmmvit import devices, fast, gpu_data
 from gmmvit.complexity import count_macs, count_params
 from gmmvit.figures import MaskFigures
 from gmmvit.recipe import build_criterion, build_mixup, build_optimizer, build_scheduler
@@ -49,12 +48,6 @@ def build_model(cfg: DictConfig) -> torch.nn.Module:
     mask_factory = instantiate(_without_name(cfg.mask))
     return instantiate(_without_name(cfg.model), img_size=ds.img_size, in_chans=ds.channels,
                        num_classes=ds.num_classes, mask=mask_factory)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -105,7 +98,8 @@ def train(cfg: DictConfig) -> dict:
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 
     # --- machine --------------------------------------------------------------------------
-    device = pick_device(cfg.device)
+    runs_per_gpu = cfg.get("runs_per_gpu", 1)
+    device = devices.pick_device(cfg.device, runs_per_gpu)  # device=auto: a free GPU slot of this machine
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     fast.set_attention(cfg.get("attention", "auto"))  # FlexAttention for the mul mask on CUDA
@@ -124,7 +118,7 @@ def train(cfg: DictConfig) -> dict:
     test_split = data_lib.subset(test_split, cfg.limit_test, cfg.seed)
     train_set = data_lib.Transformed(train_split, data_lib.build_transforms(ds, recipe.aug, train=True))
     test_set = data_lib.Transformed(test_split, data_lib.build_transforms(ds, recipe.aug, train=False))
-    workers = cfg.workers if cfg.workers != "auto" else (0 if device.type == "cpu" else min(8, os.cpu_count() or 1))
+    workers = devices.loader_workers(cfg.workers, device, runs_per_gpu)
     sampler = data_lib.RepeatedPassSampler(len(train_set), recipe.passes_per_epoch, cfg.seed)
     loader_kw = dict(num_workers=workers, pin_memory=device.type == "cuda",
                      persistent_workers=workers > 0)
