@@ -38,7 +38,7 @@ bench: install
 	$(PY) -m gmmvit.bench $(ARGS)
 
 # the paper's whole table (5 models x none/elm/gmm x 4 datasets) into multirun/paper/ on one launcher:
-#   make paper [LAUNCHER=local|slurm|ray_gpus] [SEEDS=0,1,2] [DRY=1] [ARGS='hydra.launcher.partition=gpu']
+#   make paper [LAUNCHER=local|local_gpus|slurm|ray_gpus] [SEEDS=0,1,2] [DRY=1] [ARGS='hydra.launcher.partition=gpu']
 # DRY=1 lists the jobs, what is finished, and the GPU-hours left. Relaunching resumes / skips.
 paper: install
 	$(PY) -m gmmvit.launch --launcher $(or $(LAUNCHER),local) --seeds $(or $(SEEDS),0) $(if $(DRY),--dry) $(ARGS)
