@@ -67,3 +67,18 @@ def test_render_marks_failures_without_losing_rows():
 def test_unknown_model_is_one_line_error():
     with pytest.raises(SystemExit, match="no conf/model/nosuch.yaml"):
         bench.main(["--models", "nosuch", "--no-loader"])
+
+
+def test_side_by_side_columns_give_the_authors_speed_and_overhead_measured_alongside():
+    steps = [{"model": "vit", "mask": "none", "img_s": 100.0, "step_ms": 1280.0, "params": 1, "authors_img_s": 80.0},
+             {"model": "vit", "mask": "gmm", "img_s": 96.0, "step_ms": 1333.3, "params": 1, "authors_img_s": 76.0}]
+    header, rows = bench.parse_markdown_table(bench.render("cmd", "machine", "settings", steps, [], []), "model")
+    assert header == bench.STEP_HEADER + bench.SIDE_BY_SIDE_HEADER
+    none, gmm = rows
+    assert none[-3:] == ["80.0", "-", "1.25x"]
+    assert gmm[-3:] == ["76.0", "+5.3%", "1.26x"]
+
+
+def test_authors_option_without_their_checkout_is_one_line_error(tmp_path):
+    with pytest.raises(SystemExit, match="no models/create_model.py"):
+        bench.main(["--models", "vit", "--no-loader", "--authors", str(tmp_path)])

@@ -174,6 +174,26 @@ def test_sdpa_additive_mask_equals_explicit_forward_and_gradients():
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
 
 
+@pytest.mark.parametrize("combine", ["none", "add"])
+def test_explicit_mode_runs_the_reference_path_for_every_mask_and_agrees_with_sdpa(combine, monkeypatch):
+    torch.manual_seed(0)
+    heads, grid, d = 3, 4, 16
+    mask = None if combine == "none" else _gmm(heads, grid, prefix=1, combine="add")
+    attn = MaskedAttention(heads * d, num_heads=heads, mask=mask)
+    n = grid * grid + 1
+    q, k, v = _qkv(2, heads, n, d)
+    bias = torch.randn(1, heads, n, n)
+    fused = attn.attend(q, k, v, bias)
+    fast.set_attention("explicit")
+    sdpa_calls = []
+    real_sdpa = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
+                        lambda *a, **kw: sdpa_calls.append(1) or real_sdpa(*a, **kw))
+    explicit = attn.attend(q, k, v, bias)
+    assert not sdpa_calls, "attention=explicit must not take the fused kernel"
+    torch.testing.assert_close(explicit, fused, rtol=1e-4, atol=1e-5)
+
+
 # --- the GPU data pipeline, on CPU tensors -----------------------------------------------------------
 
 def _cifar_like(compose_config, dataset="cifar10", **aug):

@@ -54,15 +54,14 @@ class MaskedAttention(nn.Module):
         """softmax(mask(q k^T * scale) + extra_bias) v for q, k, v of shape [B, H, N, d]."""
         drop = self.attn_drop if self.training else 0.0
         mask = self.mask
-        if mask.kind == "none" or mask.combine == "add":
+        if (mask.kind == "none" or mask.combine == "add") and fast.attention_mode() != "explicit":
             bias = None if mask.kind == "none" else mask.full().to(q.dtype)
             if extra_bias is not None:
                 bias = extra_bias if bias is None else bias + extra_bias
             return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=drop, scale=self.scale)
         if fast.use_flex(q, mask, drop):  # CUDA: one fused FlexAttention kernel (gmmvit.fast)
             return fast.flex_masked_attention(q, k, v, mask.full(), self.scale, extra_bias)
-        scores = (q * self.scale) @ k.transpose(-2, -1)
-        scores = mask(scores)
+        scores = mask(q @ k.transpose(-2, -1), self.scale)
         if extra_bias is not None:
             scores = scores + extra_bias
         attn = scores.softmax(dim=-1)

@@ -5,7 +5,8 @@ One run measures and prints one markdown report (command and machine included):
 * train-step img/s for every model x mask (models: those in ``conf/model/``), built through the
   project's own config (Hydra compose + ``gmmvit.train.build_model``): batch 128 of the dataset's
   input size, the recipe's AdamW and loss, median of ``--steps`` steps after warm-up, and the
-  mask's overhead over the same model without it;
+  mask's overhead over the same model without it (a model's masks take turns step by step, so
+  both see the same machine load); with ``--authors PATH`` the authors' models join the rotation;
 * loader throughput per core (one process, one torch thread) of each dataset's training
   augmentation on synthetic images of the dataset's size: the per-image PIL pipeline
   (``data.build_transforms``, what the DataLoader runs) and the batched tensor pipeline
@@ -15,6 +16,7 @@ One run measures and prints one markdown report (command and machine included):
     python -m gmmvit.bench                      # everything, CPU defaults: 2 threads, 10 steps
     python -m gmmvit.bench --models vit --masks none,gmm --steps 5 --out bench.md
     python -m gmmvit.bench --tiny               # CI-sized: batch 8, 1 step, 32 images
+    python -m gmmvit.bench --authors ../Gaussian-Mixture-Mask-Attention   # theirs vs ours, same machine
 """
 
 from __future__ import annotations
@@ -109,45 +111,110 @@ def torch_threads(n: int):
 
 # --- train step ------------------------------------------------------------------------------------
 
-def time_train_step(model: str, mask: str, batch: int = 128, steps: int = 10, warmup: int = 2,
-                    device: str = "cpu", precision: str = "fp32", compile="false",
-                    attention: str = "auto", dataset: str = "cifar10",
-                    overrides: Sequence[str] = ()) -> dict:
-    """Median img/s of full training steps (forward, loss, backward, AdamW) on random images."""
+def time_train_steps(model: str, masks: Sequence[str], batch: int = 128, steps: int = 10, warmup: int = 2,
+                     device: str = "cpu", precision: str = "fp32", compile="false",
+                     attention: str = "auto", dataset: str = "cifar10",
+                     overrides: Sequence[str] = (), authors: Optional[str] = None) -> list[dict]:
+    """Median img/s of full training steps (forward, loss, backward, AdamW) on random images, one
+    result per mask.
+
+    The masks' steps alternate (none, gmm, none, gmm, ...), so a mask's overhead compares steps
+    taken under the same machine load. With ``authors`` (a checkout of the authors' repository)
+    their model of the same name and mask joins the rotation.
+    """
     from gmmvit.recipe import build_criterion, build_optimizer
     from gmmvit.train import build_model
 
     dev = torch.device(device)
-    cfg = compose([f"model={model}", f"mask={mask}", f"dataset={dataset}", *overrides])
-    ds = cfg.dataset
-    fast.set_attention(attention)
-    torch.manual_seed(0)
-    net = build_model(cfg).to(dev).train()
-    params = sum(p.numel() for p in net.parameters() if p.requires_grad)
-    optimizer = build_optimizer(cfg.recipe, net)
-    criterion = build_criterion(cfg.recipe, None)
-    step_net = fast.compile_model(net, compile, dev)
     bf16 = precision == "bf16" or (precision == "auto" and dev.type == "cuda")
-    images = torch.randn(batch, ds.channels, ds.img_size, ds.img_size, device=dev)
-    targets = torch.randint(0, ds.num_classes, (batch,), device=dev)
-    times = []
+    fast.set_attention(attention)
+    runs, info = {}, {}
+    for mask in masks:
+        cfg = compose([f"model={model}", f"mask={mask}", f"dataset={dataset}", *overrides])
+        ds = cfg.dataset
+        torch.manual_seed(0)
+        nets = {"ours": build_model(cfg)}
+        if authors:
+            nets["authors"] = authors_model(authors, model, mask, ds.num_classes, ds.img_size)
+        images = torch.randn(batch, ds.channels, ds.img_size, ds.img_size, device=dev)
+        targets = torch.randint(0, ds.num_classes, (batch,), device=dev)
+        criterion = build_criterion(cfg.recipe, None)
+        for who, net in nets.items():
+            net = net.to(dev).train()
+            runs[(mask, who)] = _train_step(net, fast.compile_model(net, compile, dev),
+                                            build_optimizer(cfg.recipe, net), criterion, images, targets, dev, bf16)
+        info[mask] = sum(p.numel() for p in nets["ours"].parameters() if p.requires_grad)
+    times: dict = {key: [] for key in runs}
+    losses: dict = {}
     try:
         for i in range(warmup + steps):
-            sync(dev)
-            t0 = time.perf_counter()
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-                loss = criterion(step_net(images), targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            sync(dev)
-            if i >= warmup:
-                times.append(time.perf_counter() - t0)
+            for key, step in runs.items():
+                sync(dev)
+                t0 = time.perf_counter()
+                losses[key] = step()
+                sync(dev)
+                if i >= warmup:
+                    times[key].append(time.perf_counter() - t0)
     finally:
         fast.set_attention("auto")
-    step_s = statistics.median(times)
-    return {"model": model, "mask": mask, "img_s": batch / step_s, "step_ms": 1000 * step_s,
-            "params": params, "loss": float(loss.detach()), "batch": batch}
+    results = []
+    for mask in masks:
+        step_s = statistics.median(times[(mask, "ours")])
+        r = {"model": model, "mask": mask, "img_s": batch / step_s, "step_ms": 1000 * step_s,
+             "params": info[mask], "loss": float(losses[(mask, "ours")].detach()), "batch": batch}
+        if authors:
+            r["authors_img_s"] = batch / statistics.median(times[(mask, "authors")])
+        results.append(r)
+    return results
+
+
+def _train_step(net, step_net, optimizer, criterion, images, targets, dev, bf16):
+    def step():
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = criterion(step_net(images), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss
+    return step
+
+
+def time_train_step(model: str, mask: str, **kwargs) -> dict:
+    """``time_train_steps`` for one mask."""
+    return time_train_steps(model, [mask], **kwargs)[0]
+
+
+# --- the authors' code, side by side ---------------------------------------------------------------
+
+# our model names -> the names the authors' create_model takes (the table's CaiT is their cait-tiny)
+AUTHORS_MODEL_NAME = {"vit": "vit", "swin": "swin", "cait": "cait-tiny", "pit": "pit", "t2t": "t2t"}
+
+
+def check_authors_checkout(repo: str) -> None:
+    """One line naming the fix when ``--authors`` cannot work."""
+    import importlib.util
+
+    if not (Path(repo) / "models" / "create_model.py").is_file():
+        raise SystemExit(f"gmmvit.bench: {repo} has no models/create_model.py: point --authors at a checkout of "
+                         "https://github.com/CatworldLee/Gaussian-Mixture-Mask-Attention")
+    if importlib.util.find_spec("einops") is None:
+        raise SystemExit("gmmvit.bench: the authors' models need einops: pip install einops")
+
+
+def authors_model(repo: str, model: str, mask: str, num_classes: int, img_size: int) -> torch.nn.Module:
+    """The authors' model, built by their ``models.create_model`` as their main.py calls it (stochastic
+    depth 0.1, 5 kernels). Needs a checkout of their repository and ``pip install einops``."""
+    from types import SimpleNamespace
+
+    if model not in AUTHORS_MODEL_NAME:
+        raise ValueError(f"no authors' counterpart for model {model!r}")
+    if str(repo) not in sys.path:
+        sys.path.insert(0, str(repo))
+    from models.create_model import create_model  # the authors' package, from their checkout
+
+    args = SimpleNamespace(model=AUTHORS_MODEL_NAME[model], sd=0.1, is_GMM=mask == "gmm", is_SLM=mask == "elm",
+                           num_kernals=5)
+    return create_model(img_size, num_classes, args)
 
 
 # --- loader ----------------------------------------------------------------------------------------
@@ -265,25 +332,36 @@ def table(header: Sequence[str], rows: Sequence[Sequence]) -> list[str]:
 
 
 def step_rows(results: list[dict]) -> list[list]:
+    """STEP_HEADER rows, plus SIDE_BY_SIDE_HEADER cells where the authors' code was timed alongside."""
     base = {r["model"]: r for r in results if r["mask"] == "none" and "img_s" in r}
+    side_by_side = any("authors_img_s" in r for r in results)
     rows = []
     for r in results:
         if "error" in r:
-            rows.append([r["model"], r["mask"], "error", "-", "-", "-", "-", r["error"][:80]])
+            rows.append([r["model"], r["mask"], "error", "-", "-", "-", "-", r["error"][:80]]
+                        + ["-"] * (len(SIDE_BY_SIDE_HEADER) if side_by_side else 0))
             continue
         b = base.get(r["model"])
         overhead = (r["step_ms"] / b["step_ms"] - 1) * 100 if b and r["mask"] != "none" else None
         authors = AUTHORS_STEP.get(r["model"], {})
         a = authors.get(r["mask"])
         a_over = (authors["none"] / a - 1) * 100 if a and r["mask"] != "none" and "none" in authors else None
-        rows.append([r["model"], r["mask"], fmt(r["img_s"], 1), fmt(r["step_ms"], 1),
-                     "-" if overhead is None else f"{overhead:+.1f}%", fmt(a),
-                     "-" if a_over is None else f"{a_over:+.1f}%", f"{r['params']:,}"])
+        row = [r["model"], r["mask"], fmt(r["img_s"], 1), fmt(r["step_ms"], 1),
+               "-" if overhead is None else f"{overhead:+.1f}%", fmt(a),
+               "-" if a_over is None else f"{a_over:+.1f}%", f"{r['params']:,}"]
+        if side_by_side:
+            theirs = r.get("authors_img_s")
+            theirs_none = (b or {}).get("authors_img_s")
+            their_over = (theirs_none / theirs - 1) * 100 if theirs and theirs_none and r["mask"] != "none" else None
+            row += [fmt(theirs, 1), "-" if their_over is None else f"{their_over:+.1f}%",
+                    "-" if not theirs else f"{r['img_s'] / theirs:.2f}x"]
+        rows.append(row)
     return rows
 
 
 STEP_HEADER = ["model", "mask", "img/s", "step ms", "mask overhead", "authors img/s (2-core CPU)",
                "authors overhead", "params"]
+SIDE_BY_SIDE_HEADER = ["authors img/s, here, interleaved", "their mask overhead, here", "ours / theirs"]
 LOADER_HEADER = ["dataset", "image", "PIL per-image img/s/core", "tensor batch, per-image AA img/s/core",
                  "tensor batch, v2 AA per chunk img/s/core", "authors img/s/core"]
 EPOCH_HEADER = ["model", "mask", "images/epoch", "img/s (last epoch)", "epoch s", "first epoch s",
@@ -295,7 +373,8 @@ def render(command: str, machine_line: str, settings: str, steps: list[dict], lo
     out = ["## gmmvit bench", "", f"- command: `{command}`", f"- machine: {machine_line}",
            f"- settings: {settings}", ""]
     if steps:
-        out += ["### Train step (img/s)", ""] + table(STEP_HEADER, step_rows(steps)) + [""]
+        header = STEP_HEADER + (SIDE_BY_SIDE_HEADER if any("authors_img_s" in r for r in steps) else [])
+        out += ["### Train step (img/s)", ""] + table(header, step_rows(steps)) + [""]
     if loaders:
         rows = []
         for r in loaders:
@@ -369,6 +448,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="end-to-end epoch through train() (default: on when a GPU is present)")
     p.add_argument("--epoch-images", type=int, default=50_000)
     p.add_argument("--tiny", action="store_true", help="CI-sized: batch 8, 1 step, 32 loader images")
+    p.add_argument("--authors", default=None, metavar="PATH",
+                   help="a checkout of the authors' repository (needs einops): time their model of the same "
+                        "name and mask too, steps alternating with ours")
     p.add_argument("--out", default=None, help="also write the markdown report to this file")
     args = p.parse_args(argv)
     if args.tiny:
@@ -393,26 +475,30 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     missing = [m for m in models if not (CONF / "model" / f"{m}.yaml").exists()]
     if missing:
         raise SystemExit(f"gmmvit.bench: no conf/model/{missing[0]}.yaml (models here: {', '.join(all_models())})")
+    if args.authors:
+        check_authors_checkout(args.authors)
     precision = args.precision
     bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
     command = "python -m gmmvit.bench " + " ".join(shlex.quote(a) for a in argv)
+    rotation = " and the authors' models" if args.authors else ""
     settings = (f"device {device.type}, batch {args.batch} (dataset cifar10, 3x32x32), recipe AdamW + "
-                f"label-smoothing CE, median of {args.steps} step(s) after {warmup} warm-up, "
+                f"label-smoothing CE, median of {args.steps} step(s) after {warmup} warm-up (a model's masks"
+                f"{rotation} taking turns step by step), "
                 f"precision {'bf16 autocast' if bf16 else 'fp32'}, compile {compile_}, "
                 f"attention {args.attention}")
 
     steps: list[dict] = []
     if not args.no_steps:
         for model in models:
-            for mask in args.masks:
-                try:
-                    r = time_train_step(model, mask, batch=args.batch, steps=args.steps, warmup=warmup,
-                                        device=str(device), precision=precision, compile=compile_,
-                                        attention=args.attention)
-                except Exception as exc:  # one model failing must not lose the rest of the table
-                    r = {"model": model, "mask": mask, "error": f"{type(exc).__name__}: {exc}"}
-                steps.append(r)
-                print(f"[bench] step {model}/{mask}: "
+            try:
+                rs = time_train_steps(model, args.masks, batch=args.batch, steps=args.steps, warmup=warmup,
+                                      device=str(device), precision=precision, compile=compile_,
+                                      attention=args.attention, authors=args.authors)
+            except Exception as exc:  # one model failing must not lose the rest of the table
+                rs = [{"model": model, "mask": mask, "error": f"{type(exc).__name__}: {exc}"} for mask in args.masks]
+            steps += rs
+            for r in rs:
+                print(f"[bench] step {model}/{r['mask']}: "
                       f"{fmt(r.get('img_s'), 1) if 'img_s' in r else r['error']}", file=sys.stderr, flush=True)
 
     loaders: list[dict] = []

@@ -18,7 +18,8 @@ set from ``cfg.attention`` (``set_attention``):
 * ``auto`` (default): flex on CUDA only, for sequences of at least
   ``FLEX_MIN_TOKENS`` tokens (Swin's 16-token windows would be padded to
   flex's 128-wide tiles; the explicit path is cheaper there);
-* ``explicit``: never flex (the reference path);
+* ``explicit``: no fused kernel at all, neither flex nor SDPA, for any mask: the
+  reference path, and the authors' way (their unmasked attention is explicit too);
 * ``flex``: always flex where the mask is multiplicative (on CPU flex runs
   its unfused reference implementation, forward only: torch refuses CPU
   backward - use it for checks, not training).
@@ -189,8 +190,7 @@ def flex_masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, m: 
 
 def explicit_masked_attention(q, k, v, m, scale, extra_bias=None) -> torch.Tensor:
     """The reference: the explicit path of ``MaskedAttention.attend`` for a ``mul`` mask."""
-    scores = (q * scale) @ k.transpose(-2, -1)
-    scores = scores * m.to(scores.dtype)
+    scores = (q @ k.transpose(-2, -1)) * (m * scale).to(q.dtype)
     if extra_bias is not None:
         scores = scores + extra_bias
     return scores.softmax(dim=-1) @ v

@@ -2,7 +2,7 @@
 
 Every architecture builds its masks through the same factory call,
 ``mask_factory(num_heads=H, grid_size=g, num_prefix_tokens=p)``, and every
-attention layer applies them through ``AttentionMask.forward(scores)``. The
+attention layer applies them through ``AttentionMask.forward(scores, scale)``. The
 factory is the partially-instantiated class from ``conf/mask/*.yaml``.
 
 A mask spans the ``g x g`` token grid; prefix tokens (a class token placed
@@ -33,7 +33,7 @@ def squared_distance_grid(grid_size: int) -> torch.Tensor:
 
 
 class AttentionMask(nn.Module):
-    """Base class: ``forward(scores)`` returns the masked scores.
+    """Base class: ``forward(scores, scale)`` returns the masked ``scores * scale``.
 
     Subclasses implement ``values()``: the ``[H or 1, N, N]`` mask over the
     grid tokens. It is computed once per call, however many heads, windows or
@@ -68,9 +68,13 @@ class AttentionMask(nn.Module):
         identity = 1.0 if self.combine == "mul" else 0.0
         return nn.functional.pad(m, (p, 0, p, 0), value=identity)
 
-    def forward(self, scores: torch.Tensor) -> torch.Tensor:
-        m = self.full().to(scores.dtype)
-        return scores * m if self.combine == "mul" else scores + m
+    def forward(self, scores: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        """The masked ``scores * scale``. For ``mul`` the scale goes into the small ``[H, N, N]``
+        mask rather than into the scores: one pass fewer over the largest tensor of attention."""
+        m = self.full()
+        if self.combine == "mul":
+            return scores * (m * scale).to(scores.dtype)
+        return scores * scale + m.to(scores.dtype)
 
     def extra_repr(self) -> str:
         return (f"heads={self.num_heads}, grid={self.grid_size}x{self.grid_size}, "
@@ -86,8 +90,8 @@ class NoMask(AttentionMask):
                  combine: str = "mul"):
         super().__init__(num_heads, grid_size, num_prefix_tokens, combine)
 
-    def forward(self, scores: torch.Tensor) -> torch.Tensor:
-        return scores
+    def forward(self, scores: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        return scores * scale if scale != 1.0 else scores
 
 
 class ElementwiseLearnableMask(AttentionMask):

@@ -64,7 +64,7 @@ class TalkingHeadsAttention(nn.Module):
         B, N, _ = x.shape
         q = self.q(x).view(B, N, self.num_heads, self.head_dim).transpose(1, 2)
         k, v = self.kv(context).view(B, -1, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        scores = self.mask((q * self.scale) @ k.transpose(-2, -1))
+        scores = self.mask(q @ k.transpose(-2, -1), self.scale)
         attn = self._mix(self._mix(scores, self.mix_pre).softmax(dim=-1), self.mix_post)
         out = (attn @ v).transpose(1, 2).reshape(B, N, -1)
         return self.proj(out)
