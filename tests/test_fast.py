@@ -305,6 +305,35 @@ def test_batch_pipeline_other_datasets(compose_config, dataset):
     assert torch.isfinite(out).all()
 
 
+def test_sample_autoaugment_gives_each_image_exactly_its_own_draw():
+    """Grouping images by (op, magnitude) is only an implementation: the batch equals transforming
+    each image alone with the sub-policy, coins and signs it drew."""
+    from gmmvit.data import AUTOAUGMENT_POLICIES
+
+    aa = gpu_data.SampleAutoAugment(AUTOAUGMENT_POLICIES["cifar10"])
+    images = torch.from_numpy(_structured_images(64)).permute(0, 3, 1, 2).contiguous()
+    b, (h, w) = images.shape[0], images.shape[-2:]
+    torch.manual_seed(3)
+    batch = aa(images)
+    torch.manual_seed(3)                                   # the same draws, in forward's order
+    choice = torch.randint(len(aa._policies), (b,)).tolist()
+    draws = [(torch.rand(b).tolist(), torch.rand(b).tolist()) for _ in range(2)]
+    for i in range(b):
+        img = images[i:i + 1]
+        for stage, (coin, sign) in enumerate(draws):
+            op, probability, magnitude_idx = aa._policies[choice[i]][stage]
+            if coin[i] > probability:
+                continue
+            magnitudes_fn, signed = aa._AUGMENTATION_SPACE[op]
+            magnitudes = magnitudes_fn(10, h, w)
+            magnitude = 0.0 if magnitudes is None else float(magnitudes[magnitude_idx])
+            if signed and magnitudes is not None and sign[i] <= 0.5:
+                magnitude = -magnitude
+            img = aa._apply_image_or_video_transform(img, op, magnitude, interpolation=aa.interpolation,
+                                                     fill=aa._fill)
+        assert torch.equal(batch[i:i + 1], img), f"image {i}"
+
+
 @pytest.mark.parametrize("batches_per_call", [2, None])  # several calls; one call (IMAGES_PER_CALL)
 def test_gpu_batches_follow_the_sampler_order(compose_config, batches_per_call):
     ds, recipe = _cifar_like(compose_config)

@@ -233,10 +233,9 @@ def compile_model(model: torch.nn.Module, setting, device: torch.device) -> torc
     # runs' graphs pile up on the same code objects until dynamo's recompile limit sends later runs
     # to eager
     torch.compiler.reset()
-    if setting is None or str(setting).lower() == "auto":
-        import torch._dynamo.config as dynamo_config
+    import torch._dynamo.config as dynamo_config
 
-        dynamo_config.suppress_errors = True
+    dynamo_config.suppress_errors = setting is None or str(setting).lower() == "auto"
     return torch.compile(model, mode=None if mode == "default" else mode)
 
 

@@ -32,7 +32,6 @@ loader figure).
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from typing import Iterator, Optional
 
 import numpy as np
@@ -113,48 +112,55 @@ class SampleAutoAugment(v2.AutoAugment):
     drew and each group is transformed by one call of torchvision's v2 op.
     """
 
-    def _table(self, h: int, w: int) -> list:
-        """Per sub-policy, per stage: (op, probability, magnitude, signed), magnitudes resolved."""
+    def _stage_tables(self, h: int, w: int) -> list[dict]:
+        """Per stage, arrays over the sub-policies: probability, signed, and the ids of the
+        (op, +magnitude) and (op, -magnitude) groups in ``keys``."""
         cache = self.__dict__.setdefault("_tables", {})
         if (h, w) not in cache:
-            rows = []
-            for policy in self._policies:
-                row = []
-                for transform_id, probability, magnitude_idx in policy:
-                    magnitudes_fn, signed = self._AUGMENTATION_SPACE[transform_id]
+            stages = []
+            for stage in range(2):
+                keys: list[tuple[str, float]] = []
+                prob, signed, key_pos, key_neg = [], [], [], []
+                for policy in self._policies:
+                    transform_id, probability, magnitude_idx = policy[stage]
+                    magnitudes_fn, is_signed = self._AUGMENTATION_SPACE[transform_id]
                     magnitudes = magnitudes_fn(10, h, w)
                     magnitude = 0.0 if magnitudes is None else float(magnitudes[magnitude_idx])
-                    row.append((transform_id, probability, magnitude, signed and magnitudes is not None))
-                rows.append(row)
-            cache[(h, w)] = rows
+                    for key, ids in (((transform_id, magnitude), key_pos), ((transform_id, -magnitude), key_neg)):
+                        if key not in keys:
+                            keys.append(key)
+                        ids.append(keys.index(key))
+                    prob.append(probability)
+                    signed.append(is_signed and magnitudes is not None)
+                stages.append({"keys": keys, "prob": np.array(prob), "signed": np.array(signed),
+                               "key_pos": np.array(key_pos), "key_neg": np.array(key_neg)})
+            cache[(h, w)] = stages
         return cache[(h, w)]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:  # [B, C, H, W] uint8
         b = images.shape[0]
         h, w = images.shape[-2:]
-        choice = torch.randint(len(self._policies), (b,)).tolist()
+        choice = torch.randint(len(self._policies), (b,)).numpy()
         out = images
-        table = self._table(h, w)
-        for stage in range(2):
-            coin = torch.rand(b).tolist()
-            sign = torch.rand(b).tolist()
-            groups = defaultdict(list)
-            for i in range(b):
-                transform_id, probability, magnitude, signed = table[choice[i]][stage]
-                if not coin[i] <= probability:
-                    continue
-                if signed and sign[i] <= 0.5:
-                    magnitude = -magnitude
-                groups[(transform_id, magnitude)].append(i)
-            if not groups:
+        for table in self._stage_tables(h, w):
+            coin = torch.rand(b).numpy()
+            sign = torch.rand(b).numpy()
+            negative = table["signed"][choice] & (sign <= 0.5)
+            key = np.where(negative, table["key_neg"][choice], table["key_pos"][choice])
+            key[~(coin <= table["prob"][choice])] = -1          # this stage's op not applied
+            order = np.argsort(key, kind="stable")                 # images grouped by key, in index order
+            ids, starts = np.unique(key[order], return_index=True)
+            if not (ids >= 0).any():
                 continue
             out = out.clone()
             # one host-to-device copy per stage: every group's indices, back to back
-            order = torch.tensor([i for idx in groups.values() for i in idx]).to(images.device, non_blocking=True)
-            start = 0
-            for (transform_id, magnitude), idx in groups.items():
-                ix = order[start:start + len(idx)]
-                start += len(idx)
+            order_dev = torch.from_numpy(order).to(images.device, non_blocking=True)
+            ends = list(starts[1:]) + [b]
+            for group, start, stop in zip(ids, starts, ends):
+                if group < 0:
+                    continue
+                transform_id, magnitude = table["keys"][group]
+                ix = order_dev[start:stop]
                 out[ix] = self._apply_image_or_video_transform(
                     out[ix], transform_id, magnitude, interpolation=self.interpolation, fill=self._fill)
         return out
