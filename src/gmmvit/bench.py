@@ -141,8 +141,8 @@ def time_train_steps(model: str, masks: Sequence[str], batch: int = 128, steps: 
         criterion = build_criterion(cfg.recipe, None)
         for who, net in nets.items():
             net = net.to(dev).train()
-            runs[(mask, who)] = _train_step(net, fast.compile_model(net, compile, dev),
-                                            build_optimizer(cfg.recipe, net), criterion, images, targets, dev, bf16)
+            runs[(mask, who)] = _train_step(fast.compile_model(net, compile, dev), build_optimizer(cfg.recipe, net),
+                                            criterion, images, targets, dev, bf16)
         info[mask] = sum(p.numel() for p in nets["ours"].parameters() if p.requires_grad)
     times: dict = {key: [] for key in runs}
     losses: dict = {}
@@ -168,7 +168,8 @@ def time_train_steps(model: str, masks: Sequence[str], batch: int = 128, steps: 
     return results
 
 
-def _train_step(net, step_net, optimizer, criterion, images, targets, dev, bf16):
+def _train_step(step_net, optimizer, criterion, images, targets, dev, bf16):
+    """One training step of ``step_net`` as a closure, for the rotation in ``time_train_steps``."""
     def step():
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
             loss = criterion(step_net(images), targets)

@@ -226,6 +226,8 @@ def compile_model(model: torch.nn.Module, setting, device: torch.device) -> torc
     ``suppress_errors``) instead of ending the run: compiling is an optimisation there, not a choice
     the user made.
     """
+    import torch._dynamo.config as dynamo_config
+
     mode = compile_setting(setting, device)
     if mode is None:
         return model
@@ -233,11 +235,10 @@ def compile_model(model: torch.nn.Module, setting, device: torch.device) -> torc
     # runs' graphs pile up on the same code objects until dynamo's recompile limit sends later runs
     # to eager
     torch.compiler.reset()
-    import torch._dynamo.config as dynamo_config
-
     dynamo_config.suppress_errors = setting is None or str(setting).lower() == "auto"
     return torch.compile(model, mode=None if mode == "default" else mode)
 
 
-__all__ = ["ATTENTION_MODES", "COMPILE_MODES", "compile_setting", "compile_model", "FLEX_MIN_TOKENS", "set_attention", "attention_mode", "flex_available",
-           "use_flex", "flex_masked_attention", "explicit_masked_attention"]
+__all__ = ["ATTENTION_MODES", "FLEX_MIN_TOKENS", "set_attention", "attention_mode", "flex_available",
+           "use_flex", "flex_masked_attention", "explicit_masked_attention",
+           "COMPILE_MODES", "compile_setting", "compile_model"]
