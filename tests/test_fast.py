@@ -224,6 +224,28 @@ def test_batch_pipeline_without_augmentation_is_exact_normalisation(compose_conf
     torch.testing.assert_close(out, (x.float() / 255 - mean) / std)
 
 
+@pytest.mark.parametrize("dataset", ["cifar10", "fashion_mnist"])  # as is; padded from 28 to 32 px
+def test_gpu_test_batches_equal_the_per_image_test_pipeline_in_order(compose_config, dataset):
+    ds, recipe = _cifar_like(compose_config, dataset)
+    arrays = _structured_images(37, ds.native_size, ds.channels)
+    arrays = arrays[..., 0] if ds.channels == 1 else arrays
+
+    class Split:
+        data, targets = arrays, list(range(37))
+
+        def __len__(self):
+            return 37
+
+    loader = gpu_data.GpuTestBatches.from_split(Split(), ds, 16, torch.device("cpu"))
+    batches = list(loader)
+    assert len(loader) == len(batches) == 3 and [len(y) for _, y in batches] == [16, 16, 5]
+    transform = build_transforms(ds, recipe.aug, train=False)
+    mode = "RGB" if ds.channels == 3 else "L"
+    expected = torch.stack([transform(Image.fromarray(a, mode=mode)) for a in arrays])
+    torch.testing.assert_close(torch.cat([x for x, _ in batches]), expected)
+    assert torch.cat([y for _, y in batches]).tolist() == list(range(37))
+
+
 def test_crop_and_flip_are_per_image_shifts_of_the_padded_image(compose_config):
     ds, recipe = _cifar_like(compose_config)
     augment = gpu_data.BatchAugment(ds, recipe.aug)

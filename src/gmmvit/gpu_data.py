@@ -1,4 +1,5 @@
-"""The training set held on the GPU as uint8, augmented a whole batch at a time on the GPU.
+"""The training set held on the GPU as uint8, augmented a whole batch at a time on the GPU (and the
+test set beside it, normalised a batch at a time).
 
 At CIFAR size the per-image PIL pipeline (``data.build_transforms``) runs at a
 few thousand images per second per core (SPEC.md: 2,800-4,300), which is the
@@ -105,6 +106,11 @@ def to_model_size(images: torch.Tensor, ds) -> torch.Tensor:
 
 # --- batched augmentation ---------------------------------------------------------------------
 
+def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[B, C, H, W]`` -> float32, as ``ToTensor`` then ``Normalize(mean, std)``."""
+    return (x.float().div_(255.0) - mean.to(x.device)[:, None, None]).div_(std.to(x.device)[:, None, None])
+
+
 class SampleAutoAugment(v2.AutoAugment):
     """AutoAugment with one sub-policy per image (as per-image torchvision), on a uint8 batch.
 
@@ -209,9 +215,7 @@ class BatchAugment:
         return self.autoaugment(x)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        mean = self.mean.to(x.device)[:, None, None]
-        std = self.std.to(x.device)[:, None, None]
-        return (x.float().div_(255.0) - mean).div_(std)
+        return normalize(x, self.mean, self.std)
 
     def erase(self, x: torch.Tensor, attempts: int = 10) -> torch.Tensor:
         """torchvision's RandomErasing per image: up to 10 (area, aspect) draws, the first that fits."""
@@ -291,6 +295,29 @@ class GpuBatches:
                 yield images[k * bs:(k + 1) * bs], targets[k * bs:(k + 1) * bs]
 
 
+class GpuTestBatches:
+    """The test split on the device, in order, normalised a batch at a time: what
+    ``build_transforms(train=False)`` does per image, with no loader processes."""
+
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor, batch_size: int, ds):
+        self.images, self.targets, self.batch_size = images, targets, batch_size
+        self.mean = torch.tensor(list(ds.mean), dtype=torch.float32)
+        self.std = torch.tensor(list(ds.std), dtype=torch.float32)
+
+    @classmethod
+    def from_split(cls, split: Dataset, ds, batch_size: int, device) -> "GpuTestBatches":
+        images, targets = split_arrays(split)
+        return cls(to_model_size(images.to(device), ds), targets.to(device), batch_size, ds)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.targets) / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for first in range(0, len(self.targets), self.batch_size):
+            last = first + self.batch_size
+            yield normalize(self.images[first:last], self.mean, self.std), self.targets[first:last]
+
+
 def dataset_bytes(n: int, ds) -> int:
     return n * ds.channels * ds.img_size * ds.img_size
 
@@ -317,5 +344,12 @@ def gpu_train_loader(setting, split: Dataset, ds, recipe, device, sampler) -> Op
     return GpuBatches.from_split(split, ds, recipe, device, sampler)
 
 
-__all__ = ["split_arrays", "to_model_size", "SampleAutoAugment", "BatchAugment", "GpuBatches",
-           "wanted", "gpu_train_loader", "DATA_ON_GPU", "IMAGES_PER_CALL"]
+def gpu_test_loader(setting, split: Dataset, ds, batch_size: int, device) -> Optional[GpuTestBatches]:
+    """The device-resident test loader when ``data_on_gpu`` asks for it (None: use the DataLoader)."""
+    if not wanted(setting, device, len(split), ds):
+        return None
+    return GpuTestBatches.from_split(split, ds, batch_size, device)
+
+
+__all__ = ["split_arrays", "to_model_size", "normalize", "SampleAutoAugment", "BatchAugment", "GpuBatches",
+           "GpuTestBatches", "wanted", "gpu_train_loader", "gpu_test_loader", "DATA_ON_GPU", "IMAGES_PER_CALL"]

@@ -126,8 +126,9 @@ def train(cfg: DictConfig) -> dict:
                               drop_last=recipe.drop_last, **loader_kw)
     test_loader = DataLoader(test_set, batch_size=2 * recipe.batch_size, shuffle=False, **loader_kw)
     # CIFAR-sized data on the GPU as uint8, augmented per batch there (gmmvit.gpu_data)
-    train_loader = gpu_data.gpu_train_loader(cfg.get("data_on_gpu", "auto"), train_split, ds, recipe, device,
-                                             sampler) or train_loader
+    on_gpu = cfg.get("data_on_gpu", "auto")
+    train_loader = gpu_data.gpu_train_loader(on_gpu, train_split, ds, recipe, device, sampler) or train_loader
+    test_loader = gpu_data.gpu_test_loader(on_gpu, test_split, ds, 2 * recipe.batch_size, device) or test_loader
     if len(train_loader) == 0:
         raise ValueError(f"no full batch of {recipe.batch_size} in {len(train_set)} training images: "
                          "lower recipe.batch_size or raise limit_train")
