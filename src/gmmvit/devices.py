@@ -108,8 +108,7 @@ def loader_workers(setting, device: torch.device, runs_per_gpu: int = 1) -> int:
     if device.type == "cpu":
         return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    concurrent = max(torch.cuda.device_count(), 1) * runs_per_gpu
-    return max(1, min(8, cores // concurrent))
+    return max(1, min(8, cores // gpu_slots(runs_per_gpu)))
 
 
 __all__ = ["pick_device", "gpu_slots", "loader_workers", "try_claim", "claim", "slot_folder", "POLL_S"]
