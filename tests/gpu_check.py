@@ -1,44 +1,43 @@
-"""GPU check (NOT a pytest file): run by hand on a CUDA machine, about 5-6 minutes in all.
+"""The GPU check (NOT a pytest file): one prepared run on a bare CUDA machine, under 8 minutes.
 
-    PYTHONUNBUFFERED=1 python tests/gpu_check.py [--budget 330] [--out gpu_check.md] [--sections epoch,packing,...]
+    PYTHONUNBUFFERED=1 python tests/gpu_check.py --fmnist DIR [--out gpu_check.md] [--budget 480]
 
-Sections run in the order given (default: epoch, packing, steps, flex, estimates: the figures the
-speed targets need first); each stops starting items when the budget is spent.
+``--fmnist`` is a folder holding Debian's Fashion-MNIST files (``*-ubyte.gz``). It measures, in order:
 
-1. FlexAttention (score * M[h, q, kv]) vs the explicit path on CUDA: forward and gradients w.r.t.
-   q, k, v, sigma, alpha, fp32 and bf16, at each architecture's attention shapes;
-2. train-step img/s for every model x {none, gmm}, bf16 autocast, batch 128: eager (all), then
-   torch.compile (default mode, and reduce-overhead = CUDA graphs) + attention auto (= flex for the
-   mul mask) as time allows, ViT-GMM also with the explicit path under compile and at batch 512;
-3. one end-to-end epoch of ViT-GMM through train() on GPU-resident synthetic CIFAR-sized uint8
-   data with the GPU augmentation (bf16; compile auto, then reduce-overhead), and the DataLoader
-   path for comparison if time remains;
-3b. packing: 2, then 4 such runs in separate processes on the one GPU, their img/s summed;
-4. estimates: the 300-pass CIFAR-10 ViT-GMM wall time and the GPU-hours of the 40-run table.
+A. (in parallel, the machine's cores are many) **accuracy pairs**: short real training runs through
+   ``src/train.py`` on Fashion-MNIST (2 x 234 steps), each with the defaults (compile=auto,
+   attention=auto, data_on_gpu=auto, bf16) and with every fast path off (compile=false,
+   attention=explicit, data_on_gpu=false, fp32): ViT none and gmm, Swin gmm; ViT-GMM with two seeds
+   for the noise. Beside them, every model x mask is compiled once on CIFAR-sized synthetic data, so
+   the timed runs below find their kernels in the inductor cache.
+B. (alone on the GPU, one after another) **end-to-end img/s** through ``train()`` for every model with
+   none and gmm (CIFAR-sized synthetic uint8 data on the GPU, the paper's augmentation and batch 128),
+   the last of two epochs; ViT also in the other compile mode; ViT-GMM with a profile of 20 steps;
+   and the decomposition: the bare compiled step (no data) and the data pipeline alone.
+C. **packing**: 2 and 4 ViT-GMM runs at once on the card, img/s summed.
+D. **estimates**: one 300-pass CIFAR-10 run per model, and the 60-run table's GPU-hours.
 
-Every section is wrapped so one failure loses nothing else; each item is bounded by SIGALRM and
-the whole by --budget seconds; the markdown is printed as it grows and at the end in one block.
+Figures go to ``--out`` (markdown) and beside it ``gpu_check.json``; each phase is capped so one
+failure or a slow phase loses nothing else.
 """
 
 from __future__ import annotations
 
 import argparse
-import signal
+import json
+import os
+import subprocess
 import sys
 import time
-import traceback
-from contextlib import contextmanager
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-import torch  # noqa: E402
-
-from gmmvit import bench, fast  # noqa: E402
-from gmmvit.masks import GaussianMixtureMask  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
 
 T0 = time.time()
+MODELS = ["vit", "swin", "cait", "pit", "t2t"]
 LINES: list[str] = []
+RESULTS: dict = {}
 
 
 def emit(*lines: str) -> None:
@@ -47,328 +46,269 @@ def emit(*lines: str) -> None:
         print(line, flush=True)
 
 
-class ItemTimeout(Exception):
-    pass
+def table(header, rows) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(str(c) for c in r) + " |" for r in rows), ""]
 
 
-@contextmanager
-def time_cap(seconds: float):
-    seconds = max(int(seconds), 1)
-
-    def handler(signum, frame):
-        raise ItemTimeout(f"over its {seconds}s cap")
-
-    old = signal.signal(signal.SIGALRM, handler)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
+def elapsed() -> float:
+    return time.time() - T0
 
 
-def left(budget: float) -> float:
-    return budget - (time.time() - T0)
+# --- A. accuracy pairs + compile warm-up, in parallel ---------------------------------------------
 
+FAST: list[str] = []  # the defaults
+SLOW = ["compile=false", "attention=explicit", "data_on_gpu=false", "precision=fp32", "workers=3"]
+ACCURACY_RUNS = [("vit", "none", 0), ("vit", "gmm", 0), ("vit", "gmm", 1), ("swin", "gmm", 0)]
+SHORT_RECIPE = ["recipe.epochs=2", "recipe.passes_per_epoch=1", "recipe.warmup_epochs=0.2", "limit_train=30000"]
 
-def err(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
-
-
-# --- 1. flex == explicit on CUDA ------------------------------------------------------------------
-
-SHAPES = [  # name, batch lead dims, heads, grid, prefix, head dim, bias
-    ("vit", (16,), 12, 8, 0, 16, False),
-    ("pit stage 1", (8,), 2, 16, 1, 48, False),
-    ("pit stage 3", (8,), 8, 4, 1, 48, False),
-    ("t2t token", (8,), 1, 16, 0, 64, False),
-    ("t2t blocks", (8,), 4, 8, 0, 64, False),
-    ("swin window (5-d, bias)", (4, 16), 3, 4, 0, 32, True),
-]
-
-
-def check_flex(dtype: torch.dtype) -> list[list]:
-    rows = []
-    dev = torch.device("cuda")
-    for name, lead, heads, grid, prefix, d, with_bias in SHAPES:
-        try:
-            torch.manual_seed(0)
-            n = grid * grid + prefix
-            mask = GaussianMixtureMask(heads, grid, prefix).to(dev)
-            q, k, v = (torch.randn(*lead, heads, n, d, device=dev, dtype=dtype, requires_grad=True)
-                       for _ in range(3))
-            bias = torch.randn(lead[-1], heads, n, n, device=dev) if with_bias else None
-            g = torch.randn(*lead, heads, n, d, device=dev, dtype=dtype)
-            inputs = [q, k, v, mask.sigma, mask.alpha]
-            # the reference in float32 from the same (possibly bf16) inputs
-            ref = fast.explicit_masked_attention(q.float(), k.float(), v.float(), mask.full(), d ** -0.5,
-                                                 bias)
-            g_ref = torch.autograd.grad(ref, inputs, g.float())
-            t = time.time()
-            out = fast.flex_masked_attention(q, k, v, mask.full(), d ** -0.5, bias)
-            g_out = torch.autograd.grad(out, inputs, g)
-            took = time.time() - t
-            errs = [(out.float() - ref).abs().max().item()]
-            errs += [((a.float() - b).abs().max() / (b.abs().max() + 1e-12)).item() for a, b in zip(g_out, g_ref)]
-            tol = 2e-3 if dtype == torch.float32 else 5e-2
-            ok = errs[0] < tol * 5 and max(errs[1:]) < tol * 10
-            rows.append([name, str(dtype).replace("torch.", ""), f"{errs[0]:.1e}",
-                         " / ".join(f"{e:.1e}" for e in errs[1:]),
-                         ("ok" if ok else "MISMATCH") + (f" (tiles {fast.flex_kernel_options(q)})"
-                                                         if fast.flex_kernel_options(q) else ""),
-                         f"{took:.1f}"])
-        except Exception as exc:
-            rows.append([name, str(dtype).replace("torch.", ""), "-", "-", "error " + err(exc), "-"])
-            if "num_stages" not in fast.FLEX_SMALL_TILES and "triton" in str(exc).lower():
-                fast.FLEX_SMALL_TILES = {**fast.FLEX_SMALL_TILES, "num_stages": 1}
-                torch._dynamo.reset()
-                rows.append([name, "-", "-", "-", "retrying with num_stages=1 for the rest", "-"])
-    return rows
-
-
-def section_flex(budget: float) -> None:
-    emit("### 1. FlexAttention vs explicit on CUDA (max |out diff|; grad rel. diff q/k/v/sigma/alpha)", "")
-    rows = []
-    for dtype in (torch.float32, torch.bfloat16):
-        if left(budget) < 30:
-            rows.append(["(rest)", str(dtype), "-", "-", "skipped: time", "-"])
-            continue
-        try:
-            with time_cap(min(120, left(budget) - 20)):
-                rows += check_flex(dtype)
-        except ItemTimeout as exc:
-            rows.append(["(rest)", str(dtype), "-", "-", "timeout " + str(exc), "-"])
-    emit(*bench.table(["shape", "dtype", "out diff", "grad rel. diff", "result", "s (incl. compile)"], rows), "")
-    # the model-level switch: ViT-GMM forward, attention explicit vs flex, fp32
-    try:
-        with time_cap(60):
-            from gmmvit.train import build_model
-            cfg = bench.compose(["model=vit", "mask=gmm"])
-            torch.manual_seed(0)
-            model = build_model(cfg).cuda().eval()
-            x = torch.randn(32, 3, 32, 32, device="cuda")
-            with torch.no_grad():
-                fast.set_attention("explicit")
-                a = model(x)
-                fast.set_attention("flex")
-                b = model(x)
-            fast.set_attention("auto")
-            emit(f"- ViT-GMM model forward, attention=flex vs explicit (fp32): max |logit diff| "
-                 f"{(a - b).abs().max().item():.2e}", "")
-    except Exception as exc:
-        fast.set_attention("auto")
-        emit(f"- ViT-GMM model forward check: error {err(exc)}", "")
-
-
-# --- 2. train-step img/s ----------------------------------------------------------------------------
-
-STEP_RESULTS: dict = {}
-
-
-def section_steps(budget: float, eager_budget: float) -> None:
-    emit("### 2. Train step img/s on this GPU (bf16 autocast, AdamW, median of 10 steps)", "")
-    models = bench.all_models()
-    rows = []
-    eager_end = time.time() + eager_budget
-    for model in models:
-        for mask in ("none", "gmm"):
-            if time.time() > eager_end or left(budget) < 20:
-                rows.append([model, mask, "eager", "auto", 128, "skipped: time"])
-                continue
-            try:
-                with time_cap(min(60, left(budget) - 10)):
-                    r = bench.time_train_step(model, mask, batch=128, steps=10, warmup=3, device="cuda",
-                                              precision="bf16", compile=False, attention="auto")
-                STEP_RESULTS[(model, mask, "eager")] = r
-                rows.append([model, mask, "eager", "auto", 128, bench.fmt(r["img_s"])])
-            except Exception as exc:
-                rows.append([model, mask, "eager", "auto", 128, "error " + err(exc)])
-            finally:
-                torch._dynamo.reset()
-    plan = [("vit", "gmm", "auto", 128, "default"), ("vit", "none", "auto", 128, "default"),
-            ("vit", "gmm", "auto", 128, "reduce-overhead"), ("vit", "none", "auto", 128, "reduce-overhead")]
-    plan += [(m, k, "auto", 128, "default") for m in models if m != "vit" for k in ("gmm", "none")]
-    plan += [(m, "gmm", "auto", 128, "reduce-overhead") for m in models if m != "vit"]
-    plan += [("vit", "gmm", "explicit", 128, "default"), ("vit", "gmm", "auto", 512, "default")]
-    for model, mask, attention, batch, mode in plan:
-        if left(budget) < 45:
-            rows.append([model, mask, mode, attention, batch, "skipped: time"])
-            continue
-        try:
-            with time_cap(min(120, left(budget) - 15)):
-                t = time.time()
-                r = bench.time_train_step(model, mask, batch=batch, steps=10, warmup=3, device="cuda",
-                                          precision="bf16", compile=mode, attention=attention)
-            if attention == "auto" and batch == 128:
-                key = (model, mask, "compile")
-                if key not in STEP_RESULTS or r["img_s"] > STEP_RESULTS[key]["img_s"]:
-                    STEP_RESULTS[key] = r
-            rows.append([model, mask, mode, attention, batch,
-                         f"{bench.fmt(r['img_s'])} (with compile {time.time() - t:.0f}s)"])
-        except Exception as exc:
-            rows.append([model, mask, mode, attention, batch, "error " + err(exc)])
-        finally:
-            torch._dynamo.reset()
-    emit(*bench.table(["model", "mask", "mode", "attention", "batch", "img/s"], rows), "")
-
-
-# --- 3. end-to-end epoch -----------------------------------------------------------------------------
-
-EPOCH_RESULTS: dict = {}
-
-
-def section_epoch(budget: float) -> None:
-    emit("### 3. End-to-end training epoch, ViT-GMM, train() on synthetic CIFAR-sized data", "")
-    rows = []
-    for data_on_gpu, mode, n_train, epochs in (("true", "auto", 50_000, 2), ("true", "reduce-overhead", 50_000, 2),
-                                               ("false", "auto", 20_000, 2)):
-        if left(budget) < 50:
-            rows.append(["vit", "gmm", data_on_gpu, mode, "-", "-", "-", "skipped: time"])
-            continue
-        try:
-            with time_cap(min(150, left(budget) - 10)):
-                r = bench.gpu_epoch("vit", "gmm", n_train=n_train, passes=1, epochs=epochs, compile=mode,
-                                    attention="auto", data_on_gpu=data_on_gpu, device="cuda")
-            if data_on_gpu not in EPOCH_RESULTS or r["img_s"] > EPOCH_RESULTS[data_on_gpu]["img_s"]:
-                EPOCH_RESULTS[data_on_gpu] = {**r, "mode": mode}
-            rows.append(["vit", "gmm", data_on_gpu, mode, f"{r['images']:,}", bench.fmt(r["img_s"]),
-                         f"{r['epoch_s']:.1f} (first {r['first_epoch_s']:.1f})", "ok"])
-        except Exception as exc:
-            rows.append(["vit", "gmm", data_on_gpu, mode, "-", "-", "-", "error " + err(exc)])
-        finally:
-            torch._dynamo.reset()
-    emit(*bench.table(["model", "mask", "data on GPU", "compile", "images/epoch", "img/s (last epoch)",
-                       "epoch s", "result"], rows), "")
-
-
-# --- 3b. several runs packed on the GPU ------------------------------------------------------------
-
-PACK_SCRIPT = """
+WARM = """
 import sys
 sys.path.insert(0, "src")
 from gmmvit import bench
-r = bench.gpu_epoch("vit", "gmm", n_train=50_000, passes=1, epochs=2, compile=sys.argv[1], data_on_gpu="true",
-                    device="cuda")
+bench.gpu_epoch(sys.argv[1], sys.argv[2], n_train=2560, n_test=2000, epochs=1, compile=sys.argv[3])
+"""
+
+
+def accuracy_command(model, mask, seed, setting, data_root, fmnist) -> list[str]:
+    sweep = f"gpu_check_{setting}"
+    return [sys.executable, "src/train.py", f"model={model}", f"mask={mask}", f"seed={seed}",
+            "dataset=fashion_mnist", f"paths.data={data_root}",  # phase_a unpacked the files there
+            "logger=none", f"sweep={sweep}", *SHORT_RECIPE, *(FAST if setting == "fast" else SLOW)]
+
+
+def phase_a(args, logs: Path, cap: float) -> None:
+    from gmmvit import data
+
+    data_root = logs / "data"
+    data.fashion_mnist(str(data_root / "fashion_mnist"), True, args.fmnist)  # unpack once, before the runs
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TORCHINDUCTOR_COMPILE_THREADS": "4"}
+    procs = {}
+    for model, mask, seed in ACCURACY_RUNS:
+        for setting in ("fast", "slow"):
+            name = f"acc_{setting}_{model}_{mask}_{seed}"
+            procs[name] = subprocess.Popen(accuracy_command(model, mask, seed, setting, data_root, args.fmnist),
+                                           cwd=REPO, env=env, stdout=open(logs / f"{name}.log", "w"),
+                                           stderr=subprocess.STDOUT)
+    for model in MODELS:
+        for mask in ("none", "gmm"):
+            modes = [args.mode] + ([args.other_mode] if (model, mask) == ("vit", "gmm") else [])
+            for mode in modes:
+                name = f"warm_{model}_{mask}_{mode}"
+                procs[name] = subprocess.Popen([sys.executable, "-c", WARM, model, mask, mode], cwd=REPO, env=env,
+                                               stdout=open(logs / f"{name}.log", "w"), stderr=subprocess.STDOUT)
+    deadline = time.time() + cap
+    status = {}
+    for name, proc in procs.items():
+        try:
+            status[name] = proc.wait(timeout=max(deadline - time.time(), 1))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            status[name] = "killed at the cap"
+    emit(f"- phase A (parallel: {len(procs)} processes) took {elapsed():.0f}s; "
+         f"not exit 0: {', '.join(f'{k} ({v})' for k, v in status.items() if v != 0) or 'none'}", "")
+    rows = []
+    for model, mask, seed in ACCURACY_RUNS:
+        pair = {}
+        for setting in ("fast", "slow"):
+            found = [json.loads(p.read_text()) for p in (REPO / "multirun" / f"gpu_check_{setting}").rglob("metrics.json")]
+            found = [m for m in found if m.get("meta", {}).get("model") == model
+                     and m.get("meta", {}).get("mask") == mask and m.get("meta", {}).get("seed") == seed]
+            pair[setting] = found[0] if found else {}
+        f, s = pair["fast"], pair["slow"]
+        ft, st = f.get("final", {}).get("final_top1"), s.get("final", {}).get("final_top1")
+        paths = lambda m: ", ".join(f"{v}" for k, v in m.get("paths", {}).items()  # noqa: E731
+                                    if k in ("compiled", "attention", "data", "precision")) or m.get("status", "-")
+        rows.append([model, mask, seed, f"{ft:.2f}" if ft is not None else "-", f"{st:.2f}" if st is not None else "-",
+                     f"{ft - st:+.2f}" if ft is not None and st is not None else "-", paths(f), paths(s),
+                     f"{f.get('final', {}).get('wall_s', 0):.0f} / {s.get('final', {}).get('wall_s', 0):.0f}"])
+        RESULTS.setdefault("accuracy", []).append({"model": model, "mask": mask, "seed": seed, "fast": f, "slow": s})
+    emit("### 1. The fast paths train right: Fashion-MNIST, 468 steps (2 x 234, batch 128), final test top-1", "")
+    emit(*table(["model", "mask", "seed", "defaults top-1", "all fast paths off top-1", "difference",
+                 "defaults ran on", "off ran on", "wall s (defaults / off)"], rows))
+
+
+# --- B. end-to-end throughput, alone on the GPU ----------------------------------------------------
+
+SERIAL = """
+import json, sys, time
+sys.path.insert(0, "src")
+import torch
+from gmmvit import bench
+plan = json.loads(sys.argv[1])
+for item in plan:
+    kind = item.pop("kind")
+    t = time.time()
+    try:
+        if kind == "e2e":
+            r = bench.gpu_epoch(n_train=12_800, n_test=2_000, epochs=2, **item)
+        elif kind == "step":
+            r = bench.time_train_step(item["model"], item["mask"], batch=128, steps=30, warmup=5, device="cuda",
+                                      precision="bf16", compile=item["compile"], attention="auto")
+        elif kind == "data":
+            r = bench.gpu_data_rate(n_train=12_800)
+        r = {**item, "kind": kind, **{k: v for k, v in r.items() if k not in item}, "wall": time.time() - t}
+    except Exception as exc:
+        r = {**item, "kind": kind, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"}
+    print("RESULT " + json.dumps(r, default=str), flush=True)
+"""
+
+
+def run_serial(plan: list[dict], cap: float, log: Path) -> list[dict]:
+    out = []
+    try:
+        proc = subprocess.run([sys.executable, "-c", SERIAL, json.dumps(plan)], cwd=REPO, capture_output=True,
+                              text=True, timeout=max(cap, 10), env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        text = proc.stdout + proc.stderr
+    except subprocess.TimeoutExpired as exc:
+        text = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        text += "\n[timed out]"
+    log.write_text(text)
+    for line in text.splitlines():
+        if line.startswith("RESULT "):
+            out.append(json.loads(line[7:]))
+    return out
+
+
+def phase_b(args, logs: Path, cap: float) -> None:
+    plan = [{"kind": "e2e", "model": "vit", "mask": "gmm", "compile": args.mode, "profile_steps": 20}]
+    plan += [{"kind": "e2e", "model": m, "mask": k, "compile": args.mode}
+             for m in MODELS for k in ("none", "gmm") if (m, k) != ("vit", "gmm")]
+    plan += [{"kind": "e2e", "model": "vit", "mask": "gmm", "compile": args.other_mode}]
+    plan += [{"kind": "step", "model": "vit", "mask": "gmm", "compile": args.mode}, {"kind": "data"}]
+    results = run_serial(plan, cap, logs / "serial.log")
+    RESULTS["serial"] = results
+    rows = []
+    for r in results:
+        if r["kind"] != "e2e":
+            continue
+        if "error" in r:
+            rows.append([r["model"], r["mask"], r["compile"], "-", "-", "error " + r["error"]])
+            continue
+        p = r.get("paths", {})
+        minutes = (300 * 50_000 / r["img_s"] + 100 * 10_000 / (3 * r["img_s"])) / 60
+        rows.append([r["model"], r["mask"], r["compile"], f"{r['img_s']:,.0f}", f"{minutes:.1f}",
+                     f"{p.get('compiled')} ({p.get('graphs')} graphs, {p.get('graph_breaks')} breaks), "
+                     f"{p.get('attention')}, data {p.get('data')}, {p.get('precision')}"])
+    emit(f"### 2. End-to-end training img/s through train() (phase B ended at {elapsed():.0f}s)", "",
+         "CIFAR-sized synthetic uint8 data on the GPU, the paper's augmentation (flip, crop, AutoAugment, "
+         "erasing, Mixup/CutMix), batch 128, bf16; img/s of the second epoch (12,800 images); "
+         "300-pass CIFAR-10 minutes = 300 x 50,000 training + 100 x 10,000 test images (a third the cost).", "")
+    emit(*table(["model", "mask", "compile", "img/s", "300-pass run, min", "ran on"], rows))
+    for r in results:
+        if r["kind"] == "step":
+            emit(f"- bare compiled train step ViT-GMM ({r.get('compile')}), no data: "
+                 + (f"{r['img_s']:,.0f} img/s" if "img_s" in r else r.get("error", "-")))
+        if r["kind"] == "data":
+            emit("- data pipeline alone (GPU uint8 -> augmented batches + Mixup/CutMix, no model): "
+                 + (f"{r['img_s']:,.0f} img/s" if "img_s" in r else r.get("error", "-")))
+    for r in results:
+        if r.get("profile"):
+            emit("", f"#### Profile: ViT-GMM, compile={r['compile']}, 20 steps of the real loop", "", r["profile"])
+
+
+# --- C. packing --------------------------------------------------------------------------------------
+
+PACK = """
+import json, sys
+sys.path.insert(0, "src")
+from gmmvit import bench
+r = bench.gpu_epoch("vit", "gmm", n_train=12_800, n_test=2_000, epochs=3, compile=sys.argv[1])
 print("IMG_S", r["img_s"], flush=True)
 """
 
 
-def section_packing(budget: float) -> None:
-    """runs_per_gpu: k processes train side by side on the one GPU; their img/s summed vs one alone."""
-    import subprocess
-
-    emit("### 3b. Several runs per GPU (runs_per_gpu): ViT-GMM epochs in k processes at once", "")
-    single = EPOCH_RESULTS.get("true")
-    mode = (single or {}).get("mode", "auto")
-    rows = [["1", mode, bench.fmt(single["img_s"]) if single else "-", "-"]]
-    procs: list = []
+def phase_c(args, cap: float) -> None:
+    single = next((r for r in RESULTS.get("serial", []) if r["kind"] == "e2e" and r["model"] == "vit"
+                   and r["mask"] == "gmm" and r["compile"] == args.mode and "img_s" in r), None)
+    rows = [[1, f"{single['img_s']:,.0f}" if single else "-", "-"]]
+    RESULTS["packing"] = {1: single["img_s"] if single else None}
+    deadline = time.time() + cap
     for k in (2, 4):
-        if left(budget) < 100:
-            rows.append([str(k), mode, "-", "skipped: time"])
+        if deadline - time.time() < 30:
+            rows.append([k, "-", "skipped: time"])
             continue
-        try:
-            procs = [subprocess.Popen([sys.executable, "-c", PACK_SCRIPT, mode], stdout=subprocess.PIPE,
-                                      stderr=subprocess.DEVNULL, text=True,
-                                      cwd=Path(__file__).resolve().parents[1]) for _ in range(k)]
-            rates = []
-            for proc in procs:
-                out, _ = proc.communicate(timeout=max(left(budget) - 10, 30))
+        procs = [subprocess.Popen([sys.executable, "-c", PACK, args.mode], cwd=REPO, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL, text=True) for _ in range(k)]
+        rates = []
+        for proc in procs:
+            try:
+                out, _ = proc.communicate(timeout=max(deadline - time.time(), 1))
                 rates += [float(line.split()[1]) for line in out.splitlines() if line.startswith("IMG_S")]
-            rows.append([str(k), mode, f"{bench.fmt(sum(rates))} (each {', '.join(bench.fmt(r) for r in rates)})",
-                         "ok" if len(rates) == k else f"{len(rates)}/{k} finished"])
-        except Exception as exc:
-            for proc in procs:
+            except subprocess.TimeoutExpired:
                 proc.kill()
-            rows.append([str(k), mode, "-", "error " + err(exc)])
-    emit(*bench.table(["runs on the GPU", "compile", "img/s, all runs together", "result"], rows), "")
+        RESULTS["packing"][k] = sum(rates) if len(rates) == k else None
+        rows.append([k, f"{sum(rates):,.0f} (each {', '.join(f'{r:,.0f}' for r in rates)})",
+                     "ok" if len(rates) == k else f"{len(rates)}/{k} finished"])
+    emit(f"### 3. Several ViT-GMM runs at once on the card (phase C ended at {elapsed():.0f}s)", "")
+    emit(*table(["runs on the GPU", "img/s, all runs together (last epoch)", "result"], rows))
 
 
-# --- 4. estimates --------------------------------------------------------------------------------------
+# --- D. estimates ------------------------------------------------------------------------------------
 
-def section_estimates() -> None:
-    emit("### 4. Estimates (from the numbers above)", "")
-    e2e = EPOCH_RESULTS.get("true") or EPOCH_RESULTS.get("false")
-    if not e2e:
-        emit("- no end-to-end epoch measured: no estimate", "")
-        return
-    e2e_ips = e2e["img_s"]
-    # evaluation: 100 passes over the test set, forward only (~3x a training step's throughput)
-    vit_hours = (300 * 50_000 / e2e_ips + 100 * 10_000 / (3 * e2e_ips)) / 3600
-    emit(f"- CIFAR-10 ViT-GMM, 300 passes (100 'epochs' x 3) at {e2e_ips:,.0f} img/s end to end: "
-         f"**{vit_hours:.2f} h** ({vit_hours * 60:.0f} min) on this GPU")
-    ref = STEP_RESULTS.get(("vit", "gmm", "compile")) or STEP_RESULTS.get(("vit", "gmm", "eager"))
-    if not ref:
-        emit("", "- no ViT-GMM step figure: no table estimate", "")
-        return
-    ratio = e2e_ips / ref["img_s"]   # what the loop, augmentation, mixup add to a bare step
-    total, missing, lines = 0.0, [], []
-    macs_ratio = {}
-    from gmmvit.complexity import count_macs
-    from gmmvit.train import build_model
-    for model in bench.MODELS:
-        for mask in ("none", "gmm"):
-            r = STEP_RESULTS.get((model, mask, "compile")) or STEP_RESULTS.get((model, mask, "eager"))
-            if r is None:
-                missing.append(f"{model}/{mask}")
-                continue
-            if model not in macs_ratio:
-                try:
-                    m32 = count_macs(build_model(bench.compose([f"model={model}"])), 32, 3)
-                    m64 = count_macs(build_model(bench.compose([f"model={model}", "dataset=tinyimagenet"])), 64, 3)
-                    macs_ratio[model] = m64 / m32
-                except Exception:
-                    macs_ratio[model] = 4.0
-            hours = 0.0
-            for ds, n in bench.TRAIN_IMAGES.items():
-                ips = r["img_s"] * ratio / (macs_ratio[model] if ds == "tinyimagenet" else 1.0)
-                hours += (300 * n + 100 * bench.TEST_IMAGES[ds] / 3) / ips / 3600
-            total += hours
-            lines.append([model, mask, bench.fmt(r["img_s"]), f"{hours:.2f}"])
-    emit(f"- end-to-end / bare-step ratio for ViT-GMM: {ratio:.2f} (applied to every model); Tiny-ImageNet "
-         "(64 px) scaled by each model's Linear/Conv MACs ratio 64px/32px", "")
-    emit(*bench.table(["model", "mask", "step img/s used", "GPU-hours, 4 datasets"], lines), "")
-    emit(f"- **40-run table: about {total:.1f} GPU-hours** on this GPU"
-         + (f" (missing, not counted: {', '.join(missing)})" if missing else ""), "")
+def phase_d(args) -> None:
+    from gmmvit import launch
 
+    e2e = {(r["model"], r["mask"]): r["img_s"] for r in RESULTS.get("serial", [])
+           if r["kind"] == "e2e" and r.get("compile") == args.mode and "img_s" in r}
+    rates = {m: (e2e.get((m, "none"), 0) + e2e.get((m, "gmm"), 0)) / 2 for m in MODELS
+             if (m, "none") in e2e and (m, "gmm") in e2e}
+    epochs, passes = launch.recipe_length()
+    hours = 0.0
+    for m in MODELS:
+        for ds in launch.DATASETS:
+            images = launch.TRAIN_SIZE[ds] * passes + launch.EVAL_COST * launch.TEST_SIZE[ds]
+            hours += 3 * epochs * images / rates.get(m, launch.GPU_IMG_PER_S[m]) / 3600
+    packing = RESULTS.get("packing", {})
+    gains = {k: packing[k] / packing[1] for k in (2, 4) if packing.get(k) and packing.get(1)}
+    RESULTS["rates"], RESULTS["packing_gain"], RESULTS["table_hours"] = rates, gains, hours
+    emit("### 4. Estimates", "",
+         f"- measured img/s per model (mean of none and gmm, compile={args.mode}): "
+         + ", ".join(f"{m} {r:,.0f}" for m, r in rates.items()),
+         f"- the 60-run table (5 models x 3 masks x 4 datasets, one seed), one run per GPU: **{hours:.1f} GPU-hours**"
+         + (" (models without a measurement use launch.GPU_IMG_PER_S)" if len(rates) < len(MODELS) else ""),
+         *(f"- with {k} runs per GPU (ViT-GMM's packing gain x{g:.2f} applied to all): **{hours / g:.1f} GPU-hours**"
+           for k, g in gains.items()), "")
 
-# --- main ------------------------------------------------------------------------------------------------
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--budget", type=float, default=330, help="total seconds (sections stop starting items)")
-    p.add_argument("--out", default=None)
-    p.add_argument("--sections", default="epoch,packing,steps,flex,estimates",
-                   help="which sections, in this order (the budget runs out for the last ones first)")
+    p.add_argument("--fmnist", required=True, help="folder with Fashion-MNIST's *-ubyte.gz")
+    p.add_argument("--out", default="gpu_check.md")
+    p.add_argument("--budget", type=float, default=480, help="seconds for the whole check")
+    p.add_argument("--mode", default="reduce-overhead", help="compile setting timed for every model")
+    p.add_argument("--other-mode", default="auto", help="the second compile setting, timed for ViT")
+    p.add_argument("--phases", default="a,b,c,d")
+    p.add_argument("--logs", default="/tmp/gpu_check_logs", help="each process's log")
     args = p.parse_args()
-    budget = args.budget
+    out = Path(args.out)
+    logs = Path(args.logs)
+    logs.mkdir(parents=True, exist_ok=True)
+    import torch
+
     if not torch.cuda.is_available():
-        print("gpu_check: no CUDA device", file=sys.stderr)
-        sys.exit(2)
-    # flex is compiled per attention shape (several models, dtypes, batch sizes in one process)
-    torch._dynamo.config.cache_size_limit = 64
-    if hasattr(torch._dynamo.config, "recompile_limit"):
-        torch._dynamo.config.recompile_limit = 64
-    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 references exact (TF32 alone differs ~1e-2)
-    emit("## gmmvit GPU check", "", f"- machine: {bench.machine(torch.device('cuda'), torch.get_num_threads())}",
-         f"- flex available: {fast.flex_available()}; FLEX_MIN_TOKENS = {fast.FLEX_MIN_TOKENS}", "")
-    sections = {
-        "epoch": lambda: section_epoch(budget - 5),
-        "packing": lambda: section_packing(budget - 5),
-        "steps": lambda: section_steps(budget - 10, eager_budget=45),
-        "flex": lambda: section_flex(min(70, budget)),
-        "estimates": section_estimates,
-    }
-    for name in args.sections.split(","):
-        fn = sections[name]
+        sys.exit("gpu_check: no CUDA device")
+    emit("## gmmvit GPU check", "", f"- card: {torch.cuda.get_device_name(0)}; torch {torch.__version__}; "
+         f"{os.cpu_count()} CPU cores; command: `python tests/gpu_check.py {' '.join(sys.argv[1:])}`", "")
+    caps = {"a": 0.36, "b": 0.40, "c": 0.17}
+    for phase in args.phases.split(","):
         try:
-            fn()
-        except Exception as exc:  # a section's failure must not lose the others
-            emit(f"- section {name} failed: {err(exc)}", "```", traceback.format_exc()[-1500:], "```", "")
-    emit(f"- total {time.time() - T0:.0f}s")
-    text = "\n".join(LINES) + "\n"
-    print("\n===== markdown =====\n" + text, flush=True)
-    if args.out:
-        Path(args.out).write_text(text)
+            if phase == "a":
+                phase_a(args, logs, caps["a"] * args.budget)
+            elif phase == "b":
+                phase_b(args, logs, caps["b"] * args.budget)
+            elif phase == "c":
+                phase_c(args, min(caps["c"] * args.budget, args.budget - elapsed() - 10))
+            elif phase == "d":
+                phase_d(args)
+        except Exception as exc:  # noqa: BLE001 - a phase's failure must not lose the others
+            import traceback
+
+            emit(f"- phase {phase} failed: {type(exc).__name__}: {exc}", "```", traceback.format_exc()[-2000:], "```")
+        out.write_text("\n".join(LINES) + "\n")
+        (out.parent / "gpu_check.json").write_text(json.dumps(RESULTS, indent=1, default=str))
+    emit(f"- total {elapsed():.0f}s")
+    out.write_text("\n".join(LINES) + "\n")
 
 
 if __name__ == "__main__":

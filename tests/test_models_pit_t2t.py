@@ -34,3 +34,11 @@ def test_t2t_token_attention_scales_by_input_width():
     y = v + tt.proj(scores.softmax(-1) @ v)
     y = y + tt.mlp(tt.norm2(y))
     assert torch.allclose(tt(x), y.transpose(1, 2).reshape(2, 64, 16, 16), atol=1e-5)
+
+
+def test_t2t_class_token_starts_like_the_authors_normal_with_std_0_02():
+    torch.manual_seed(0)
+    model = T2T(img_size=32, num_classes=10)
+    assert model.cls_token is not None
+    assert model.cls_token.abs().sum() > 0
+    assert 0.01 < model.cls_token.std().item() < 0.03

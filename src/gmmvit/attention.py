@@ -58,9 +58,11 @@ class MaskedAttention(nn.Module):
             bias = None if mask.kind == "none" else mask.full().to(q.dtype)
             if extra_bias is not None:
                 bias = extra_bias if bias is None else bias + extra_bias
+            fast.note_path("sdpa")
             return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=drop, scale=self.scale)
         if fast.use_flex(q, mask, drop):  # CUDA: one fused FlexAttention kernel (gmmvit.fast)
             return fast.flex_masked_attention(q, k, v, mask.full(), self.scale, extra_bias)
+        fast.note_path("explicit")
         scores = mask(q @ k.transpose(-2, -1), self.scale)
         if extra_bias is not None:
             scores = scores + extra_bias

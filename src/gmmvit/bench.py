@@ -289,9 +289,11 @@ def synthetic_split(train: bool, n_train: int = 50_000, n_test: int = 2_000, siz
 
 def gpu_epoch(model: str = "vit", mask: str = "gmm", n_train: int = 50_000, passes: float = 1,
               epochs: int = 2, compile=True, attention: str = "auto", data_on_gpu: str = "true",
-              device: str = "cuda", batch: int = 128, n_test: int = 2_000) -> dict:
+              device: str = "cuda", batch: int = 128, n_test: int = 2_000,
+              profile_steps: Optional[int] = None) -> dict:
     """``train()`` for ``epochs`` epochs of ``passes`` x ``n_train`` synthetic CIFAR-sized images;
-    img/s of the last epoch (the first one pays for compilation)."""
+    img/s of the last epoch (the first one pays for compilation), the fast paths the run took, and
+    with ``profile_steps`` the text of its ``profile.md``."""
     from omegaconf import open_dict
 
     from gmmvit.train import train
@@ -305,9 +307,12 @@ def gpu_epoch(model: str = "vit", mask: str = "gmm", n_train: int = 50_000, pass
         cfg.device, cfg.compile, cfg.attention, cfg.data_on_gpu = device, compile, attention, data_on_gpu
         cfg.recipe.epochs, cfg.recipe.passes_per_epoch, cfg.recipe.warmup_epochs = epochs, passes, 0
         cfg.recipe.batch_size = batch
+        cfg.profile_steps = profile_steps
         t0 = time.perf_counter()
         record = train(cfg)
         wall = time.perf_counter() - t0
+        profile = Path(cfg.run_dir, "profile.md")
+        profile = profile.read_text() if profile.exists() else None
     history = record.get("history", [])
     if not history:
         raise RuntimeError(f"train() recorded no epoch (status {record.get('status')}: {record.get('reason')})")
@@ -315,7 +320,32 @@ def gpu_epoch(model: str = "vit", mask: str = "gmm", n_train: int = 50_000, pass
     return {"model": model, "mask": mask, "images": int(n_train * passes), "epochs": len(history),
             "img_s": last["img_per_s"], "epoch_s": last["epoch_s"], "first_epoch_s": history[0]["epoch_s"],
             "wall_s": wall, "compile": compile, "attention": attention, "data_on_gpu": data_on_gpu,
-            "train_loss": last["train_loss"]}
+            "train_loss": last["train_loss"], "paths": record.get("paths", {}), "profile": profile}
+
+
+def gpu_data_rate(n_train: int = 25_000, device: str = "cuda", batch: int = 128) -> dict:
+    """img/s of the training data alone on the device: uint8 CIFAR-sized images through the paper's
+    batched augmentation and Mixup/CutMix, as ``train()`` draws them, with no model."""
+    from gmmvit import data as data_lib
+    from gmmvit import gpu_data
+    from gmmvit.recipe import build_mixup
+
+    cfg = compose(["dataset=cifar10"])
+    dev = torch.device(device)
+    sampler = data_lib.RepeatedPassSampler(n_train, 1, 0)
+    split = synthetic_split(True, n_train=n_train, size=cfg.dataset.img_size)
+    batches = gpu_data.GpuBatches.from_split(split, cfg.dataset, cfg.recipe, dev, sampler)
+    mixup = build_mixup(cfg.recipe, cfg.dataset.num_classes)
+    rates = []
+    for _ in range(2):  # the first pass pays for the kernels' first launches
+        sync(dev)
+        t0, seen = time.perf_counter(), 0
+        for images, targets in batches:
+            images, targets = mixup(images, targets)
+            seen += images.shape[0]
+        sync(dev)
+        rates.append(seen / (time.perf_counter() - t0))
+    return {"img_s": rates[-1], "images": n_train}
 
 
 # --- report ----------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ kernel); inside a compiled model it is traced in place.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import warnings
@@ -53,6 +54,7 @@ FLEX_MIN_TOKENS = 32
 FLEX_SMALL_TILES = {"BLOCK_M1": 32, "BLOCK_N1": 32, "BLOCK_M2": 32, "BLOCK_N2": 32}
 _mode = "auto"
 _FLEX_FAILED: set = set()  # (q shape, dtype, device) whose flex kernel did not build (eager CUDA only)
+_paths_seen: Optional[set] = None  # set by ``recording_paths``: the attention paths the layers took
 
 
 def set_attention(mode: Optional[str]) -> None:
@@ -81,6 +83,24 @@ def use_flex(q: torch.Tensor, mask, dropout: float = 0.0) -> bool:
     if _mode == "flex":
         return True
     return q.is_cuda and q.shape[-2] >= FLEX_MIN_TOKENS
+
+
+def note_path(path: str) -> None:
+    """Called by the attention layers with the path they take ("sdpa", "flex", "explicit")."""
+    # is_compiling first: a traced read of the global would guard on it and recompile when it changes
+    if not torch.compiler.is_compiling() and _paths_seen is not None:
+        _paths_seen.add(path)
+
+
+@contextlib.contextmanager
+def recording_paths():
+    """Collects the attention paths taken by eager forwards inside the block (a set)."""
+    global _paths_seen
+    _paths_seen = seen = set()
+    try:
+        yield seen
+    finally:
+        _paths_seen = None
 
 
 # One kernel is compiled per attention shape (batch, heads, tokens, head dim): a model such as T2T
@@ -172,6 +192,7 @@ def flex_masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, m: 
 
     key = (tuple(q4.shape), q4.dtype, q4.device.type)
     if key in _FLEX_FAILED:
+        note_path("explicit")
         return explicit_masked_attention(q, k, v, m, scale, extra_bias)
     try:
         # the same keyword set on every call (None or a dict), so the compiled wrapper's guards stay simple
@@ -181,10 +202,12 @@ def flex_masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, m: 
         if torch.compiler.is_compiling() or not q.is_cuda:
             raise
         _FLEX_FAILED.add(key)
+        note_path("explicit")
         warnings.warn(f"FlexAttention failed for q {tuple(q4.shape)} {q4.dtype} "
                       f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}); "
                       "using the explicit path for this shape")
         return explicit_masked_attention(q, k, v, m, scale, extra_bias)
+    note_path("flex")
     return out.reshape(*lead, H, N, v.shape[-1])
 
 
@@ -228,6 +251,7 @@ def compile_model(model: torch.nn.Module, setting, device: torch.device) -> torc
     """
     import torch._dynamo.config as dynamo_config
 
+    global _frames_before
     mode = compile_setting(setting, device)
     if mode is None:
         return model
@@ -236,9 +260,35 @@ def compile_model(model: torch.nn.Module, setting, device: torch.device) -> torc
     # to eager
     torch.compiler.reset()
     dynamo_config.suppress_errors = setting is None or str(setting).lower() == "auto"
+    _frames_before = _frame_counts()
     return torch.compile(model, mode=None if mode == "default" else mode)
+
+
+_frames_before: dict = {}
+
+
+def _frame_counts() -> dict:
+    from torch._dynamo.utils import counters
+
+    return {"total": counters["frames"]["total"], "ok": counters["frames"]["ok"],
+            "graphs": counters["stats"]["unique_graphs"], "breaks": sum(counters["graph_break"].values())}
+
+
+def compile_report(setting, device: torch.device) -> dict:
+    """What ``compile_model`` actually gave since it was called: a silent fallback to eager (``auto``
+    suppresses compile errors) shows as ``eager (compile failed)`` or ``partly compiled``."""
+    mode = compile_setting(setting, device)
+    if mode is None:
+        return {"compiled": "eager"}
+    now = _frame_counts()
+    delta = {k: now[k] - _frames_before.get(k, 0) for k in now}
+    failed = delta["total"] - delta["ok"]
+    state = ("eager (compile failed)" if delta["graphs"] == 0 else "partly compiled" if failed else "compiled")
+    return {"compiled": state, "compile_mode": mode, "graphs": delta["graphs"],
+            "graph_breaks": delta["breaks"], "failed_frames": failed}
 
 
 __all__ = ["ATTENTION_MODES", "FLEX_MIN_TOKENS", "set_attention", "attention_mode", "flex_available",
            "use_flex", "flex_masked_attention", "explicit_masked_attention",
-           "COMPILE_MODES", "compile_setting", "compile_model"]
+           "note_path", "recording_paths", "COMPILE_MODES", "compile_setting", "compile_model",
+           "compile_report"]

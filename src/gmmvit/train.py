@@ -23,6 +23,7 @@ from gmmvit import data as data_lib
 from gmmvit import devices, fast, gpu_data
 from gmmvit.complexity import count_macs, count_params
 from gmmvit.figures import MaskFigures
+from gmmvit.profiling import StepProfiler
 from gmmvit.recipe import build_criterion, build_mixup, build_optimizer, build_scheduler
 from gmmvit.cli import check_writable
 from gmmvit.records import (STATUS_FAILED, STATUS_FINISHED, STATUS_RUNNING, CheckpointError, RunRecord,
@@ -85,6 +86,16 @@ def evaluate(model, loader, device, autocast) -> float:
         correct += (logits.argmax(1) == targets).sum().item()
         total += targets.numel()
     return 100.0 * correct / max(total, 1)
+
+
+def fast_paths_used(cfg: DictConfig, device: torch.device, bf16: bool, attention_paths: set,
+                    train_loader) -> dict:
+    """Which fast paths the run actually took (a silent fallback must show): compiled or not, the
+    attention kernels, where the data lives, the precision. Recorded after the first epoch."""
+    return {**fast.compile_report(cfg.get("compile", "auto"), device),
+            "attention": "+".join(sorted(attention_paths)) or "none",
+            "data": "device" if isinstance(train_loader, gpu_data.GpuBatches) else "loader",
+            "precision": "bf16" if bf16 else "fp32", "device": str(device)}
 
 
 def train(cfg: DictConfig) -> dict:
@@ -166,6 +177,7 @@ def train(cfg: DictConfig) -> dict:
     mask_figures.start(start_epoch)
 
     # --- loop -----------------------------------------------------------------------------
+    profiler = StepProfiler(cfg.get("profile_steps"), run_dir, device)  # profile_steps=N: profile.md
     started = time.time()
     step = start_epoch * len(train_loader)
     try:
@@ -190,12 +202,20 @@ def train(cfg: DictConfig) -> dict:
                 optimizer.step()
                 step += 1
                 scheduler.step_update(step)
+                profiler.step()
                 seen += images.shape[0]
             loss_sum = float(loss_sum)
             if not math.isfinite(loss_sum):
                 raise TrainingDiverged(f"loss became {loss_sum} during epoch {epoch}")
             train_s = time.time() - t0
-            top1 = evaluate(model, test_loader, device, autocast)
+            with fast.recording_paths() as attention_paths:  # eval is eager: every layer reports its path
+                top1 = evaluate(model, test_loader, device, autocast)
+            if epoch == start_epoch:
+                paths = fast_paths_used(cfg, device, use_bf16, attention_paths, train_loader)
+                record.update(paths=paths)
+                tracker.log_summary(**{f"paths/{k}": v for k, v in paths.items()})
+                print(f"[gmmvit] {run_dir.name} ran on: " + ", ".join(f"{k} {v}" for k, v in paths.items()),
+                      flush=True)
             row = {"epoch": epoch, "train_loss": loss_sum / seen, "test_top1": top1,
                    "lr": optimizer.param_groups[0]["lr"], "img_per_s": seen / train_s,
                    "epoch_s": time.time() - t0}

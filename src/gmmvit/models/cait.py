@@ -36,6 +36,7 @@ import torch
 from timm.layers import DropPath, LayerScale, Mlp, PatchEmbed
 from torch import nn
 
+from gmmvit import fast
 from gmmvit.blocks import drop_path_rates, init_authors_, init_patch_conv_as_linear_
 from gmmvit.masks import AttentionMask, NoMask
 from gmmvit.models.common import check_divisible
@@ -64,6 +65,7 @@ class TalkingHeadsAttention(nn.Module):
         B, N, _ = x.shape
         q = self.q(x).view(B, N, self.num_heads, self.head_dim).transpose(1, 2)
         k, v = self.kv(context).view(B, -1, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        fast.note_path("explicit")  # talking heads mix the scores across heads: no fused kernel fits
         scores = self.mask(q @ k.transpose(-2, -1), self.scale)
         attn = self._mix(self._mix(scores, self.mix_pre).softmax(dim=-1), self.mix_post)
         out = (attn @ v).transpose(1, 2).reshape(B, N, -1)

@@ -118,6 +118,8 @@ class T2T(nn.Module):
             for i in range(depth)])
         self.norm = nn.LayerNorm(embed_dim)
         self.head = nn.Linear(embed_dim, num_classes)
+        if self.cls_token is not None:  # unused, but drawn like T2T-ViT's so the init's RNG sequence matches
+            nn.init.trunc_normal_(self.cls_token, std=0.02)
         self.apply(self._init_weights)
 
     @staticmethod
