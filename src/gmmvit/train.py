@@ -24,6 +24,7 @@ from gmmvit import devices, fast, gpu_data
 from gmmvit.complexity import count_macs, count_params
 from gmmvit.figures import MaskFigures
 from gmmvit.profiling import StepProfiler
+from gmmvit.step import build_step
 from gmmvit.recipe import build_criterion, build_mixup, build_optimizer, build_scheduler
 from gmmvit.cli import check_writable
 from gmmvit.records import (STATUS_FAILED, STATUS_FINISHED, STATUS_RUNNING, CheckpointError, RunRecord,
@@ -89,13 +90,13 @@ def evaluate(model, loader, device, autocast) -> float:
 
 
 def fast_paths_used(cfg: DictConfig, device: torch.device, bf16: bool, attention_paths: set,
-                    train_loader) -> dict:
+                    train_loader, train_step) -> dict:
     """Which fast paths the run actually took (a silent fallback must show): compiled or not, the
     attention kernels, where the data lives, the precision. Recorded after the first epoch."""
     return {**fast.compile_report(cfg.get("compile", "auto"), device),
             "attention": "+".join(sorted(attention_paths)) or "none",
             "data": "device" if isinstance(train_loader, gpu_data.GpuBatches) else "loader",
-            "precision": "bf16" if bf16 else "fp32", "device": str(device)}
+            "precision": "bf16" if bf16 else "fp32", "step": train_step.kind, "device": str(device)}
 
 
 def train(cfg: DictConfig) -> dict:
@@ -116,7 +117,9 @@ def train(cfg: DictConfig) -> dict:
     fast.set_attention(cfg.get("attention", "auto"))  # FlexAttention for the mul mask on CUDA
     seed_everything(cfg.seed, cfg.deterministic)
     use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
-    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)  # noqa: E731
+    # no cast cache: a step captured as a CUDA graph must not keep casts made outside it
+    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16,  # noqa: E731
+                                      cache_enabled=False)
     recipe, ds = cfg.recipe, cfg.dataset
 
     # the model first: a size it cannot take ends the run before any data is loaded
@@ -151,6 +154,8 @@ def train(cfg: DictConfig) -> dict:
     scheduler = build_scheduler(recipe, optimizer, len(train_loader))
     mixup = build_mixup(recipe, ds.num_classes)
     criterion = build_criterion(recipe, mixup)
+    train_step = build_step(cfg, model, step_model, optimizer, criterion, autocast, device,
+                            fast.compile_setting(cfg.get("compile", "auto"), device))
 
     # --- resume ---------------------------------------------------------------------------
     start_epoch, wall_before, wandb_id = 0, 0.0, None
@@ -189,17 +194,11 @@ def train(cfg: DictConfig) -> dict:
                 images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
                 if mixup is not None:
                     images, targets = mixup(images, targets)
-                with autocast():
-                    loss = criterion(step_model(images), targets)
-                loss_sum += loss.detach() * images.shape[0]
+                loss = train_step(images, targets)  # forward, loss, backward, optimizer (gmmvit.step)
+                loss_sum += loss * images.shape[0]
                 # reading the loss on the host stalls a GPU: look only every few steps
                 if step % DIVERGENCE_CHECK_EVERY == 0 and not torch.isfinite(loss):
                     raise TrainingDiverged(f"loss became {loss.item()} at epoch {epoch} step {step}")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if recipe.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-                optimizer.step()
                 step += 1
                 scheduler.step_update(step)
                 profiler.step()
@@ -211,7 +210,7 @@ def train(cfg: DictConfig) -> dict:
             with fast.recording_paths() as attention_paths:  # eval is eager: every layer reports its path
                 top1 = evaluate(model, test_loader, device, autocast)
             if epoch == start_epoch:
-                paths = fast_paths_used(cfg, device, use_bf16, attention_paths, train_loader)
+                paths = fast_paths_used(cfg, device, use_bf16, attention_paths, train_loader, train_step)
                 record.update(paths=paths)
                 tracker.log_summary(**{f"paths/{k}": v for k, v in paths.items()})
                 print(f"[gmmvit] {run_dir.name} ran on: " + ", ".join(f"{k} {v}" for k, v in paths.items()),
