@@ -99,10 +99,17 @@ def dry(*argv):
     return out.stdout
 
 
+def test_dry_run_divides_the_gpu_hours_by_the_measured_packing_gain(tmp_path):
+    text = dry("--multirun", str(tmp_path), "--seeds", "0")
+    alone = float(text.split("about ")[1].split(" GPU-hours")[0])
+    four = float(text.split(" with runs_per_gpu=4")[0].split("; ")[-1])
+    assert four == pytest.approx(alone / launch.PACKING_GAIN[4], abs=0.05)
+
+
 def test_dry_run_lists_the_table_reads_status_and_estimates_gpu_hours(tmp_path):
     text = dry("--multirun", str(tmp_path), "--seeds", "0,1")
     assert "120 jobs" in text and "0 finished" in text and "120 todo" in text
-    assert "(assumed)" in text
+    assert "(assumed)" in text and "(measured, H200)" in text
     hours_all = float(text.split("about ")[1].split(" GPU-hours")[0])
     assert hours_all > 0
 
@@ -112,14 +119,14 @@ def test_dry_run_lists_the_table_reads_status_and_estimates_gpu_hours(tmp_path):
         overrides=[])
     finished, running = launch.jobs(args)
     for job, m in ((finished, {"status": "finished", "final": {"best_top1": 93.5}, "epochs": 100,
-                               "history": [{"epoch": e, "img_per_s": 20000.0} for e in range(100)]}),
+                               "history": [{"epoch": e, "img_per_s": 40000.0} for e in range(100)]}),
                    (running, {"status": "running", "epochs": 100,
-                              "history": [{"epoch": e, "img_per_s": 20000.0} for e in range(50)]})):
+                              "history": [{"epoch": e, "img_per_s": 40000.0} for e in range(50)]})):
         job["dir"].mkdir(parents=True)
         (job["dir"] / "metrics.json").write_text(json.dumps(m))
     text = dry("--multirun", str(tmp_path), "--seeds", "0,1")
     assert "1 finished, 1 running" in text and "finished, best top-1 93.50" in text and "50/100 epochs" in text
-    assert "vit 20000 (measured)" in text
+    assert "vit 40000 (measured)" in text
     assert float(text.split("about ")[1].split(" GPU-hours")[0]) < hours_all
 
 

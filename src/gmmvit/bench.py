@@ -290,7 +290,7 @@ def synthetic_split(train: bool, n_train: int = 50_000, n_test: int = 2_000, siz
 def gpu_epoch(model: str = "vit", mask: str = "gmm", n_train: int = 50_000, passes: float = 1,
               epochs: int = 2, compile=True, attention: str = "auto", data_on_gpu: str = "true",
               device: str = "cuda", batch: int = 128, n_test: int = 2_000,
-              profile_steps: Optional[int] = None, step_graph: str = "auto") -> dict:
+              profile_steps: Optional[int] = None, step_graph: Optional[str] = None) -> dict:
     """``train()`` for ``epochs`` epochs of ``passes`` x ``n_train`` synthetic CIFAR-sized images;
     img/s of the last epoch (the first one pays for compilation), the fast paths the run took, and
     with ``profile_steps`` the text of its ``profile.md``."""
@@ -307,7 +307,9 @@ def gpu_epoch(model: str = "vit", mask: str = "gmm", n_train: int = 50_000, pass
         cfg.device, cfg.compile, cfg.attention, cfg.data_on_gpu = device, compile, attention, data_on_gpu
         cfg.recipe.epochs, cfg.recipe.passes_per_epoch, cfg.recipe.warmup_epochs = epochs, passes, 0
         cfg.recipe.batch_size = batch
-        cfg.profile_steps, cfg.step_graph = profile_steps, step_graph
+        cfg.profile_steps = profile_steps
+        if step_graph is not None:  # None: the config's default
+            cfg.step_graph = step_graph
         t0 = time.perf_counter()
         record = train(cfg)
         wall = time.perf_counter() - t0

@@ -7,7 +7,7 @@ one Hydra multirun into ``multirun/paper/<overrides>/``. Relaunching it skips fi
 resumes interrupted ones (train() does both from the run folders). ``--dry`` lists the jobs, which
 are finished, running (epochs done) or failed, reading ``metrics.json``, and estimates the GPU-hours
 left from the paper recipe's length and a per-model training throughput: the median ``img_per_s``
-already measured by this sweep's runs of that model, otherwise the assumption in ``GPU_IMG_PER_S``.
+already measured by this sweep's runs of that model, otherwise the H200 figures in ``GPU_IMG_PER_S``.
 """
 
 from __future__ import annotations
@@ -35,13 +35,19 @@ TRAIN_SIZE = {"cifar10": 50_000, "cifar100": 50_000, "svhn": 73_257, "tinyimagen
 TEST_SIZE = {"cifar10": 10_000, "cifar100": 10_000, "svhn": 26_032, "tinyimagenet": 10_000,
              "fashion_mnist": 10_000, "digits": 360}
 
-# Training throughput on one H100 (bf16, compiled, GPU-resident data, batch 128), img/s, until the
-# sweep's own runs report theirs. ViT is MEASURED end to end (ViT-GMM, one epoch through train(),
-# torch 2.11: 6,494 img/s, README "GPU figures"). The others are ASSUMED: ViT's figure scaled by the
-# authors' 2-core CPU speed of each model relative to ViT (SPEC.md: ViT 110, Swin 92, CaiT-tiny 43,
-# PiT 65, T2T 50 img/s). The 64px Tiny-ImageNet configurations keep the token count (the patch size
-# doubles), so the same figure is used.
-GPU_IMG_PER_S = {"vit": 6_500, "swin": 5_400, "cait": 2_500, "pit": 3_800, "t2t": 3_000}
+# Training throughput on one GPU, img/s end to end through train() (bf16, compiled, GPU-resident
+# data, the paper's augmentation, batch 128), until the sweep's own runs report theirs. MEASURED on an
+# H200 (torch 2.11, compile=reduce-overhead, `python tests/gpu_check.py`, README "GPU"), the mean of
+# mask none and gmm: ViT 21,505 / 20,037, Swin 16,997 / 14,635, CaiT 8,088 / 6,599. PiT: none
+# measured (19,354), gmm scaled by the none:gmm ratio measured with step_graph (25,405 : 13,468).
+# T2T is ASSUMED: ViT's figure scaled by the authors' 2-core CPU speed ratio (50 / 110).
+# The 64px Tiny-ImageNet configurations keep the token count (the patch size doubles): same figure.
+GPU_IMG_PER_S = {"vit": 20_800, "swin": 15_800, "cait": 7_300, "pit": 14_800, "t2t": 9_400}
+GPU_RATE_SOURCE = {"vit": "measured, H200", "swin": "measured, H200", "cait": "measured, H200",
+                   "pit": "measured none, H200", "t2t": "assumed"}
+# Several runs sharing one GPU (runs_per_gpu): their summed img/s over one run's, MEASURED for ViT-GMM
+# on the H200 above (2 runs: 41,209; 4 runs: 74,259 against 20,037 alone); applied to every model.
+PACKING_GAIN = {1: 1.0, 2: 2.06, 4: 3.71}
 DEFAULT_IMG_PER_S = 5_000
 EVAL_COST = 1 / 3  # a test image costs about a third of a training image (forward only)
 
@@ -133,9 +139,10 @@ def dry_run(args) -> int:
         hours += left
         print(f"  {job['model']:>5} {job['mask']:>4} {job['dataset']:>12} seed {job['seed']:>2}  "
               f"{detail:<40} {left:7.2f} GPU-h  {job['dir'].name}")
-    print(", ".join(f"{v} {k}" for k, v in counts.items()) + f"; about {hours:.1f} GPU-hours left")
+    print(", ".join(f"{v} {k}" for k, v in counts.items()) + f"; about {hours:.1f} GPU-hours left"
+          + "".join(f"; {hours / gain:.1f} with runs_per_gpu={k}" for k, gain in PACKING_GAIN.items() if k > 1))
     rates = ", ".join(f"{m} {measured[m]:.0f} (measured)" if m in measured else
-                      f"{m} {GPU_IMG_PER_S.get(m, DEFAULT_IMG_PER_S)} (assumed)" for m in csv(args.models))
+                      f"{m} {GPU_IMG_PER_S.get(m, DEFAULT_IMG_PER_S)} ({GPU_RATE_SOURCE.get(m, 'assumed')})" for m in csv(args.models))
     print(f"training img/s per GPU: {rates}; failed runs count as starting over")
     return 0
 
