@@ -46,8 +46,12 @@ def grid(name: str, overrides: list[str]) -> list[list[str]]:
 
     params = OmegaConf.to_container(preset(name).hydra.sweeper.params)
     parser = OverridesParser.create()
-    given = parser.parse_overrides([o for o in overrides if launch.is_task_override(o)])
-    given_keys = {o.get_key_element() for o in given}
+    latest = {}                                  # a key given twice: the last one counts, as in Hydra
+    for o in parser.parse_overrides([o for o in overrides if launch.is_task_override(o)]):
+        latest.pop(o.get_key_element(), None)
+        latest[o.get_key_element()] = o
+    given = list(latest.values())
+    given_keys = set(latest)
     swept = [o for o in parser.parse_overrides([f"{k}={v}" for k, v in params.items()])
              if o.get_key_element() not in given_keys] + given
     choices = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override()
