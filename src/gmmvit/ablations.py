@@ -86,9 +86,11 @@ def jobs(name: str, overrides: list[str], multirun: Path) -> list[dict]:
 
 def dry_run(names: list[str], overrides: list[str], multirun: Path) -> int:
     epochs, passes = launch.recipe_length()
+    epochs = float(_value(overrides, "recipe.epochs", epochs))
+    passes = float(_value(overrides, "recipe.passes_per_epoch", passes))
     total_jobs, total_hours = 0, 0.0
-    print(f"ablation presets (conf/experiment/ablation/; recipe: {epochs:g} epochs x {passes:g} passes; "
-          f"GPU-hours as make paper DRY=1 estimates them)")
+    print(f"ablation presets (conf/experiment/ablation/; {epochs:g} epochs x {passes:g} passes; "
+          f"GPU-hours as make paper DRY=1 estimates them, at the paper's model sizes)")
     for name in names:
         listed = jobs(name, overrides, multirun)
         records = {str(j["dir"]): launch.read_metrics(j["dir"]) for j in listed}
