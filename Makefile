@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: install demo test test-fast train table bench paper clean
+.PHONY: install demo test test-fast train table bench paper ablations clean
 
 install: $(VENV)/.installed
 
@@ -42,6 +42,13 @@ bench: install
 # DRY=1 lists the jobs, what is finished, and the GPU-hours left. Relaunching resumes / skips.
 paper: install
 	$(PY) -m gmmvit.launch --launcher $(or $(LAUNCHER),local) --seeds $(or $(SEEDS),0) $(if $(DRY),--dry) $(ARGS)
+
+# the paper's open questions, one multirun each (conf/experiment/ablation/: pooling, placement, combine,
+# kernels, data_fraction) into multirun/ablation/<name>/, on the model and dataset ARGS names:
+#   make ablations [ONLY=pooling,data_fraction] [LAUNCHER=...] [DRY=1] [ARGS='model=pit dataset=fashion_mnist seed=0,1,2,3,4']
+# DRY=1 lists each preset's jobs and the GPU-hours left; `make table SWEEP=multirun/ablation` reads them.
+ablations: install
+	$(PY) -m gmmvit.ablations --launcher $(or $(LAUNCHER),local) $(if $(ONLY),--only $(ONLY)) $(if $(DRY),--dry) $(ARGS)
 
 clean:
 	rm -rf multirun/*/ outputs/

@@ -9,7 +9,9 @@ Paths: with no mask, or an additive mask, the scores never need to be
 materialised and ``F.scaled_dot_product_attention`` runs (the additive mask
 becomes its float ``attn_mask``). The paper's multiplicative mask needs the
 explicit scores (or FlexAttention's ``score_mod`` on a GPU, see
-``gmmvit.fast``).
+``gmmvit.fast``). A mask placed after the softmax (``mask.placement=post``,
+see ``gmmvit.masks``) always runs the explicit path: neither SDPA nor flex can
+renormalise their softmax's output.
 """
 
 from __future__ import annotations
@@ -51,10 +53,12 @@ class MaskedAttention(nn.Module):
         return self.proj_drop(self.proj(out))
 
     def attend(self, q, k, v, extra_bias: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """softmax(mask(q k^T * scale) + extra_bias) v for q, k, v of shape [B, H, N, d]."""
+        """softmax(mask(q k^T * scale) + extra_bias) v for q, k, v of shape [B, H, N, d]
+        (placement ``post``: the mask renormalises the softmax's output instead, ``gmmvit.masks``)."""
         drop = self.attn_drop if self.training else 0.0
         mask = self.mask
-        if (mask.kind == "none" or mask.combine == "add") and fast.attention_mode() != "explicit":
+        fused = mask.kind == "none" or (mask.combine == "add" and mask.placement == "pre")
+        if fused and fast.attention_mode() != "explicit":
             bias = None if mask.kind == "none" else mask.full().to(q.dtype)
             if extra_bias is not None:
                 bias = extra_bias if bias is None else bias + extra_bias
@@ -66,7 +70,7 @@ class MaskedAttention(nn.Module):
         scores = mask(q @ k.transpose(-2, -1), self.scale)
         if extra_bias is not None:
             scores = scores + extra_bias
-        attn = scores.softmax(dim=-1)
+        attn = mask.after_softmax(scores.softmax(dim=-1))
         if drop:
             attn = F.dropout(attn, drop)
         return attn @ v

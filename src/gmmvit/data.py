@@ -19,6 +19,8 @@ from PIL import Image
 from torch.utils.data import Dataset, Sampler
 from torchvision import datasets, transforms
 
+from gmmvit.models.common import ConfigError
+
 FASHION_MNIST_DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 
 
@@ -195,6 +197,39 @@ def subset(dataset: Dataset, limit: Optional[int], seed: int = 0) -> Dataset:
         return dataset
     idx = np.random.RandomState(seed).permutation(len(dataset))[:limit]
     return torch.utils.data.Subset(dataset, idx.tolist())
+
+
+def split_targets(dataset: Dataset) -> np.ndarray:
+    """The class of every item, from the labels torchvision's datasets keep in memory
+    (``targets``, or SVHN's ``labels``); other datasets are read item by item."""
+    if isinstance(dataset, torch.utils.data.Subset):
+        return split_targets(dataset.dataset)[np.asarray(dataset.indices)]
+    labels = getattr(dataset, "targets", None)
+    if labels is None:
+        labels = getattr(dataset, "labels", None)
+    if labels is None:
+        labels = [dataset[i][1] for i in range(len(dataset))]
+    return np.asarray(labels).reshape(-1)
+
+
+def class_balanced_subset(dataset: Dataset, fraction: float, seed: int = 0) -> Dataset:
+    """``fraction`` of every class (rounded, at least one image each), drawn by ``seed`` alone.
+
+    The indices depend only on the labels, the fraction and the seed, never on the model or the
+    mask, so runs of one seed train on the same images and their accuracies pair. The kept indices
+    are in ascending order.
+    """
+    if fraction is None or fraction >= 1.0:
+        return dataset
+    if not 0.0 < fraction < 1.0:
+        raise ConfigError(f"dataset.train_fraction must be in (0, 1], got {fraction}")
+    targets = split_targets(dataset)
+    rng = np.random.RandomState(seed)
+    keep = []
+    for cls in np.unique(targets):
+        members = np.flatnonzero(targets == cls)
+        keep.append(rng.permutation(members)[:max(1, round(fraction * len(members)))])
+    return torch.utils.data.Subset(dataset, np.sort(np.concatenate(keep)).tolist())
 
 
 class RepeatedPassSampler(Sampler[int]):

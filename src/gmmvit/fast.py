@@ -10,7 +10,8 @@
   ``score * M[h, q, kv] (+ bias[b, h, q, kv])`` - one fused kernel, the scores
   never reach memory. Flex receives the already-scaled score (``scale=`` is
   passed explicitly, so T2T's custom scaling stays exact);
-* otherwise the explicit path: scores materialised, masked, softmaxed.
+* otherwise the explicit path: scores materialised, masked, softmaxed; this
+  includes every mask placed after the softmax (``mask.placement=post``).
 
 The choice is ``use_flex(q, mask, dropout)``, driven by one module-level mode
 set from ``cfg.attention`` (``set_attention``):
@@ -80,6 +81,8 @@ def use_flex(q: torch.Tensor, mask, dropout: float = 0.0) -> bool:
         return False
     if getattr(mask, "kind", "none") == "none" or getattr(mask, "combine", "mul") != "mul":
         return False  # SDPA already fuses these
+    if getattr(mask, "placement", "pre") != "pre":
+        return False  # flex's score_mod acts before its softmax: post placement is explicit
     if _mode == "flex":
         return True
     return q.is_cuda and q.shape[-2] >= FLEX_MIN_TOKENS

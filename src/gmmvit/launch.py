@@ -105,7 +105,8 @@ def estimate(job: dict, m: dict | None, measured: dict, epochs: float, passes: f
     done = len((m or {}).get("history", [])) if (m or {}).get("status") != "failed" else 0
     left = max(total - done, 0.0)
     rate = measured.get(job["model"]) or GPU_IMG_PER_S.get(job["model"], DEFAULT_IMG_PER_S)
-    images = TRAIN_SIZE.get(job["dataset"], 50_000) * passes + EVAL_COST * TEST_SIZE.get(job["dataset"], 10_000)
+    train_images = TRAIN_SIZE.get(job["dataset"], 50_000) * job.get("train_fraction", 1.0)
+    images = train_images * passes + EVAL_COST * TEST_SIZE.get(job["dataset"], 10_000)
     return left * images / rate / 3600
 
 

@@ -1,9 +1,24 @@
-"""Masks on the pre-softmax attention scores: the paper's subject, in one place.
+"""Masks on the attention scores: the paper's subject, in one place.
 
 Every architecture builds its masks through the same factory call,
 ``mask_factory(num_heads=H, grid_size=g, num_prefix_tokens=p)``, and every
-attention layer applies them through ``AttentionMask.forward(scores, scale)``. The
-factory is the partially-instantiated class from ``conf/mask/*.yaml``.
+attention layer applies them through two calls around its softmax:
+``AttentionMask.forward(scores, scale)`` before it and
+``AttentionMask.after_softmax(attn)`` after it. The factory is the
+partially-instantiated class from ``conf/mask/*.yaml``.
+
+Placement (``mask.placement``), with S the scaled scores (plus any bias the
+architecture adds, e.g. Swin's relative position bias) and M the mask:
+
+* ``pre`` (default, the authors' code): A = softmax(S * M) (``combine=mul``)
+  or softmax(S + M) (``combine=add``); ``after_softmax`` is the identity.
+* ``post``: P = softmax(S), then every row renormalised,
+  A[i, j] = P[i, j] M[i, j] / (r_i + eps * sgn(r_i)), r_i = sum_j P[i, j] M[i, j],
+  eps = 1e-6 and sgn(0) = 1 (the guard only keeps a row whose masked mass
+  cancels to zero finite; it keeps the row's sign). Rows sum to one. Only
+  ``combine=mul`` has a post form, and ELM's zero init would make every row
+  0/0, so ELM refuses ``post``. Fused kernels cannot renormalise after their
+  softmax: ``post`` always runs the explicit path (``gmmvit.attention``).
 
 A mask spans the ``g x g`` token grid; prefix tokens (a class token placed
 before the grid, as in PiT) keep their scores untouched: their rows and
@@ -16,7 +31,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from gmmvit.models.common import ConfigError
+
 COMBINATIONS = ("mul", "add")
+PLACEMENTS = ("pre", "post")
+POST_SOFTMAX_EPS = 1e-6
 
 # exp(-d2) is 0 in float32 once d2 >= 104 (below the smallest subnormal). The
 # authors compute the base map as exp(-d2) ** 0.5 in float32, so on grids
@@ -43,14 +62,20 @@ class AttentionMask(nn.Module):
     kind = "base"
 
     def __init__(self, num_heads: int, grid_size: int, num_prefix_tokens: int = 0,
-                 combine: str = "mul"):
+                 combine: str = "mul", placement: str = "pre"):
         super().__init__()
         if combine not in COMBINATIONS:
-            raise ValueError(f"mask combine must be one of {COMBINATIONS}, got {combine!r}")
+            raise ConfigError(f"mask.combine must be one of {COMBINATIONS}, got {combine!r}")
+        if placement not in PLACEMENTS:
+            raise ConfigError(f"mask.placement must be one of {PLACEMENTS}, got {placement!r}")
+        if placement == "post" and combine != "mul":
+            raise ConfigError("mask.placement=post multiplies the softmax output by the mask: "
+                              "set mask.combine=mul (or mask.placement=pre)")
         self.num_heads = num_heads
         self.grid_size = grid_size
         self.num_prefix_tokens = num_prefix_tokens
         self.combine = combine
+        self.placement = placement
 
     @property
     def num_tokens(self) -> int:
@@ -69,16 +94,28 @@ class AttentionMask(nn.Module):
         return nn.functional.pad(m, (p, 0, p, 0), value=identity)
 
     def forward(self, scores: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
-        """The masked ``scores * scale``. For ``mul`` the scale goes into the small ``[H, N, N]``
-        mask rather than into the scores: one pass fewer over the largest tensor of attention."""
+        """The masked ``scores * scale`` (placement ``pre``; ``post`` only scales). For ``mul`` the
+        scale goes into the small ``[H, N, N]`` mask rather than into the scores: one pass fewer
+        over the largest tensor of attention."""
+        if self.placement == "post":
+            return scores * scale
         m = self.full()
         if self.combine == "mul":
             return scores * (m * scale).to(scores.dtype)
         return scores * scale + m.to(scores.dtype)
 
+    def after_softmax(self, attn: torch.Tensor) -> torch.Tensor:
+        """Placement ``post``: ``attn * M`` renormalised per row (module docstring); ``pre``: ``attn``."""
+        if self.placement != "post":
+            return attn
+        masked = attn.float() * self.full().float()
+        row = masked.sum(dim=-1, keepdim=True)
+        guard = torch.where(row < 0, -POST_SOFTMAX_EPS, POST_SOFTMAX_EPS)
+        return (masked / (row + guard)).to(attn.dtype)
+
     def extra_repr(self) -> str:
         return (f"heads={self.num_heads}, grid={self.grid_size}x{self.grid_size}, "
-                f"prefix={self.num_prefix_tokens}, combine={self.combine}")
+                f"prefix={self.num_prefix_tokens}, combine={self.combine}, placement={self.placement}")
 
 
 class NoMask(AttentionMask):
@@ -87,11 +124,14 @@ class NoMask(AttentionMask):
     kind = "none"
 
     def __init__(self, num_heads: int = 1, grid_size: int = 1, num_prefix_tokens: int = 0,
-                 combine: str = "mul"):
-        super().__init__(num_heads, grid_size, num_prefix_tokens, combine)
+                 combine: str = "mul", placement: str = "pre"):
+        super().__init__(num_heads, grid_size, num_prefix_tokens, combine, placement)
 
     def forward(self, scores: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
         return scores * scale if scale != 1.0 else scores
+
+    def after_softmax(self, attn: torch.Tensor) -> torch.Tensor:
+        return attn
 
 
 class ElementwiseLearnableMask(AttentionMask):
@@ -104,8 +144,11 @@ class ElementwiseLearnableMask(AttentionMask):
     kind = "elm"
 
     def __init__(self, num_heads: int, grid_size: int, num_prefix_tokens: int = 0,
-                 combine: str = "mul"):
-        super().__init__(num_heads, grid_size, num_prefix_tokens, combine)
+                 combine: str = "mul", placement: str = "pre"):
+        if placement == "post":
+            raise ConfigError("mask=elm starts at zeros, so after the softmax every row would be 0/0: "
+                              "use mask.placement=pre with ELM (post is for mask=gmm)")
+        super().__init__(num_heads, grid_size, num_prefix_tokens, combine, placement)
         n = grid_size ** 2
         self.weight = nn.Parameter(torch.zeros(1, n, n))
 
@@ -124,8 +167,8 @@ class GaussianMixtureMask(AttentionMask):
 
     def __init__(self, num_heads: int, grid_size: int, num_prefix_tokens: int = 0,
                  combine: str = "mul", num_kernels: int = 5, sigma_init: tuple = (10.0, 10.0),
-                 alpha_init_std: float = 2.0, exact_tails: bool = False):
-        super().__init__(num_heads, grid_size, num_prefix_tokens, combine)
+                 alpha_init_std: float = 2.0, exact_tails: bool = False, placement: str = "pre"):
+        super().__init__(num_heads, grid_size, num_prefix_tokens, combine, placement)
         self.num_kernels = num_kernels
         self.sigma = nn.Parameter(torch.randn(num_kernels, num_heads, 1, 1) * sigma_init[1] + sigma_init[0])
         self.alpha = nn.Parameter(torch.randn(num_kernels, num_heads, 1, 1) * alpha_init_std)

@@ -7,10 +7,18 @@ folders is read; runs are grouped by the folder that holds them (``multirun/<swe
 and each sweep gets its table, printed and written into the sweep folder as ``table.md``,
 ``table.csv``, ``table.tex`` (booktabs) and ``table.png`` (the mask gains with 95% intervals).
 
-Rows are model x mask (x any other setting that differs between runs of one cell, shown as
-``[key=value]``), columns the datasets, then params and MACs. A cell is the mean +- sample std
-over seeds of the best test top-1 (``--final``: last-epoch top-1), with n; under each model the
-gain of every mask over ``none``, paired by seed, with a 95% t-interval when >= 2 seeds pair.
+Rows are model x mask x whatever else the sweep varied (any setting that differs between runs of
+one model/mask/dataset cell, shown as ``[key=value]``: ``model.pool``, ``mask.placement``,
+``dataset.train_fraction``, ...), columns the datasets, then params and MACs. A cell is the mean +-
+sample std over seeds of the best test top-1 (``--final``: last-epoch top-1), with n. Under each
+model, every row's gain over the sweep's reference row, paired by seed, with a 95% t-interval when
+>= 2 seeds pair; a gain whose interval contains zero is marked ``n.s.`` (not significant).
+
+The reference row is the authors' setting, named by the runs' ``gain_reference`` (``key=value``
+settings; default ``mask=none``, so the paper's grid prints the paper's layout: each mask against
+``none``). Settings it does not name pair within their own value: the data-fraction sweep
+(``[mask=none]``) pairs each mask with ``none`` at the same fraction, the placement sweep
+(``[mask.placement=pre]``) pairs ``post`` with ``pre`` of the same mask.
 Where the paper has the model/mask/dataset, its number and our difference to it follow.
 Runs that are missing, running, failed (with the reason) or incomplete are marked and listed.
 """
@@ -63,13 +71,15 @@ T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 
 
 # settings that never split a cell (where and how a run ran, not what it trained)
 IGNORED_KEYS = {"seed", "run_dir", "sweep", "device", "precision", "compile", "threads", "workers",
-                "deterministic"}
+                "deterministic", "gain_reference", "attention", "data_on_gpu", "runs_per_gpu"}
+DEFAULT_REFERENCE = ("mask=none",)
 IGNORED_PREFIXES = ("paths.", "logger.", "hydra.")
 IGNORED_SUFFIXES = (".root",)
 
 FOOTER = ("Cells: mean ± sample std over seeds of the {what}, n = finished seeds. {selection} "
-          "Gain rows (Δ mask − none): paired by seed, mean difference with its 95% t-interval "
-          "[low, high] where at least two seeds pair. [paper p, Δ d]: the paper's number "
+          "Gain rows (Δ row − reference row; reference: {reference}): paired by seed, mean difference "
+          "with its 95% t-interval [low, high] where at least two seeds pair; n.s. = the interval "
+          "contains zero (not significant at 95%). [paper p, Δ d]: the paper's number "
           "(best test top-1, 100 epochs of 3 passes on the full dataset) and ours minus it.")
 SELECT_BEST = ("As in the paper, the epoch is selected on the test set (the best test top-1 over all "
                "epochs; there is no validation split), an optimistic estimate: `--final` gives the "
@@ -93,6 +103,41 @@ def paired_interval(diffs: list[float]) -> tuple[float, Optional[float], Optiona
         return mean, None, None
     half = t975(n - 1) * statistics.stdev(diffs) / math.sqrt(n)
     return mean, mean - half, mean + half
+
+
+def significant(low: Optional[float], high: Optional[float]) -> Optional[bool]:
+    """False when the 95% interval contains zero, True when it excludes it, None without one."""
+    if low is None or high is None:
+        return None
+    return not (low <= 0.0 <= high)
+
+
+def parse_reference(items) -> dict:
+    """``["mask=none", "model.pool=token"]`` -> {"mask": "none", "model.pool": "token"}."""
+    out = {}
+    for item in items or DEFAULT_REFERENCE:
+        key, sep, value = str(item).partition("=")
+        if sep:
+            out[key.strip()] = value.strip()
+    return out
+
+
+def _same(value, spec: str) -> bool:
+    """A run's config value against a ``key=value`` text (1.0 == "1.0" == "1", token == "token")."""
+    if str(value) == spec:
+        return True
+    try:
+        return float(value) == float(spec)
+    except (TypeError, ValueError):
+        return False
+
+
+def _natural(value) -> tuple:
+    """Numbers by value (2 before 10), anything else by its text."""
+    try:
+        return (0, float(value), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, repr(value))
 
 
 def paper_table() -> dict:
@@ -280,6 +325,10 @@ class Gain:
     seeds: list = field(default_factory=list)
 
     @property
+    def significant(self) -> Optional[bool]:
+        return significant(self.low, self.high)
+
+    @property
     def delta(self) -> Optional[float]:
         return None if self.mean is None or self.paper is None else self.mean - self.paper
 
@@ -291,6 +340,9 @@ class SweepTable:
         self.use_final = use_final
         self.paper = paper_table()
         assign_variants(runs)
+        references = {tuple(r.config["gain_reference"]) for r in runs if r.config.get("gain_reference")}
+        self.reference_items = references.pop() if len(references) == 1 else DEFAULT_REFERENCE
+        self.reference = parse_reference(self.reference_items)
         names = {r.config.get("sweep") for r in runs if r.config.get("sweep")}
         self.name = names.pop() if len(names) == 1 else folder.name
         self.datasets = sorted({r.dataset for r in runs}, key=lambda d: _order(d, DATASET_ORDER))
@@ -303,11 +355,17 @@ class SweepTable:
             for mask in all_masks:           # a mask run elsewhere in the sweep but not for this model
                 if not any(m == mask for m, _ in present):
                     present |= {(mask, v) for v in base_variants}
-            self.rows[model] = sorted(present, key=lambda mv: (_order(mv[0], MASK_ORDER), repr(mv[1])))
+            self.rows[model] = sorted(present, key=self._row_order)
         self.model_datasets = {m: {r.dataset for r in runs if r.model == m} for m in self.models}
         self.expected_seeds = defaultdict(set)
         for r in runs:
             self.expected_seeds[(r.model, r.dataset)].add(r.seed)
+
+    def _row_order(self, row: tuple):
+        """Masks in the paper's order; within a mask the reference settings first, then by value."""
+        mask, variant = row
+        off_reference = any(k in self.reference and not _same(v, self.reference[k]) for k, v in variant)
+        return (_order(mask, MASK_ORDER), off_reference, tuple((k, _natural(v)) for k, v in variant))
 
     def value(self, run: Run) -> Optional[float]:
         return run.final if self.use_final else run.best
@@ -326,16 +384,39 @@ class SweepTable:
                     failed=[r for r in members if r.state == "failed"],
                     incomplete=[r for r in members if r.state == "incomplete"], paper=paper)
 
+    def reference_row(self, model, mask, variant) -> Optional[tuple]:
+        """The (mask, variant) row this row's gain pairs with: the reference settings where they
+        apply, this row's own values elsewhere; None when the sweep has no such row."""
+        ref_mask = self.reference.get("mask", mask)
+        ours = dict(variant)
+        for m, cand in self.rows[model]:
+            if not _same(m, ref_mask):
+                continue
+            theirs = dict(cand)
+            if all(self._matches(k, ours, theirs, m != mask) for k in set(ours) | set(theirs)):
+                return m, cand
+        return None
+
+    def _matches(self, key, ours: dict, theirs: dict, other_mask: bool) -> bool:
+        if key in self.reference:
+            return key not in theirs or _same(theirs[key], self.reference[key])
+        if other_mask and key.startswith("mask."):
+            return True                      # the reference's mask has its own settings
+        return key in ours and key in theirs and ours[key] == theirs[key]
+
     def gain(self, model, mask, variant, dataset) -> Optional[Gain]:
-        base_variant = tuple(p for p in variant if not p[0].startswith("mask."))
-        ours, base = self.cell(model, mask, variant, dataset), self.cell(model, "none", base_variant, dataset)
+        ref = self.reference_row(model, mask, variant)
+        if ref is None or ref == (mask, variant):
+            return None
+        ours, base = self.cell(model, mask, variant, dataset), self.cell(model, ref[0], ref[1], dataset)
         if ours is None or base is None:
             return None
         base_by_seed = dict(base.values)
         pairs = [(s, v - base_by_seed[s]) for s, v in ours.values if s in base_by_seed]
         p_mask = self.paper.get((model, mask), {}).get(dataset)
         p_none = self.paper.get((model, "none"), {}).get(dataset)
-        paper = p_mask - p_none if p_mask is not None and p_none is not None and not variant else None
+        paper = (p_mask - p_none if p_mask is not None and p_none is not None and not variant
+                 and ref == ("none", ()) else None)
         if not pairs:
             return Gain(n=0, mean=None, low=None, high=None, paper=paper)
         mean, low, high = paired_interval([d for _, d in pairs])
@@ -433,6 +514,8 @@ def gain_text(g: Optional[Gain]) -> str:
         text = f"{_signed(g.mean)} [{_signed(g.low)}, {_signed(g.high)}] (n={g.n})"
     if g.paper is not None:
         text += f" [paper {_signed(g.paper)}" + (f", Δ {_signed(g.delta)}]" if g.delta is not None else "]")
+    if g.significant is False:
+        text += " n.s."
     return text
 
 
@@ -452,15 +535,13 @@ def table_rows(t: SweepTable):
             yield ("acc", model, mask + _variant_text(variant), variant,
                    {d: t.cell(model, mask, variant, d) for d in t.datasets}, ptxt, mtxt)
         for mask, variant in t.rows[model]:
-            if mask == "none":
-                continue
-            base_variant = tuple(p for p in variant if not p[0].startswith("mask."))
-            if ("none", base_variant) not in t.rows[model]:
+            ref = t.reference_row(model, mask, variant)
+            if ref is None or ref == (mask, variant):
                 continue
             p1, _ = t.params_macs(model, mask, variant)
-            p0, _ = t.params_macs(model, "none", base_variant)
+            p0, _ = t.params_macs(model, *ref)
             dparams = f"{p1 - p0:+d}" if p1 is not None and p0 is not None else "–"
-            yield ("gain", model, f"Δ {mask}{_variant_text(variant)} − none", variant,
+            yield ("gain", model, f"Δ {mask}{_variant_text(variant)} − {ref[0]}{_variant_text(ref[1])}", variant,
                    {d: t.gain(model, mask, variant, d) for d in t.datasets}, dparams, "")
 
 
@@ -478,14 +559,15 @@ def render_markdown(t: SweepTable) -> str:
     notices = t.notices()
     if notices:
         out += ["", "Not in the cells:"] + [f"- {line}" for line in notices]
-    out += ["", FOOTER.format(what=what.replace(" (%)", ""), selection=SELECT_FINAL if t.use_final else SELECT_BEST)]
+    out += ["", FOOTER.format(what=what.replace(" (%)", ""), selection=SELECT_FINAL if t.use_final else SELECT_BEST,
+                              reference=", ".join(t.reference_items))]
     return "\n".join(out) + "\n"
 
 
 def write_csv(t: SweepTable, path: Path) -> None:
     cols = ["sweep", "model", "mask", "variant", "dataset", "row", "metric", "mean", "std", "n", "ci95_low",
             "ci95_high", "seeds", "missing_seeds", "running", "incomplete", "failed", "paper", "delta_to_paper",
-            "params", "macs"]
+            "params", "macs", "reference", "significant"]
     metric = "final_top1" if t.use_final else "best_top1"
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
@@ -500,13 +582,16 @@ def write_csv(t: SweepTable, path: Path) -> None:
                     w.writerow([t.name, model, mask, _variant_text(variant).strip(" []"), d, "accuracy", metric,
                                 c.mean, c.std, c.n, None, None, " ".join(str(s) for s, _ in c.values),
                                 " ".join(map(str, c.seeds_missing)), len(c.running), len(c.incomplete),
-                                len(c.failed), c.paper, c.delta, params, macs])
-                    if mask != "none":
-                        g = t.gain(model, mask, variant, d)
-                        if g is not None:
-                            w.writerow([t.name, model, mask, _variant_text(variant).strip(" []"), d, "gain_vs_none",
-                                        metric, g.mean, None, g.n, g.low, g.high, " ".join(map(str, g.seeds)),
-                                        None, None, None, None, g.paper, g.delta, None, None])
+                                len(c.failed), c.paper, c.delta, params, macs, None, None])
+                    g = t.gain(model, mask, variant, d)
+                    if g is not None:
+                        ref = t.reference_row(model, mask, variant)
+                        kind = "gain_vs_none" if ref == ("none", tuple(
+                            p for p in variant if not p[0].startswith("mask."))) else "gain_vs_reference"
+                        w.writerow([t.name, model, mask, _variant_text(variant).strip(" []"), d, kind,
+                                    metric, g.mean, None, g.n, g.low, g.high, " ".join(map(str, g.seeds)),
+                                    None, None, None, None, g.paper, g.delta, None, None,
+                                    f"{ref[0]}{_variant_text(ref[1])}", g.significant])
 
 
 def _tex(s: str) -> str:
@@ -523,11 +608,11 @@ def render_tex(t: SweepTable) -> str:
              r"\begin{tabular}{ll" + "r" * (len(t.datasets) + 2) + "}", r"\toprule",
              " & ".join(["Model", "Mask"] + [_tex(d) for d in t.datasets] + ["Params", "MACs"]) + r" \\",
              r"\midrule"]
-    first = True
+    previous = None
     for kind, model, mask, _, cells, ptxt, mtxt in table_rows(t):
-        if kind == "acc" and mask.startswith("none") and not first:
+        if previous is not None and model != previous:
             lines.append(r"\midrule")
-        first = False
+        previous = model
         texts = []
         for d in t.datasets:
             c = cells[d]
@@ -553,12 +638,15 @@ def render_tex(t: SweepTable) -> str:
                         s += rf"\,{{\scriptsize[{c.low:+.2f}, {c.high:+.2f}]}}"
                     if c.paper is not None:
                         s += rf" {{\scriptsize(paper {c.paper:+.2f})}}"
+                    if c.significant is False:
+                        s += r" {\scriptsize n.s.}"
                     texts.append(r"\textit{" + s + "}")
         label = _tex(model) if kind == "acc" else ""
         lines.append(" & ".join([label, _tex(mask)] + texts + [_tex(ptxt), _tex(mtxt)]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}",
               r"\caption{" + _tex(f"{t.name}: {what} test top-1 (%), mean ± std over seeds (n); "
-                                  "[paper]; gain rows: paired difference to none with 95% t-interval. "
+                                  "[paper]; gain rows: paired difference to the reference row "
+                                  f"({', '.join(t.reference_items)}) with 95% t-interval, n.s. = contains 0. "
                                   + ("Best epoch selected on the test set, as in the paper."
                                      if not t.use_final else "Last epoch.")) + "}",
               r"\end{table}"]
@@ -573,7 +661,7 @@ def render_png(t: SweepTable, path: Path) -> None:
     series = []       # (label, model, {dataset: Gain})
     for kind, model, mask, variant, cells, _, _ in table_rows(t):
         if kind == "gain":
-            series.append((mask.replace(" − none", "").replace("Δ ", ""), model, cells))
+            series.append((mask.split(" − ")[0].replace("Δ ", ""), model, cells))
     plot_gains = any(g is not None and g.n for _, _, cells in series for g in cells.values())
     if not plot_gains:    # no baseline to pair with: plot the accuracies instead
         series = []
@@ -608,12 +696,12 @@ def render_png(t: SweepTable, path: Path) -> None:
         ax.set_title(d, fontsize=9)
         if plot_gains:
             ax.axhline(0, color="grey", lw=0.8)
-    axes[0][0].set_ylabel("gain over none, top-1 points (95% CI)" if plot_gains else "top-1 (%) ± std")
+    axes[0][0].set_ylabel("gain over the reference, top-1 points (95% CI)" if plot_gains else "top-1 (%) ± std")
     handles = [plt.Rectangle((0, 0), 1, 1, color=colors[lab]) for lab in labels]
     handles.append(plt.Line2D([], [], color="k", marker="x", ls=""))
     axes[0][-1].legend(handles, labels + ["paper"], loc="best", fontsize=7)
     fig.suptitle(f"{t.name}: {'last-epoch' if t.use_final else 'best'} test top-1"
-                 + ("\ngain of the mask over none, paired by seed" if plot_gains else ""), fontsize=9)
+                 + (f"\ngain over {', '.join(t.reference_items)}, paired by seed" if plot_gains else ""), fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.92))
     fig.savefig(path, dpi=100)
     plt.close(fig)

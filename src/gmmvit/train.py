@@ -128,6 +128,7 @@ def train(cfg: DictConfig) -> dict:
 
     # --- data -----------------------------------------------------------------------------
     train_split, test_split = data_lib.load_splits(ds)
+    train_split = data_lib.class_balanced_subset(train_split, ds.get("train_fraction", 1.0), cfg.seed)
     train_split = data_lib.subset(train_split, cfg.limit_train, cfg.seed)
     test_split = data_lib.subset(test_split, cfg.limit_test, cfg.seed)
     train_set = data_lib.Transformed(train_split, data_lib.build_transforms(ds, recipe.aug, train=True))

@@ -19,7 +19,9 @@ timm's in ways that change parameters or the computation:
 
 The mask (on the 8x8 patch grid) sits in the 24 patch-attention layers only,
 where the authors put it: on ``QK^T * scale`` *before* the pre-softmax
-talking-heads mix, so each head's mask acts on that head's own scores.
+talking-heads mix, so each head's mask acts on that head's own scores. With
+``mask.placement=post`` it multiplies the softmax's output instead (between the
+two talking-heads mixes) and renormalises each row.
 Plain attention cannot use fused SDPA here: talking heads need the explicit
 score and attention maps.
 
@@ -39,7 +41,7 @@ from torch import nn
 from gmmvit import fast
 from gmmvit.blocks import drop_path_rates, init_authors_, init_patch_conv_as_linear_
 from gmmvit.masks import AttentionMask, NoMask
-from gmmvit.models.common import check_divisible
+from gmmvit.models.common import check_divisible, check_pool
 
 
 class TalkingHeadsAttention(nn.Module):
@@ -67,7 +69,7 @@ class TalkingHeadsAttention(nn.Module):
         k, v = self.kv(context).view(B, -1, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         fast.note_path("explicit")  # talking heads mix the scores across heads: no fused kernel fits
         scores = self.mask(q @ k.transpose(-2, -1), self.scale)
-        attn = self._mix(self._mix(scores, self.mix_pre).softmax(dim=-1), self.mix_post)
+        attn = self._mix(self.mask.after_softmax(self._mix(scores, self.mix_pre).softmax(dim=-1)), self.mix_post)
         out = (attn @ v).transpose(1, 2).reshape(B, N, -1)
         return self.proj(out)
 
@@ -102,8 +104,10 @@ class CaiT(nn.Module):
                  patch_size: Optional[int] = None, embed_dim: int = 108, depth: int = 24,
                  cls_depth: int = 2, num_heads: int = 4, head_dim: int = 64, mlp_hidden: int = 384,
                  drop_path: float = 0.1, drop_path_schedule: str = "constant",
-                 mask: Optional[Callable] = None):
+                 pool: str = "class_attention", mask: Optional[Callable] = None):
         super().__init__()
+        check_pool("cait", pool, "class_attention",
+                   "adds its class token only after the masked layers (class attention)")
         patch_size = patch_size or (4 if img_size <= 32 else 8)
         check_divisible("cait", img_size, patch_size, "patch size")
         grid = img_size // patch_size

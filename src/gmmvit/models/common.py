@@ -21,3 +21,13 @@ def resolve_pool(pool: str, masked: bool) -> str:
     if pool not in ("token", "mean"):
         raise ConfigError(f"pool must be 'auto', 'token' or 'mean', got {pool!r}")
     return pool
+
+
+POOLED_MODELS = ("vit", "pit")  # the models whose class token meets the mask (model.pool: token or mean)
+
+
+def check_pool(model: str, pool: str, only: str, why: str) -> None:
+    """Models that pool one way whatever the mask still name it (``model.pool``), for the pooling sweep."""
+    if pool != only:
+        raise ConfigError(f"model={model} {why}, so model.pool must be {only!r}, got {pool!r}; "
+                          f"the pooling ablation applies to {' and '.join(POOLED_MODELS)}")

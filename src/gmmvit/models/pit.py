@@ -14,6 +14,12 @@ class slot, pooling without the 1x1 conv), so its counts and behaviour would
 not be the authors', and its blocks take no per-layer mask.
 
 Stochastic depth follows the authors: one rate (``--sd``) for every block.
+
+Pooling (``pool``): ``token`` is the authors' PiT for every mask (the class
+token, which the mask leaves untouched, is read out). ``mean`` drops the class
+token (and its Linear between stages) and mean-pools the patch tokens, as the
+authors' GMM/ELM ViT does: with it the pooling ablation asks the ViT question
+on PiT.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from timm.layers import PatchEmbed
 from torch import nn
 
 from gmmvit.blocks import MaskedBlock, drop_path_rates, init_authors_
-from gmmvit.models.common import check_divisible
+from gmmvit.models.common import ConfigError, check_divisible
 
 
 def pooled_size(grid: int) -> int:
@@ -34,21 +40,22 @@ def pooled_size(grid: int) -> int:
 
 
 class ConvPool(nn.Module):
-    """Halves the grid and doubles the width; the class token goes through its own Linear."""
+    """Halves the grid and doubles the width; the class token (if any) goes through its own Linear."""
 
-    def __init__(self, dim: int, grid: int):
+    def __init__(self, dim: int, grid: int, has_cls: bool = True):
         super().__init__()
         self.grid = grid
         self.conv = nn.Sequential(
             nn.Conv2d(dim, 2 * dim, 3, stride=2, padding=1, groups=dim),
             nn.Conv2d(2 * dim, 2 * dim, 1))
-        self.cls_fc = nn.Linear(dim, 2 * dim)
+        self.cls_fc = nn.Linear(dim, 2 * dim) if has_cls else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        cls, tokens = x[:, :1], x[:, 1:]
+        prefix = 1 if self.cls_fc is not None else 0
+        tokens = x[:, prefix:]
         B, N, C = tokens.shape
-        tokens = self.conv(tokens.transpose(1, 2).reshape(B, C, self.grid, self.grid))
-        return torch.cat([self.cls_fc(cls), tokens.flatten(2).transpose(1, 2)], dim=1)
+        tokens = self.conv(tokens.transpose(1, 2).reshape(B, C, self.grid, self.grid)).flatten(2).transpose(1, 2)
+        return torch.cat([self.cls_fc(x[:, :1]), tokens], dim=1) if prefix else tokens
 
 
 class PiT(nn.Module):
@@ -56,25 +63,29 @@ class PiT(nn.Module):
                  patch_size: Optional[int] = None, embed_dim: int = 96,
                  depths: Sequence[int] = (2, 6, 4), num_heads: Sequence[int] = (2, 4, 8),
                  head_dim: int = 48, mlp_ratio: float = 2.0, qkv_bias: bool = False,
-                 drop_path: float = 0.1, drop_path_schedule: str = "constant",
+                 drop_path: float = 0.1, drop_path_schedule: str = "constant", pool: str = "token",
                  mask: Optional[Callable] = None):
         super().__init__()
+        if pool not in ("token", "mean"):
+            raise ConfigError(f"model=pit: pool must be 'token' (the authors') or 'mean', got {pool!r}")
+        self.pool = pool
         patch_size = patch_size or (2 if img_size <= 32 else 4)
         check_divisible("pit", img_size, patch_size, "patch size")
         grid = img_size // patch_size
+        num_prefix = 1 if pool == "token" else 0
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
-        self.cls_token = nn.Parameter(torch.randn(1, 1, embed_dim))
-        self.pos_embed = nn.Parameter(torch.randn(1, grid * grid + 1, embed_dim))
+        self.cls_token = nn.Parameter(torch.randn(1, 1, embed_dim)) if num_prefix else None
+        self.pos_embed = nn.Parameter(torch.randn(1, grid * grid + num_prefix, embed_dim))
         dpr = iter(drop_path_rates(drop_path, sum(depths), drop_path_schedule))
         stages, dim = [], embed_dim
         for i, (depth, heads) in enumerate(zip(depths, num_heads)):
             layers = [MaskedBlock(dim, heads, int(dim * mlp_ratio), head_dim=head_dim, qkv_bias=qkv_bias,
                                   drop_path=next(dpr),
-                                  mask=mask(num_heads=heads, grid_size=grid, num_prefix_tokens=1)
+                                  mask=mask(num_heads=heads, grid_size=grid, num_prefix_tokens=num_prefix)
                                   if mask is not None else None)
                       for _ in range(depth)]
             if i < len(depths) - 1:
-                layers.append(ConvPool(dim, grid))
+                layers.append(ConvPool(dim, grid, has_cls=bool(num_prefix)))
                 grid, dim = pooled_size(grid), 2 * dim
             stages.append(nn.Sequential(*layers))
         self.stages = nn.Sequential(*stages)
@@ -84,8 +95,10 @@ class PiT(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(x)
-        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
-        return self.stages(x)
+        if self.cls_token is not None:
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+        return self.stages(x + self.pos_embed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.norm(self.forward_features(x)[:, 0]))
+        x = self.forward_features(x)
+        return self.head(self.norm(x[:, 0] if self.pool == "token" else x.mean(dim=1)))

@@ -42,7 +42,7 @@ from torch import nn
 
 from gmmvit.attention import MaskedAttention
 from gmmvit.blocks import drop_path_rates
-from gmmvit.models.common import ConfigError, check_divisible
+from gmmvit.models.common import ConfigError, check_divisible, check_pool
 
 
 def shifted_window_mask(size: int, window: int, shift: int) -> torch.Tensor:
@@ -115,8 +115,10 @@ class Swin(nn.Module):
                  patch_size: Optional[int] = None, embed_dim: int = 96,
                  depths: Sequence[int] = (2, 6, 4), num_heads: Sequence[int] = (3, 6, 12),
                  window_size: int = 4, mlp_ratio: float = 2.0, drop_path: float = 0.1,
-                 drop_path_schedule: str = "linear", mask: Optional[Callable] = None):
+                 drop_path_schedule: str = "linear", pool: str = "mean",
+                 mask: Optional[Callable] = None):
         super().__init__()
+        check_pool("swin", pool, "mean", "has no class token (mean pool for every mask)")
         patch_size = patch_size or (2 if img_size <= 32 else 4)
         depths, num_heads = tuple(depths), tuple(num_heads)   # hydra hands over ListConfigs
         if len(depths) != len(num_heads):

@@ -35,7 +35,7 @@ from torch import nn
 from gmmvit.attention import MaskedAttention
 from gmmvit.blocks import MaskedBlock, drop_path_rates
 from gmmvit.masks import AttentionMask
-from gmmvit.models.common import check_divisible
+from gmmvit.models.common import check_divisible, check_pool
 
 
 def sinusoid_table(num_positions: int, dim: int) -> torch.Tensor:
@@ -91,8 +91,9 @@ class T2T(nn.Module):
                  num_splits: Optional[int] = None, token_dim: int = 64, embed_dim: int = 256,
                  depth: int = 12, num_heads: int = 4, mlp_ratio: float = 2.0, qkv_bias: bool = False,
                  drop_path: float = 0.1, drop_path_schedule: str = "linear", unused_params: bool = True,
-                 mask: Optional[Callable] = None):
+                 pool: str = "mean", mask: Optional[Callable] = None):
         super().__init__()
+        check_pool("t2t", pool, "mean", "reads no class token (mean pool for every mask)")
         num_splits = num_splits or (2 if img_size <= 32 else 3)
         check_divisible("t2t", img_size, 2 ** num_splits, "total soft-split stride")
 

@@ -9,7 +9,12 @@ and ``Mlp``/``DropPath`` (via ``MaskedBlock``) rather than timm's
 
 Pooling (``pool='auto'``) follows the authors: the class token for plain
 attention, mean over tokens (class token dropped) for the GMM/ELM variants.
-``pool='token'`` or ``pool='mean'`` forces either one for every mask.
+``pool='token'`` or ``pool='mean'`` forces either one for every mask (the
+pooling ablation, ``conf/experiment/ablation/pooling.yaml``: it separates the
+mask's gain from the pooling change the authors make with it). ``model.pool``
+is a choice on ViT and PiT, the two models whose class token meets the mask;
+Swin and T2T mean-pool and CaiT's class token joins after the masked layers,
+whatever the mask, so their ``pool`` is fixed.
 """
 
 from __future__ import annotations
