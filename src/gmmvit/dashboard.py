@@ -1,0 +1,360 @@
+"""``make dashboard``: a sweep's W&B workspace view and report, built with W&B's wandb-workspaces.
+
+    python -m gmmvit.dashboard [SWEEP_DIR ...]        # make dashboard [SWEEP=multirun/NAME]
+
+For each sweep (its runs are one W&B group, ``cfg.sweep``) it creates or updates:
+
+- a saved workspace view named ``gmmvit: <group>``: runs filtered to the group, grouped by model and
+  mask (and dataset when the sweep spans several); sections Accuracy (``test/top1`` against epoch,
+  mean with a min-max band per group), Table (best top-1 per model x mask, mean and min-max over
+  seeds), Masks (the ``masks/central_query`` images, the sigma/alpha table), Speed (img/s) and
+  Cost (params, MACs);
+- a report ``gmmvit: <group> table``: the table as ``make table`` prints it, its gains plot (logged
+  by a small run of job type ``table`` in the group) and links to the view.
+
+The view has a fixed internal name derived from the group and the report is found by its title,
+so running it again updates both instead of making copies. The specification of both is written
+to ``<sweep>/wandb_dashboard.json`` every time; with no API key or no network that is all it
+does (one line says so; publish later with ``wandb sync`` and ``make dashboard``). Entity and
+project come from the runs' logger config. Any failure is one line; a sweep never fails on it.
+``Publish`` is the Hydra callback that does this once at the end of a multirun.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from hydra.experimental.callback import Callback
+
+from gmmvit import tracking
+from gmmvit.records import write_json
+from gmmvit.tracking import (EPOCH, EPOCH_S, IMG_PER_S, MACS, MASK_IMAGE, MASK_PARAMS, PARAMS, TOP1, TOP1_BEST,
+                             TRAIN_LOSS)
+
+SPEC_FILE = "wandb_dashboard.json"
+TABLE_JOB_TYPE = "table"              # the run holding the report's gains plot
+GAINS_IMAGE = "table/gains"
+# run config keys (flattened, as the tracker logs them) the view groups by
+MODEL_KEY, MASK_KEY, DATASET_KEY = "model.name", "mask.name", "dataset.name"
+SECTIONS = ("Accuracy", "Table", "Masks", "Speed", "Cost")
+
+
+def config_column(key: str):
+    """A flat dotted config key (``model.name``) as W&B stores it: ``{"model.name": {"value": ..}}``."""
+    import wandb_workspaces.workspaces as ws
+
+    return ws.Config(f"{key}.value")
+
+
+@dataclass
+class Sweep:
+    """What the dashboard needs from a sweep's run folders."""
+
+    folder: Path
+    group: str
+    entity: Optional[str]
+    project: str
+    datasets: list[str]
+    runs: list = field(default_factory=list)   # gmmvit.table.Run
+    logged: bool = True                       # the runs used logger=wandb
+
+    @property
+    def view_name(self) -> str:
+        return f"gmmvit: {self.group}"
+
+    @property
+    def report_title(self) -> str:
+        return f"gmmvit: {self.group} table"
+
+    @property
+    def view_internal_name(self) -> str:
+        """Fixed per entity/project/group: saving again updates this view (``nw-<id>-v``, W&B's form)."""
+        digest = hashlib.sha1(f"gmmvit\0{self.project}\0{self.group}".encode()).hexdigest()[:11]
+        return f"nw-{digest}-v"
+
+    @property
+    def table_run_id(self) -> str:
+        return "table-" + hashlib.sha1(f"{self.project}\0{self.group}".encode()).hexdigest()[:16]
+
+    def view_url(self, entity: str) -> str:
+        from wandb.util import app_url
+
+        base = app_url(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+        return f"{base}/{entity or '<entity>'}/{self.project}?nw={self.view_internal_name[3:-2]}"
+
+
+def read_sweep(folder: Path, runs: list) -> Sweep:
+    def common(key, default=None):
+        values = Counter(r.config.get(key) for r in runs if r.config.get(key) is not None)
+        return values.most_common(1)[0][0] if values else default
+
+    datasets = sorted({r.dataset for r in runs})
+    return Sweep(folder=Path(folder), group=str(common("sweep", Path(folder).name)),
+                 entity=common("logger.entity"), project=str(common("logger.project", "gmmvit")),
+                 datasets=datasets, runs=runs, logged=common("logger.name") == "wandb")
+
+
+# --- the view ----------------------------------------------------------------------------------------
+
+def run_filters(sweep: Sweep) -> list:
+    import wandb_workspaces.workspaces as ws
+
+    return [ws.Metric("Group") == sweep.group, ws.Metric("JobType") != TABLE_JOB_TYPE]
+
+
+def grouping(sweep: Sweep) -> list:
+    keys = [MODEL_KEY, MASK_KEY] + ([DATASET_KEY] if len(sweep.datasets) > 1 else [])
+    return [config_column(k) for k in keys]
+
+
+def sections(sweep: Sweep) -> list:
+    import wandb_workspaces.reports.v2 as wr
+    import wandb_workspaces.workspaces as ws
+
+    def curve(metric, title):
+        return wr.LinePlot(title=title, x=EPOCH, y=[metric], title_x="epochs completed",
+                           groupby_aggfunc="mean", groupby_rangefunc="minmax")
+
+    def bars(metric, title):
+        return wr.BarPlot(title=title, metrics=[metric], orientation="h",
+                          groupby_aggfunc="mean", groupby_rangefunc="minmax")
+
+    panels = {
+        "Accuracy": [curve(TOP1, "test top-1 (%): mean, min-max over seeds"),
+                     curve(TRAIN_LOSS, "training loss: mean, min-max over seeds")],
+        "Table": [bars(TOP1_BEST, "best test top-1 (%) per model x mask: mean, min-max over seeds")],
+        "Masks": [wr.MediaBrowser(title="central query's mask, as it learns", media_keys=[MASK_IMAGE],
+                                  gallery_axis="step"),
+                  wr.WeavePanelSummaryTable(table_name=MASK_PARAMS)],
+        "Speed": [curve(IMG_PER_S, "training img/s"), curve(EPOCH_S, "seconds per epoch")],
+        "Cost": [bars(PARAMS, "parameters"), bars(MACS, "MACs per image")],
+    }
+    return [ws.Section(name=name, panels=panels[name], is_open=True) for name in SECTIONS]
+
+
+def build_workspace(sweep: Sweep, entity: str):
+    import wandb_workspaces.workspaces as ws
+
+    view = ws.Workspace(
+        entity=entity, project=sweep.project, name=sweep.view_name, sections=sections(sweep),
+        settings=ws.WorkspaceSettings(x_axis=EPOCH),
+        runset_settings=ws.RunsetSettings(
+            filters=run_filters(sweep), groupby=grouping(sweep),
+            pinned_columns=[f"summary:{TOP1_BEST}", f"summary:{PARAMS}", f"summary:{MACS}"]))
+    object.__setattr__(view, "_internal_name", sweep.view_internal_name)
+    return view
+
+
+# --- the report --------------------------------------------------------------------------------------
+
+def table_text(sweep: Sweep) -> tuple[str, object]:
+    """The markdown ``make table`` prints for this sweep, and its SweepTable (None: nothing finished)."""
+    from gmmvit.table import build
+
+    return build(sweep.folder, sweep.runs, write=False)
+
+
+def build_report(sweep: Sweep, entity: str, text: str):
+    import wandb_workspaces.reports.v2 as wr
+    import wandb_workspaces.workspaces as ws
+
+    view_url = sweep.view_url(entity)
+    runs = wr.Runset(entity=entity, project=sweep.project, name=sweep.group, filters=run_filters(sweep),
+                     groupby=[f"config.{k}.value" for k in (MODEL_KEY, MASK_KEY)])
+    gains = wr.Runset(entity=entity, project=sweep.project, name="table",
+                      filters=[ws.Metric("Group") == sweep.group, ws.Metric("JobType") == TABLE_JOB_TYPE])
+    return wr.Report(
+        entity=entity, project=sweep.project, title=sweep.report_title,
+        description=f"The paper's table for the W&B group {sweep.group}, as `make table` prints it.",
+        blocks=[
+            wr.P(["Every run of the sweep, grouped by model and mask: the workspace view ",
+                  wr.Link(text=sweep.view_name, url=view_url), "."]),
+            wr.H2("The table"),
+            wr.MarkdownBlock(text=text),
+            wr.H2("Gain of each mask over none"),
+            wr.PanelGrid(runsets=[gains], panels=[wr.MediaBrowser(title="gains, paired by seed (95% CI)",
+                                                                  media_keys=[GAINS_IMAGE])]),
+            wr.H2("Test top-1 against epoch"),
+            wr.PanelGrid(runsets=[runs], panels=[
+                wr.LinePlot(title="test top-1 (%): mean, min-max over seeds", x=EPOCH, y=[TOP1],
+                            groupby_aggfunc="mean", groupby_rangefunc="minmax")]),
+            wr.P([wr.Link(text="Open the workspace view", url=view_url),
+                  " for accuracy, the table, the masks, speed and cost."]),
+        ])
+
+
+# --- the specification file, publishing --------------------------------------------------------------
+
+@dataclass
+class Dashboard:
+    sweep: Sweep
+    entity: str
+    workspace: object          # wandb_workspaces.workspaces.Workspace
+    report: object             # wandb_workspaces.reports.v2.Report
+    table: object = None       # gmmvit.table.SweepTable, None when nothing finished
+
+
+def build_dashboard(folder: Path, runs: list, entity: Optional[str] = None) -> Dashboard:
+    sweep = read_sweep(folder, runs)
+    entity = entity or sweep.entity or ""
+    text, table = table_text(sweep)
+    return Dashboard(sweep, entity, build_workspace(sweep, entity), build_report(sweep, entity, text), table)
+
+
+def specification(d: Dashboard, published: Optional[dict] = None) -> dict:
+    s = d.sweep
+    return {
+        "sweep": str(s.folder), "group": s.group, "entity": d.entity or None, "project": s.project,
+        "workspace": {"name": s.view_name, "internal_name": s.view_internal_name, "url": s.view_url(d.entity),
+                      "view": d.workspace._to_model().model_dump(mode="json", by_alias=True, exclude_none=True)},
+        "report": {"title": s.report_title,
+                   "viewspec": d.report._to_model().model_dump(mode="json", by_alias=True, exclude_none=True)},
+        "table_run": {"id": s.table_run_id, "job_type": TABLE_JOB_TYPE, "image": GAINS_IMAGE},
+        "published": published,
+    }
+
+
+def load_specification(path: Path):
+    """The view and report of a written specification, as the library's objects."""
+    import json
+
+    import wandb_workspaces.reports.v2 as wr
+    import wandb_workspaces.workspaces as ws
+    from wandb_workspaces.reports.v2 import internal as report_internal
+    from wandb_workspaces.workspaces import internal as view_internal
+
+    spec = json.loads(Path(path).read_text())
+    view = ws.Workspace._from_model(view_internal.View.model_validate(spec["workspace"]["view"]))
+    report = wr.Report._from_model(report_internal.ReportViewspec.model_validate(spec["report"]["viewspec"]))
+    return spec, view, report
+
+
+def log_gains(d: Dashboard) -> None:
+    """The gains plot as an image of the group's ``table`` run (one run per group, resumed each time)."""
+    import wandb
+
+    from gmmvit.table import render_png
+
+    s = d.sweep
+    with tempfile.TemporaryDirectory() as tmp:
+        png = Path(tmp) / "gains.png"
+        render_png(d.table, png)
+        run = wandb.init(project=s.project, entity=d.entity, id=s.table_run_id, resume="allow", group=s.group,
+                         job_type=TABLE_JOB_TYPE, name=f"{s.group}-table", dir=tmp, reinit="finish_previous",
+                         settings=wandb.Settings(silent=True, console="off"))
+        run.log({GAINS_IMAGE: wandb.Image(str(png))})
+        run.finish()
+
+
+def publish(d: Dashboard) -> dict:
+    """Save the view and the report to W&B, updating the ones saved before; their URLs."""
+    import wandb
+    from wandb_workspaces.workspaces import internal as view_internal
+
+    s = d.sweep
+    try:
+        existing = view_internal.View.from_name(d.entity, s.project, s.view_internal_name)
+        object.__setattr__(d.workspace, "_internal_id", existing.id)
+    except ValueError:          # not saved yet (or no such project yet): this save creates it
+        pass
+    d.workspace.save()
+    if d.table is not None:
+        log_gains(d)
+    for saved in wandb.Api().reports(f"{d.entity}/{s.project}"):
+        if saved.display_name == s.report_title:
+            d.report.id = saved.id
+            break
+    d.report.save()
+    return {"workspace_url": d.workspace.url, "report_url": d.report.url}
+
+
+def runs_were_offline(runs: list) -> bool:
+    """Every run logged offline (``<run>/wandb/offline-run-*``) and none online."""
+    offline = any(any((r.path / "wandb").glob("offline-run-*")) for r in runs)
+    online = any(any((r.path / "wandb").glob("run-*")) for r in runs)
+    return offline and not online
+
+
+def dashboard(folder: Path, runs: list, at_sweep_end: bool = False) -> bool:
+    """Build, write the specification, publish when W&B can be reached. One line on every outcome
+    but success; True when published or when there was nothing to do."""
+    folder = Path(folder)
+    spec_path = folder / SPEC_FILE
+    try:
+        sweep = read_sweep(folder, runs)
+        if not sweep.logged:
+            print(f"[gmmvit] W&B dashboard: {folder} was not logged to W&B (logger=none); nothing to build",
+                  flush=True)
+            return True
+        online = tracking._has_api_key() and tracking._wandb_reachable()
+        entity = None
+        if online:
+            import wandb
+
+            entity = sweep.entity or wandb.Api().default_entity
+        d = build_dashboard(folder, runs, entity)
+    except Exception as exc:    # a broken wandb / wandb-workspaces install: nothing is written
+        print(f"[gmmvit] W&B dashboard for {folder} not built ({type(exc).__name__}: {exc})", flush=True)
+        return False
+    write_json(spec_path, specification(d))
+    later = f"wandb sync {folder}/*/wandb/offline-run-*, then make dashboard SWEEP={folder}"
+    if not online:
+        print(f"[gmmvit] W&B dashboard: no API key or no network; view and report written to {spec_path} "
+              f"(publish later: {later})", flush=True)
+        return True
+    if at_sweep_end and runs_were_offline(runs):
+        print(f"[gmmvit] W&B dashboard: the runs were logged offline; view and report written to {spec_path} "
+              f"(publish: {later})", flush=True)
+        return True
+    try:
+        urls = publish(d)
+    except Exception as exc:
+        print(f"[gmmvit] W&B dashboard for {folder} not published ({type(exc).__name__}: {exc}); "
+              f"view and report written to {spec_path}", flush=True)
+        return False
+    write_json(spec_path, specification(d, published=urls))
+    print(f"[gmmvit] W&B dashboard: view {urls['workspace_url']} report {urls['report_url']}", flush=True)
+    return True
+
+
+class Publish(Callback):
+    """Hydra callback: the sweep's dashboard once its multirun ends (never fails the sweep)."""
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        from gmmvit.table import collect
+
+        try:
+            if config.logger.name != "wandb":
+                return
+            sweep_dir = Path(config.hydra.sweep.dir)
+            for folder, runs in collect([sweep_dir]).items():
+                dashboard(folder, runs, at_sweep_end=True)
+        except Exception as exc:
+            print(f"[gmmvit] W&B dashboard skipped ({type(exc).__name__}: {exc})", flush=True)
+
+
+def main(argv=None) -> int:
+    from gmmvit.table import collect
+
+    ap = argparse.ArgumentParser(prog="python -m gmmvit.dashboard", description=__doc__.split("\n\n")[0])
+    ap.add_argument("sweeps", nargs="*", default=["multirun"], help="sweep folders, or folders of sweeps")
+    args = ap.parse_args(argv)
+    paths = [Path(p) for p in args.sweeps]
+    sweeps = collect([p for p in paths if p.exists()])
+    if not sweeps:
+        print(f"gmmvit.dashboard: no runs under {' '.join(map(str, paths))}", file=sys.stderr)
+        return 1
+    ok = [dashboard(folder, runs) for folder, runs in sweeps.items()]
+    return 0 if all(ok) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
