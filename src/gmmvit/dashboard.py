@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import sys
 import tempfile
 from collections import Counter
@@ -85,9 +84,9 @@ class Sweep:
         return "table-" + hashlib.sha1(f"{self.project}\0{self.group}".encode()).hexdigest()[:16]
 
     def view_url(self, entity: str) -> str:
-        from wandb.util import app_url
+        import wandb
 
-        base = app_url(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+        base = wandb.Settings().app_url.rstrip("/")     # the W&B app of WANDB_BASE_URL / W&B's default
         return f"{base}/{entity or '<entity>'}/{self.project}?nw={self.view_internal_name[3:-2]}"
 
 
@@ -107,7 +106,7 @@ def read_sweep(folder: Path, runs: list) -> Sweep:
 def run_filters(sweep: Sweep) -> list:
     import wandb_workspaces.workspaces as ws
 
-    return [ws.Metric("Group") == sweep.group, ws.Metric("JobType") != TABLE_JOB_TYPE]
+    return ws.And(ws.Metric("Group") == sweep.group, ws.Metric("JobType") != TABLE_JOB_TYPE)
 
 
 def grouping(sweep: Sweep) -> list:
@@ -162,15 +161,18 @@ def table_text(sweep: Sweep) -> tuple[str, object]:
     return build(sweep.folder, sweep.runs, write=False)
 
 
-def build_report(sweep: Sweep, entity: str, text: str):
+def build_report(sweep: Sweep, entity: str, text: str, online: bool = False):
+    """``online``: the panel grids name their entity, which the library resolves through the W&B API
+    when the report is serialised; offline they are left to the report's entity."""
     import wandb_workspaces.reports.v2 as wr
     import wandb_workspaces.workspaces as ws
 
     view_url = sweep.view_url(entity)
-    runs = wr.Runset(entity=entity, project=sweep.project, name=sweep.group, filters=run_filters(sweep),
+    runs_entity = entity if online else ""
+    runs = wr.Runset(entity=runs_entity, project=sweep.project, name=sweep.group, filters=run_filters(sweep),
                      groupby=[f"config.{k}.value" for k in (MODEL_KEY, MASK_KEY)])
-    gains = wr.Runset(entity=entity, project=sweep.project, name="table",
-                      filters=[ws.Metric("Group") == sweep.group, ws.Metric("JobType") == TABLE_JOB_TYPE])
+    gains = wr.Runset(entity=runs_entity, project=sweep.project, name="table",
+                      filters=ws.And(ws.Metric("Group") == sweep.group, ws.Metric("JobType") == TABLE_JOB_TYPE))
     return wr.Report(
         entity=entity, project=sweep.project, title=sweep.report_title,
         description=f"The paper's table for the W&B group {sweep.group}, as `make table` prints it.",
@@ -202,11 +204,12 @@ class Dashboard:
     table: object = None       # gmmvit.table.SweepTable, None when nothing finished
 
 
-def build_dashboard(folder: Path, runs: list, entity: Optional[str] = None) -> Dashboard:
+def build_dashboard(folder: Path, runs: list, entity: Optional[str] = None, online: bool = False) -> Dashboard:
     sweep = read_sweep(folder, runs)
     entity = entity or sweep.entity or ""
     text, table = table_text(sweep)
-    return Dashboard(sweep, entity, build_workspace(sweep, entity), build_report(sweep, entity, text), table)
+    return Dashboard(sweep, entity, build_workspace(sweep, entity), build_report(sweep, entity, text, online),
+                     table)
 
 
 def specification(d: Dashboard, published: Optional[dict] = None) -> dict:
@@ -300,11 +303,12 @@ def dashboard(folder: Path, runs: list, at_sweep_end: bool = False) -> bool:
             import wandb
 
             entity = sweep.entity or wandb.Api().default_entity
-        d = build_dashboard(folder, runs, entity)
-    except Exception as exc:    # a broken wandb / wandb-workspaces install: nothing is written
+        d = build_dashboard(folder, runs, entity, online)
+        spec = specification(d)
+    except Exception as exc:    # a broken wandb / wandb-workspaces install, W&B refusing the key: nothing written
         print(f"[gmmvit] W&B dashboard for {folder} not built ({type(exc).__name__}: {exc})", flush=True)
         return False
-    write_json(spec_path, specification(d))
+    write_json(spec_path, spec)
     later = f"wandb sync {folder}/*/wandb/offline-run-*, then make dashboard SWEEP={folder}"
     if not online:
         print(f"[gmmvit] W&B dashboard: no API key or no network; view and report written to {spec_path} "

@@ -20,6 +20,7 @@ import socket
 import struct
 from pathlib import Path
 from typing import Any, Optional
+from urllib.parse import urlparse
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -51,9 +52,10 @@ def flatten(d: dict, prefix: str = "") -> dict:
 
 
 def _wandb_reachable(timeout: float = 2.0) -> bool:
-    host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].split("/")[0]
+    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    port = url.port or (80 if url.scheme == "http" else 443)    # a local W&B server has its own port
     try:
-        socket.create_connection((host.split(":")[0], 443), timeout=timeout).close()
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
         return True
     except OSError:
         return False
