@@ -329,6 +329,104 @@ def dashboard(folder: Path, runs: list, at_sweep_end: bool = False) -> bool:
     return True
 
 
+# --- a picture of the view, drawn from its specification and the runs' own files --------------------
+
+# where each name a panel reads lives in the run folder: metrics.json history / top level / final
+LOCAL_HISTORY = {TOP1: "test_top1", TRAIN_LOSS: "train_loss", IMG_PER_S: "img_per_s", EPOCH_S: "epoch_s"}
+LOCAL_SUMMARY = {TOP1_BEST: ("final", "best_top1"), PARAMS: ("params",), MACS: ("macs",)}
+
+
+def render_preview(spec_path: Path, runs: list, out: Path) -> None:
+    """The saved view as W&B would draw it for these runs: one row per section, its panels in order
+    (curves: mean and min-max band per model x mask group; bars: mean and min-max over seeds; the
+    last mask image of a GMM run; its last sigma/alpha rows). For the README; no W&B needed."""
+    import csv
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import wandb_workspaces.reports.v2 as wr
+
+    from gmmvit.records import METRICS, read_json
+
+    _, view, _ = load_specification(spec_path)
+    keys = [k.name.removesuffix(".value") for k in view.runset_settings.groupby]
+    groups: dict[str, list] = {}
+    for run in sorted(runs, key=lambda r: r.label):
+        groups.setdefault(" / ".join(str(run.config.get(k)) for k in keys), []).append(
+            (run, read_json(run.path / METRICS) or {}))
+    colors = {g: plt.cm.tab10(i % 10) for i, g in enumerate(groups)}
+    ncols = max(len(s.panels) for s in view.sections)
+    fig, axes = plt.subplots(len(view.sections), ncols, figsize=(4.2 * ncols, 2.9 * len(view.sections)),
+                             squeeze=False)
+    for row, section in zip(axes, view.sections):
+        row[0].annotate(section.name, xy=(-0.32, 0.5), xycoords="axes fraction", rotation=90, va="center",
+                        ha="center", fontsize=12, fontweight="bold")
+        for ax in row[len(section.panels):]:
+            ax.axis("off")
+        for ax, panel in zip(row, section.panels):
+            ax.set_title(getattr(panel, "title", None) or getattr(panel, "table_name", ""), fontsize=8)
+            if isinstance(panel, wr.LinePlot):
+                metric = LOCAL_HISTORY[panel.y[0].name]
+                for g, members in groups.items():
+                    curves = [[r[metric] for r in m.get("history", [])] for _, m in members]
+                    n = min(map(len, curves))
+                    if n == 0:
+                        continue
+                    y, x = np.array([c[:n] for c in curves]), np.arange(1, n + 1)
+                    ax.plot(x, y.mean(0), color=colors[g], label=g, lw=1.5)
+                    ax.fill_between(x, y.min(0), y.max(0), color=colors[g], alpha=0.2, lw=0)
+                ax.set_xlabel(panel.x.name, fontsize=8)
+                ax.set_ylabel(panel.y[0].name, fontsize=8)
+                ax.legend(fontsize=6)
+            elif isinstance(panel, wr.BarPlot):
+                path = LOCAL_SUMMARY[panel.metrics[0].name]
+                names, means, lows, highs = [], [], [], []
+                for g, members in groups.items():
+                    values = []
+                    for _, m in members:
+                        node = m
+                        for k in path:
+                            node = (node or {}).get(k)
+                        if isinstance(node, (int, float)):
+                            values.append(node)
+                    if values:
+                        names.append(g)
+                        means.append(float(np.mean(values)))
+                        lows.append(means[-1] - min(values))
+                        highs.append(max(values) - means[-1])
+                ax.barh(names, means, xerr=[lows, highs], color=[colors[g] for g in names], capsize=3)
+                ax.set_xlabel(panel.metrics[0].name, fontsize=8)
+                ax.invert_yaxis()
+            elif isinstance(panel, wr.MediaBrowser):
+                images = sorted(p for g, members in groups.items() for run, _ in members
+                                for p in (run.path / "masks").glob("epoch_*.png"))
+                if images:
+                    ax.imshow(plt.imread(images[-1]))
+                    ax.set_xlabel(f"{panel.media_keys[0]}: {images[-1].parent.parent.name[:40]}...", fontsize=6)
+                ax.set_xticks([])
+                ax.set_yticks([])
+            elif isinstance(panel, wr.WeavePanelSummaryTable):
+                tables = sorted(p for members in groups.values() for run, _ in members
+                                for p in (run.path / "masks").glob("gmm_params.csv"))
+                ax.axis("off")
+                if tables:
+                    rows = list(csv.reader(tables[-1].open()))
+                    last = [r for r in rows[1:] if r[0] == rows[-1][0]][:8]
+                    cells = [[f"{float(v):.3g}" if i >= 4 else v for i, v in enumerate(r)] for r in last]
+                    table = ax.table(cellText=cells, colLabels=rows[0], loc="center", fontsize=6)
+                    table.auto_set_font_size(False)
+                    table.set_fontsize(6)
+            ax.tick_params(labelsize=7)
+    grouping = ", ".join(keys)
+    fig.suptitle(f"W&B view \"{view.name}\" in {view.entity or '<entity>'}/{view.project}\n"
+                 f"runs: {view.runset_settings.filters}; grouped by {grouping}", fontsize=10)
+    fig.tight_layout(rect=(0.03, 0, 1, 0.95))
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+
+
 class Publish(Callback):
     """Hydra callback: the sweep's dashboard once its multirun ends (never fails the sweep)."""
 
@@ -350,6 +448,8 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m gmmvit.dashboard", description=__doc__.split("\n\n")[0])
     ap.add_argument("sweeps", nargs="*", default=["multirun"], help="sweep folders, or folders of sweeps")
+    ap.add_argument("--preview", metavar="PNG", help="also draw the view, from its specification and the "
+                                                   "runs' files, into this PNG (one sweep)")
     args = ap.parse_args(argv)
     paths = [Path(p) for p in args.sweeps]
     sweeps = collect([p for p in paths if p.exists()])
@@ -357,6 +457,9 @@ def main(argv=None) -> int:
         print(f"gmmvit.dashboard: no runs under {' '.join(map(str, paths))}", file=sys.stderr)
         return 1
     ok = [dashboard(folder, runs) for folder, runs in sweeps.items()]
+    if args.preview:
+        folder, runs = next(iter(sweeps.items()))
+        render_preview(folder / SPEC_FILE, runs, Path(args.preview))
     return 0 if all(ok) else 1
 
 
