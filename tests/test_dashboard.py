@@ -210,3 +210,19 @@ def test_an_api_error_is_one_line_and_leaves_the_runs_untouched(built, tmp_path,
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and re.search(r"not (built|published) \(\w+Error: .*not logged in", out[0])
     assert {k: v for k, v in fingerprint(copy).items() if k != dashboard.SPEC_FILE} == runs_before
+
+
+def test_at_a_sweeps_end_offline_runs_are_not_published_even_with_an_account(built, tmp_path, monkeypatch, capsys):
+    sweep_dir, *_ = built
+    copy = tmp_path / "dashtest"
+    shutil.copytree(sweep_dir, copy)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RefusingWandbServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:      # any call to this server would fail: the line below proves none is made
+        monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{server.server_address[1]}")
+        monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+        assert dashboard.dashboard(copy, collect([copy])[copy], at_sweep_end=True)
+    finally:
+        server.shutdown()
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and "the runs were logged offline" in out[0] and "wandb sync" in out[0]

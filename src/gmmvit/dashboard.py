@@ -287,17 +287,21 @@ def runs_were_offline(runs: list) -> bool:
 
 
 def dashboard(folder: Path, runs: list, at_sweep_end: bool = False) -> bool:
-    """Build, write the specification, publish when W&B can be reached. One line on every outcome
-    but success; True when published or when there was nothing to do."""
+    """Build, write the specification, publish when W&B can be reached (at a sweep's end: only when
+    its runs were online). One line on every outcome; False when something failed."""
     folder = Path(folder)
     spec_path = folder / SPEC_FILE
+    later = f"wandb sync {folder}/*/wandb/offline-run-*, then make dashboard SWEEP={folder}"
     try:
         sweep = read_sweep(folder, runs)
         if not sweep.logged:
             print(f"[gmmvit] W&B dashboard: {folder} was not logged to W&B (logger=none); nothing to build",
                   flush=True)
             return True
-        online = tracking._has_api_key() and tracking._wandb_reachable()
+        if at_sweep_end and runs_were_offline(runs):
+            online, why = False, "the runs were logged offline"
+        else:
+            online, why = tracking._has_api_key() and tracking._wandb_reachable(), "no API key or no network"
         entity = None
         if online:
             import wandb
@@ -309,14 +313,9 @@ def dashboard(folder: Path, runs: list, at_sweep_end: bool = False) -> bool:
         print(f"[gmmvit] W&B dashboard for {folder} not built ({type(exc).__name__}: {exc})", flush=True)
         return False
     write_json(spec_path, spec)
-    later = f"wandb sync {folder}/*/wandb/offline-run-*, then make dashboard SWEEP={folder}"
     if not online:
-        print(f"[gmmvit] W&B dashboard: no API key or no network; view and report written to {spec_path} "
-              f"(publish later: {later})", flush=True)
-        return True
-    if at_sweep_end and runs_were_offline(runs):
-        print(f"[gmmvit] W&B dashboard: the runs were logged offline; view and report written to {spec_path} "
-              f"(publish: {later})", flush=True)
+        print(f"[gmmvit] W&B dashboard: {why}; view and report written to {spec_path} (publish later: {later})",
+              flush=True)
         return True
     try:
         urls = publish(d)
