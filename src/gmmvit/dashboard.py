@@ -298,10 +298,9 @@ def dashboard(folder: Path, runs: list, at_sweep_end: bool = False) -> bool:
             print(f"[gmmvit] W&B dashboard: {folder} was not logged to W&B (logger=none); nothing to build",
                   flush=True)
             return True
-        if at_sweep_end and runs_were_offline(runs):
+        online, why = tracking._has_api_key() and tracking._wandb_reachable(), "no API key or no network"
+        if online and at_sweep_end and runs_were_offline(runs):
             online, why = False, "the runs were logged offline"
-        else:
-            online, why = tracking._has_api_key() and tracking._wandb_reachable(), "no API key or no network"
         entity = None
         if online:
             import wandb
