@@ -78,7 +78,6 @@ class Progress:
         self.epoch_t0 = self.train_s = None
         self.epoch_wall_s: Optional[float] = None    # last whole epoch: steps, evaluation, checkpoint
         self.eval_s = 0.0                             # its part after the last step
-        self.loss: Optional[float] = None
         self.loss_read_at = 0.0
 
     # --- the loop's three calls ----------------------------------------------------------------
@@ -89,7 +88,7 @@ class Progress:
             self.eval_s = max(self.epoch_wall_s - self.train_s, 0.0)
         self.close()
         self.epoch, self.step_i, self.epoch_t0, self.train_s = epoch, 0, now, None
-        self.loss, self.loss_read_at = None, 0.0
+        self.loss_read_at = 0.0
         if self.bar_mode:
             from tqdm.auto import tqdm
 
@@ -132,9 +131,9 @@ class Progress:
         return this_epoch + max(self.epochs - self.epoch - 1, 0) * per_epoch
 
     def _status(self, seen: int, loss_sum, now: float) -> str:
-        self.loss = float(loss_sum) / max(seen, 1)     # the one host read of the device loss
+        loss = float(loss_sum) / max(seen, 1)          # the one host read of the device loss
         rate = seen / max(now - self.epoch_t0, 1e-9)
-        return f"loss {self.loss:.4f} {rate:.0f} img/s ETA {duration(self.eta_s(now))}"
+        return f"loss {loss:.4f} {rate:.0f} img/s ETA {duration(self.eta_s(now))}"
 
 
 # --- multirun: which job of how many ---------------------------------------------------------------
