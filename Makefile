@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: install demo test test-fast train table bench paper ablations clean
+.PHONY: install demo test test-fast train table status dashboard bench paper ablations clean
 
 install: $(VENV)/.installed
 
@@ -32,6 +32,15 @@ train: install
 # the paper's table from the run folders (metrics.json, config.yaml): make table [SWEEP=multirun/NAME]
 table: install
 	$(PY) -m gmmvit.table $(or $(SWEEP),multirun) $(ARGS)
+
+# each run of a sweep (epochs done, pace, ETA) and the sweep's ETA: make status [SWEEP=multirun/NAME]
+status: install
+	$(PY) -m gmmvit.progress $(or $(SWEEP),multirun) $(ARGS)
+
+# the sweep's W&B workspace view and report (created, or updated in place): make dashboard [SWEEP=multirun/NAME]
+# without an API key or network: written to multirun/NAME/wandb_dashboard.json, to publish later
+dashboard: install
+	$(PY) -m gmmvit.dashboard $(or $(SWEEP),multirun) $(ARGS)
 
 # train-step img/s per model x mask, loader img/s per core, GPU epoch: one markdown report
 bench: install

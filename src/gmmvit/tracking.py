@@ -20,8 +20,23 @@ import socket
 import struct
 from pathlib import Path
 from typing import Any, Optional
+from urllib.parse import urlparse
 
 from omegaconf import DictConfig, OmegaConf
+
+# The names runs log under. gmmvit.dashboard builds its panels from these same names, and its
+# tests check them against what an offline run really logs.
+EPOCH = "epoch"                        # the x axis: epochs completed
+TOP1 = "test/top1"
+TOP1_BEST = "test/top1_best"           # summary: the best top-1 so far
+TRAIN_LOSS = "train/loss"
+LR = "lr"
+IMG_PER_S = "train/img_per_s"
+EPOCH_S = "train/epoch_s"
+PARAMS, MACS = "params", "macs"        # summary
+MASK_IMAGE = "masks/central_query"
+MASK_PARAMS = "masks/gmm_params"       # GMM: one row per layer x head x kernel with sigma, alpha
+MASK_SIGMA, MASK_ALPHA = "masks/sigma", "masks/alpha"
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -37,9 +52,10 @@ def flatten(d: dict, prefix: str = "") -> dict:
 
 
 def _wandb_reachable(timeout: float = 2.0) -> bool:
-    host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].split("/")[0]
+    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    port = url.port or (80 if url.scheme == "http" else 443)    # a local W&B server has its own port
     try:
-        socket.create_connection((host.split(":")[0], 443), timeout=timeout).close()
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
         return True
     except OSError:
         return False
@@ -90,10 +106,10 @@ class WandbTracker(Tracker):
             job_type=f"{meta.get('model')}-{meta.get('mask')}", tags=tags,
             name=meta.get("name"), config=config, reinit="finish_previous",
             settings=wandb.Settings(silent=True, console="off", init_timeout=60))
-        self.run.define_metric("epoch")
-        self.run.define_metric("*", step_metric="epoch")
-        self.run.define_metric("test/top1", summary="max,last", step_metric="epoch")
-        self.run.define_metric("train/loss", summary="min,last", step_metric="epoch")
+        self.run.define_metric(EPOCH)
+        self.run.define_metric("*", step_metric=EPOCH)
+        self.run.define_metric(TOP1, summary="max,last", step_metric=EPOCH)
+        self.run.define_metric(TRAIN_LOSS, summary="min,last", step_metric=EPOCH)
         self.best: Optional[float] = None
 
     @property
@@ -102,16 +118,15 @@ class WandbTracker(Tracker):
 
     def log_epoch(self, row: dict) -> None:
         epoch = row["epoch"] + 1                      # epochs completed
-        self.run.log({"epoch": epoch, "train/loss": row["train_loss"], "test/top1": row["test_top1"],
-                      "lr": row["lr"], "train/img_per_s": row["img_per_s"],
-                      "train/epoch_s": row.get("epoch_s")})
+        self.run.log({EPOCH: epoch, TRAIN_LOSS: row["train_loss"], TOP1: row["test_top1"],
+                      LR: row["lr"], IMG_PER_S: row["img_per_s"], EPOCH_S: row.get("epoch_s")})
         if self.best is None:                          # resumed runs: the best so far is in the summary
-            prev = self.run.summary.get("test/top1_best")
+            prev = self.run.summary.get(TOP1_BEST)
             self.best = prev if isinstance(prev, (int, float)) else None
         if self.best is None or row["test_top1"] > self.best:
             self.best = row["test_top1"]
-            self.run.summary["test/top1_best"] = row["test_top1"]
-            self.run.summary["test/top1_best_epoch"] = epoch
+            self.run.summary[TOP1_BEST] = row["test_top1"]
+            self.run.summary[f"{TOP1_BEST}_epoch"] = epoch
 
     def log_summary(self, **summary) -> None:
         for k, v in summary.items():
@@ -120,18 +135,18 @@ class WandbTracker(Tracker):
     def log_images(self, images: dict[str, Any], step: Optional[int] = None) -> None:
         payload = {k: self.wandb.Image(v) for k, v in images.items()}
         if step is not None:
-            payload["epoch"] = step
+            payload[EPOCH] = step
         self.run.log(payload)
 
     def log_mask_snapshot(self, image_path, columns: list, rows: list, epochs_done: int) -> None:
         wandb = self.wandb
-        payload = {"epoch": epochs_done,
-                   "masks/central_query": wandb.Image(str(image_path), caption=f"after {epochs_done} epoch(s)")}
+        payload = {EPOCH: epochs_done,
+                   MASK_IMAGE: wandb.Image(str(image_path), caption=f"after {epochs_done} epoch(s)")}
         if rows:
-            payload["masks/gmm_params"] = wandb.Table(columns=list(columns), data=[list(r) for r in rows])
+            payload[MASK_PARAMS] = wandb.Table(columns=list(columns), data=[list(r) for r in rows])
             i_sigma, i_alpha = columns.index("sigma"), columns.index("alpha")
-            payload["masks/sigma"] = wandb.Histogram([r[i_sigma] for r in rows])
-            payload["masks/alpha"] = wandb.Histogram([r[i_alpha] for r in rows])
+            payload[MASK_SIGMA] = wandb.Histogram([r[i_sigma] for r in rows])
+            payload[MASK_ALPHA] = wandb.Histogram([r[i_alpha] for r in rows])
         self.run.log(payload)
 
     def finish(self, failed: bool = False) -> None:

@@ -24,6 +24,7 @@ from gmmvit import devices, fast, gpu_data
 from gmmvit.complexity import count_macs, count_params
 from gmmvit.figures import MaskFigures
 from gmmvit.profiling import StepProfiler
+from gmmvit.progress import Progress
 from gmmvit.step import build_step
 from gmmvit.recipe import build_criterion, build_mixup, build_optimizer, build_scheduler
 from gmmvit.cli import check_writable
@@ -186,11 +187,13 @@ def train(cfg: DictConfig) -> dict:
     profiler = StepProfiler(cfg.get("profile_steps"), run_dir, device)  # profile_steps=N: profile.md
     started = time.time()
     step = start_epoch * len(train_loader)
+    progress = Progress(run_dir.name, recipe.epochs, len(train_loader), start_epoch)  # bar / ~10% log lines
     try:
         for epoch in range(start_epoch, recipe.epochs):
             model.train()
             sampler.set_epoch(epoch)
             t0, seen, loss_sum = time.time(), 0, 0.0
+            progress.start_epoch(epoch)
             for images, targets in train_loader:
                 images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
                 if mixup is not None:
@@ -204,6 +207,7 @@ def train(cfg: DictConfig) -> dict:
                 scheduler.step_update(step)
                 profiler.step()
                 seen += images.shape[0]
+                progress.step(seen, loss_sum)
             loss_sum = float(loss_sum)
             if not math.isfinite(loss_sum):
                 raise TrainingDiverged(f"loss became {loss_sum} during epoch {epoch}")
@@ -229,6 +233,7 @@ def train(cfg: DictConfig) -> dict:
             print(f"[gmmvit] {run_dir.name} epoch {epoch + 1}/{recipe.epochs} loss {row['train_loss']:.4f} "
                   f"top-1 {top1:.2f} lr {row['lr']:.2e} {row['img_per_s']:.0f} img/s", flush=True)
     except TrainingDiverged as exc:
+        progress.close()
         record.update(status=STATUS_FAILED, reason=str(exc))
         tracker.log_summary(status=STATUS_FAILED, reason=str(exc))
         tracker.finish(failed=True)

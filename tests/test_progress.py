@@ -1,0 +1,133 @@
+"""What a user watches: a bar on a terminal, a line every ~10% of an epoch in a log, job k/n of a
+multirun, and `make status`."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+
+import pytest
+
+from conftest import compose_cfg
+from gmmvit import progress
+from gmmvit.progress import Progress, is_terminal, sweep_status
+from gmmvit.table import collect
+from gmmvit.train import train
+
+
+class CountingLoss:
+    """A loss sum that counts how often it is read on the host (float())."""
+
+    def __init__(self):
+        self.reads = 0
+
+    def __float__(self):
+        self.reads += 1
+        return 2.5
+
+
+def run_epochs(p: Progress, epochs: int, steps: int, loss) -> None:
+    for epoch in range(epochs):
+        p.start_epoch(epoch)
+        for i in range(steps):
+            p.step(8 * (i + 1), loss)
+
+
+def test_log_prints_a_line_every_tenth_of_an_epoch_and_reads_the_loss_only_then():
+    out, loss = io.StringIO(), CountingLoss()
+    run_epochs(Progress("run", epochs=2, steps_per_epoch=100, stream=out), 2, 100, loss)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 * 9 and loss.reads == 2 * 9
+    assert [re.search(r"(\d+)% \((\d+)/100 steps\)", line).groups() for line in lines[:9]] == \
+        [(str(10 * k), str(10 * k)) for k in range(1, 10)]
+    assert all(re.search(r"loss \d+\.\d{4} \d+ img/s ETA \S+$", line) for line in lines)
+    assert lines[0].startswith("[gmmvit] run epoch 1/2") and lines[9].startswith("[gmmvit] run epoch 2/2")
+
+
+def test_short_epochs_print_no_step_lines():
+    out = io.StringIO()
+    run_epochs(Progress("run", epochs=1, steps_per_epoch=19, stream=out), 1, 19, CountingLoss())
+    assert out.getvalue() == ""
+
+
+def test_terminal_bar_shows_steps_img_per_s_loss_and_eta_reading_the_loss_at_most_once_a_second():
+    out, loss = io.StringIO(), CountingLoss()
+    p = Progress("run", epochs=3, steps_per_epoch=50, stream=out, bar=True)
+    p.start_epoch(0)
+    for i in range(49):
+        p.step(8 * (i + 1), loss)
+    shown = str(p.bar)                           # what the terminal line shows now
+    assert "49/50" in shown and "step/s" in shown and shown.startswith("run 1/3")
+    assert re.search(r"loss \d+\.\d{4} \d+ img/s ETA \S+", shown)
+    assert loss.reads == 1                       # 49 fast steps: one read, not one per step
+    p.step(8 * 50, loss)
+    assert p.bar is None and "run 1/3" in out.getvalue()    # closed with the epoch's last step
+
+
+def test_a_bar_only_on_a_terminal():
+    assert not is_terminal(io.StringIO())
+    leader, follower = os.openpty()
+    try:
+        with os.fdopen(follower, "w", closefd=False) as tty:
+            assert is_terminal(tty)
+    finally:
+        os.close(leader)
+        os.close(follower)
+
+
+def test_eta_is_this_epochs_rest_plus_the_epochs_left_at_the_last_epochs_length(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    p = Progress("run", epochs=4, steps_per_epoch=10, stream=io.StringIO())
+    p.start_epoch(0)
+    for _ in range(10):
+        clock[0] += 1.0                          # 1 s a step
+        p.step(8, 1.0)
+    clock[0] += 5.0                              # evaluation and checkpoint: 5 s
+    p.start_epoch(1)
+    for _ in range(4):
+        clock[0] += 1.0
+        p.step(8, 1.0)
+    # 6 steps left (6 s) + evaluation (5 s) + 2 more epochs of 15 s
+    assert p.eta_s(clock[0]) == pytest.approx(6 + 5 + 2 * 15)
+    assert progress.duration(41) == "41s" and progress.duration(3725) == "1h02m"
+
+
+def test_a_training_run_logs_tenths_of_its_epochs(tmp_path, data_dir, capsys):
+    cfg = compose_cfg(["dataset=digits", "model.depth=1", "model.embed_dim=32", "model.num_heads=2",
+                       "recipe.batch_size=16", "recipe.epochs=1", "recipe.warmup_epochs=0", "recipe.passes_per_epoch=1",
+                       "limit_train=320", "limit_test=64", "threads=1", "logger=none"], run_dir=tmp_path / "run",
+                      data_dir=data_dir)
+    train(cfg)
+    out = capsys.readouterr().out.splitlines()
+    tenths = [line for line in out if re.search(r"epoch 1/1 +\d+% \(\d+/20 steps\)", line)]
+    assert len(tenths) == 9
+    assert any("epoch 1/1 loss" in line for line in out)      # then the epoch's own line
+
+
+def test_multirun_jobs_say_which_of_how_many_and_log_tenths(offline_sweep):
+    _, stdout = offline_sweep
+    assert re.findall(r"\[gmmvit\] job (\d+/\d+): ", stdout) == ["1/4", "2/4", "3/4", "4/4"]
+    assert len(re.findall(r"epoch \d/2 +\d+% \(\d+/20 steps\)", stdout)) == 4 * 2 * 9
+
+
+def test_status_gives_each_runs_epochs_and_eta_and_the_sweeps(offline_sweep, tmp_path):
+    sweep_dir, _ = offline_sweep
+    copy = tmp_path / "dashtest"
+    shutil.copytree(sweep_dir, copy, ignore=shutil.ignore_patterns("wandb", "*.pt"))
+    runs = sorted(p for p in copy.iterdir() if (p / "metrics.json").exists())
+    running = runs[0] / "metrics.json"           # one run half way: status running, 1 of 2 epochs
+    m = json.loads(running.read_text())
+    m.update(status="running", history=m["history"][:1])
+    m["history"][0]["epoch_s"] = 30.0
+    running.write_text(json.dumps(m))
+    shutil.rmtree(runs[1])                       # and one not started yet
+    [(folder, found)] = collect([copy]).items()
+    text = sweep_status(folder, found)
+    assert "4 runs (1 not started yet)" in text
+    assert "running 1/2 epochs, ETA 30s" in text
+    assert "2 finished, 1 running, 1 todo; sweep ETA" in text
+    assert progress.main([str(sweep_dir)]) == 0
