@@ -11,8 +11,6 @@ from gmmvit.cli import compose_config, register_resolvers
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
-SHARED = REPO.parent / "shared"
-REFERENCE_PARAMS = SHARED / "paper" / "reference_params.csv"
 
 register_resolvers()
 os.environ.setdefault("WANDB_SILENT", "true")

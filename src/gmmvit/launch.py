@@ -38,8 +38,8 @@ TEST_SIZE = {"cifar10": 10_000, "cifar100": 10_000, "svhn": 26_032, "tinyimagene
 # Training throughput on one H100 (bf16, compiled, GPU-resident data, batch 128), img/s, until the
 # sweep's own runs report theirs. ViT is MEASURED end to end (ViT-GMM, one epoch through train(),
 # torch 2.11: 6,494 img/s, README "GPU figures"). The others are ASSUMED: ViT's figure scaled by the
-# authors' 2-core CPU speed of each model relative to ViT (SPEC.md: ViT 110, Swin 92, CaiT-tiny 43,
-# PiT 65, T2T 50 img/s). The 64px Tiny-ImageNet configurations keep the token count (the patch size
+# authors' 2-core CPU speed of each model relative to ViT (gmmvit/paper/authors_step_speed.csv: ViT 110,
+# Swin 92, CaiT-tiny 43, PiT 65, T2T 50 img/s). The 64px Tiny-ImageNet configurations keep the token count (the patch size
 # doubles), so the same figure is used.
 GPU_IMG_PER_S = {"vit": 6_500, "swin": 5_400, "cait": 2_500, "pit": 3_800, "t2t": 3_000}
 DEFAULT_IMG_PER_S = 5_000
