@@ -26,7 +26,7 @@ from gmmvit.figures import MaskFigures
 from gmmvit.recipe import build_criterion, build_mixup, build_optimizer, build_scheduler
 from gmmvit.cli import check_writable
 from gmmvit.records import (STATUS_FAILED, STATUS_FINISHED, STATUS_RUNNING, CheckpointError, RunRecord,
-                            load_checkpoint, save_checkpoint)
+                            load_checkpoint, rng_state, save_checkpoint, set_rng_state)
 from gmmvit.tracking import build_tracker
 
 
@@ -57,21 +57,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
-
-
-def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 @torch.no_grad()
