@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import uuid
 from pathlib import Path
 
 import pytest
@@ -29,3 +31,17 @@ def data_dir(tmp_path_factory):
     """One data folder for the session: Fashion-MNIST is unpacked from Debian's package once."""
     return tmp_path_factory.mktemp("data")
 
+
+
+@pytest.fixture
+def sweeps():
+    """``make(tag)``: a fresh sweep name under multirun/, removed after the test."""
+    names = []
+
+    def make(tag):
+        names.append(f"pytest-{tag}-{uuid.uuid4().hex[:8]}")
+        return names[-1]
+
+    yield make
+    for name in names:
+        shutil.rmtree(REPO / "multirun" / name, ignore_errors=True)

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from gmmvit import data as data_lib
-from gmmvit import devices, fast, gpu_data
+from gmmvit import devices, fast, gpu_data, runlock
 from gmmvit.complexity import count_macs, count_params
 from gmmvit.figures import MaskFigures
 from gmmvit.recipe import build_criterion, build_mixup, build_optimizer, build_scheduler
@@ -72,14 +72,31 @@ def evaluate(model, loader, device, autocast) -> float:
     return 100.0 * correct / max(total, 1)
 
 
+def _finished(record: RunRecord) -> bool:
+    if record.status == STATUS_FINISHED:
+        print(f"[gmmvit] {record.run_dir} already finished (best top-1 {record.data['final'].get('best_top1')}); "
+              "skipping", flush=True)
+    return record.status == STATUS_FINISHED
+
+
 def train(cfg: DictConfig) -> dict:
     run_dir = Path(cfg.run_dir)
-    record = RunRecord(run_dir)
-    if record.status == STATUS_FINISHED:
-        print(f"[gmmvit] {run_dir} already finished (best top-1 {record.data['final'].get('best_top1')}); "
-              "skipping", flush=True)
-        return record.data
+    if _finished(RunRecord(run_dir)):
+        return RunRecord(run_dir).data
     check_writable(run_dir)  # an unwritable output folder ends here, before any data or training
+    try:
+        lock = runlock.acquire(run_dir)  # one trainer per run folder
+    except runlock.Held as holder:
+        print(f"[gmmvit] {run_dir.name} is being trained by {holder}; skipping it here", flush=True)
+        return RunRecord(run_dir).data
+    with lock:
+        record = RunRecord(run_dir)  # as the previous holder left it
+        if _finished(record):
+            return record.data
+        return _train(cfg, run_dir, record)
+
+
+def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 
     # --- machine --------------------------------------------------------------------------
