@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from gmmvit.cli import compose_config, register_resolvers
+from gmmvit.cli import compose_config, register_with_hydra
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 
-register_resolvers()
+register_with_hydra()
 os.environ.setdefault("WANDB_SILENT", "true")
 
 

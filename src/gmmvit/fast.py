@@ -58,7 +58,7 @@ _FLEX_FAILED: set = set()  # (q shape, dtype, device) whose flex kernel did not 
 def set_attention(mode: Optional[str]) -> None:
     """Select the attention path for every MaskedAttention (``cfg.attention``)."""
     global _mode
-    mode = mode or "auto"
+    mode = str(mode or "auto")
     if mode not in ATTENTION_MODES:
         raise ConfigError(f"attention must be one of {ATTENTION_MODES}, got {mode!r}")
     _mode = mode

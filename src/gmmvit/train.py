@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from gmmvit import data as data_lib
-from gmmvit import devices, fast, gpu_data, runlock
+from gmmvit import devices, fast, gpu_data, runlock, schema
 from gmmvit.complexity import count_macs, count_params
 from gmmvit.figures import MaskFigures
 from gmmvit.recipe import build_criterion, build_mixup, build_optimizer, build_scheduler
@@ -38,7 +38,7 @@ class TrainingDiverged(RuntimeError):
 
 
 def _without_name(node: DictConfig) -> dict:
-    d = OmegaConf.to_container(node, resolve=True)
+    d = OmegaConf.to_container(node, resolve=True, enum_to_str=True)
     d.pop("name", None)
     return d
 
@@ -80,6 +80,7 @@ def _finished(record: RunRecord) -> bool:
 
 
 def train(cfg: DictConfig) -> dict:
+    schema.check(cfg)  # ranges and the machine, before anything is read or written
     run_dir = Path(cfg.run_dir)
     if _finished(RunRecord(run_dir)):
         return RunRecord(run_dir).data
