@@ -62,6 +62,16 @@ def test_another_hosts_lock_with_a_stale_heartbeat_is_taken_over(tmp_path):
     assert len(said) == 1 and "gpu-node-7" in said[0] and "heartbeat stopped 60 min ago" in said[0]
 
 
+def test_a_lock_of_the_same_slurm_job_is_taken_over_when_the_job_is_requeued_elsewhere(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    path = lock_file(tmp_path, "gpu-node-7", 4242, age_s=60)
+    path.write_text(json.dumps({"host": "gpu-node-7", "pid": 4242, "started": time.time(), "slurm_job": "77"}))
+    said = []
+    with runlock.acquire(tmp_path, log=lambda line, **kw: said.append(line)):
+        assert json.loads(path.read_text())["slurm_job"] == "77"
+    assert len(said) == 1 and "SLURM job 77 was requeued" in said[0]
+
+
 def test_the_holder_beats_its_heartbeat(tmp_path):
     with runlock.acquire(tmp_path, heartbeat_s=0.05) as held:
         os.utime(held.path, (0, 0))

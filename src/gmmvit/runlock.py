@@ -12,7 +12,9 @@ Whether the holder still lives:
   OOM), so a lock file nobody holds is a dead holder's; where the filesystem has no flock, a pid
   that no longer exists;
 * another host (a shared filesystem, where flock may not reach across machines): the heartbeat,
-  i.e. the file's modification time, older than ``STALE_S``.
+  i.e. the file's modification time, older than ``STALE_S``;
+* the same SLURM job (a preempted or timed-out job requeued, maybe onto another node): SLURM runs
+  one instance of a job at a time, so its earlier one is gone.
 
 A dead holder's lock is taken over with a line saying so. The takeover itself happens under the
 flock of the dead holder's file, so two relaunches on one host cannot both take it over.
@@ -67,6 +69,10 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:  # someone else's process
         return True
     return True
+
+
+def _slurm_job() -> Optional[str]:
+    return os.environ.get("SLURM_JOB_ID")
 
 
 def _read_holder(fd: int) -> dict:
@@ -134,7 +140,8 @@ def acquire(run_dir: Path, heartbeat_s: float = HEARTBEAT_S, stale_s: float = ST
         while _flock(fd) is False and time.time() < deadline:
             time.sleep(0.05)
         started = time.time()
-        os.write(fd, json.dumps({"host": host, "pid": os.getpid(), "started": started}).encode())
+        os.write(fd, json.dumps({"host": host, "pid": os.getpid(), "started": started,
+                                 "slurm_job": _slurm_job()}).encode())
         os.fsync(fd)
         return RunLock(path, fd, heartbeat_s)
 
@@ -157,7 +164,9 @@ def _inspect(path: Path, host: str, stale_s: float, log) -> None:
         except FileNotFoundError:
             return
         silent_s = time.time() - heartbeat
-        if holder.get("host", host) == host:
+        if _slurm_job() and holder.get("slurm_job") == _slurm_job():
+            dead, why = True, f"SLURM job {_slurm_job()} was requeued"
+        elif holder.get("host", host) == host:
             # flock works here, so nobody holding it means its holder is gone; else ask for the pid
             dead = locked is True or not _pid_alive(int(holder.get("pid", os.getpid())))
             why = "that process is gone"
