@@ -39,6 +39,7 @@ REFUSED = {
                                              "must be in (0, 1]"),
     "recipe.mix.prob=1.5": "recipe.mix.prob=1.5: recipe.mix.prob must be in [0, 1]",
     "workers=-1": "workers=-1: workers takes auto or a whole number >= 0",
+    "recipe.optimizer.lr=fast": "recipe.optimizer.lr=fast: recipe.optimizer.lr takes a number >= 0",
     # keys a user is likely to mistype or put in the wrong group
     "recipe.epoch=5": "recipe.epoch is not a key of recipe (did you mean recipe.epochs?)",
     "+recipe.epoch=5": "recipe.epoch is not a key of recipe (did you mean recipe.epochs?)",

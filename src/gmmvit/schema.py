@@ -9,8 +9,9 @@ reads any data.
 
 Adding a config key: one line in its group's dataclass below (a field with its type and
 default), plus ``at_least(...)`` / ``fraction(...)`` for a range; a key of a new choice type gets
-a ``Choice`` subclass. Model files stay open (``model: Any``): their architecture keys go to the
-model class as they are; only ``model.pool`` is checked, where a model has one.
+a ``Choice`` subclass. Model files and the optimizer stay open (``Any``): their keys go to the
+model or optimizer class as they are; only ``model.pool`` (where a model has one) and the
+optimizer's ``lr`` and ``weight_decay`` are checked.
 """
 
 from __future__ import annotations
@@ -142,14 +143,6 @@ class DatasetConfig:
 # --- recipe/ --------------------------------------------------------------------------------------
 
 @dataclass
-class OptimizerConfig:
-    _target_: str = "torch.optim.AdamW"
-    _partial_: bool = True
-    lr: float = at_least(0.0, 1e-3)
-    weight_decay: float = at_least(0.0, 0.05)
-
-
-@dataclass
 class AugConfig:
     hflip: bool = True
     crop_padding: int = at_least(0, 4)
@@ -174,7 +167,7 @@ class RecipeConfig:
     passes_per_epoch: int = at_least(1, 3)
     batch_size: int = at_least(1, 128)
     drop_last: bool = True
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    optimizer: Any = MISSING  # open, like model: its keys go to the optimizer class (lr, weight_decay checked)
     min_lr: float = at_least(0.0, 1e-6)
     warmup_epochs: float = at_least(0.0, 10.0)  # below epochs (checked by ``check``)
     label_smoothing: float = field(default=0.1, metadata={"probability": True})
@@ -315,6 +308,10 @@ def check(cfg: DictConfig, machine: bool = True) -> None:
         raise ConfigError(
             f"recipe.warmup_epochs={recipe.warmup_epochs} is not shorter than recipe.epochs={recipe.epochs}: "
             "lower recipe.warmup_epochs (0 = no warm-up) or raise recipe.epochs")
+    for key in ("lr", "weight_decay"):
+        value = recipe.optimizer.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+            raise ConfigError(f"recipe.optimizer.{key}={value}: recipe.optimizer.{key} takes a number >= 0")
     compile_ = str(cfg.compile).lower()
     if compile_ not in COMPILE:
         raise ConfigError(f"compile={cfg.compile}: compile takes one of {', '.join(COMPILE)}")
@@ -361,6 +358,10 @@ def keys_by_option() -> dict[str, list[str]]:
         for key in _leaf_keys(OmegaConf.load(path)):
             if not key.startswith("defaults"):
                 owners.setdefault(f"model.{key}", []).append(f"model={path.stem}")
+    for path in sorted(CONF.glob("recipe/*.yaml")):  # the optimizer's keys
+        for key in _leaf_keys(OmegaConf.load(path)):
+            if key.startswith("optimizer."):
+                owners.setdefault(f"recipe.{key}", [])
     return owners
 
 
