@@ -312,8 +312,7 @@ def check(cfg: DictConfig, machine: bool = True) -> None:
         value = recipe.optimizer.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
             raise ConfigError(f"recipe.optimizer.{key}={value}: recipe.optimizer.{key} takes a number >= 0")
-    compile_ = str(cfg.compile).lower()
-    if compile_ not in COMPILE:
+    if str(cfg.compile).lower() not in COMPILE:
         raise ConfigError(f"compile={cfg.compile}: compile takes one of {', '.join(COMPILE)}")
     if str(cfg.data_on_gpu).lower() not in DATA_ON_GPU:
         raise ConfigError(f"data_on_gpu={cfg.data_on_gpu}: data_on_gpu takes one of {', '.join(DATA_ON_GPU)}")
