@@ -5,9 +5,9 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from gmmvit.cli import guarded, register_resolvers
+from gmmvit.cli import guarded, register_with_hydra
 
-register_resolvers()
+register_with_hydra()
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import os
+import shutil
+import uuid
 from pathlib import Path
 
 import pytest
 
-from gmmvit.cli import compose_config, register_resolvers
+from gmmvit.cli import compose_config, register_with_hydra
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
-SHARED = REPO.parent / "shared"
-REFERENCE_PARAMS = SHARED / "paper" / "reference_params.csv"
 
-register_resolvers()
+register_with_hydra()
 os.environ.setdefault("WANDB_SILENT", "true")
 
 
@@ -62,3 +62,17 @@ def offline_sweep(tmp_path_factory):
                          timeout=300)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     return sweep_dir, out.stdout
+
+
+@pytest.fixture
+def sweeps():
+    """``make(tag)``: a fresh sweep name under multirun/, removed after the test."""
+    names = []
+
+    def make(tag):
+        names.append(f"pytest-{tag}-{uuid.uuid4().hex[:8]}")
+        return names[-1]
+
+    yield make
+    for name in names:
+        shutil.rmtree(REPO / "multirun" / name, ignore_errors=True)

@@ -37,7 +37,7 @@ def test_tiny_bench_prints_command_machine_and_step_table(tiny_report):
     none, gmm = rows
     assert float(none[2].replace(",", "")) > 0 and float(gmm[2].replace(",", "")) > 0
     assert none[4] == "-" and gmm[4].endswith("%")        # the mask's overhead over the same model
-    assert none[5] == "110" and gmm[5] == "106"           # SPEC.md's authors' figures beside ours
+    assert none[5] == "110" and gmm[5] == "106"           # the authors' figures (gmmvit.paper) beside ours
     assert gmm[6] == "+3.8%"
     assert none[7] == "2,692,426"                         # the paper's ViT, built through the config
 

@@ -1,4 +1,4 @@
-"""The masks: formulas from SPEC.md, parameter budgets, combination, the float32 cut-off."""
+"""The masks: the paper's formulas, parameter budgets, combination, the float32 cut-off."""
 
 import functools
 

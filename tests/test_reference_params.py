@@ -1,14 +1,12 @@
 """Faithful to the parameter: every row of the authors' measured parameter counts and MACs."""
 
-import csv
-
 import pytest
 
-from conftest import REFERENCE_PARAMS
+from gmmvit import paper
 from gmmvit.complexity import count_macs, count_params
 from gmmvit.train import build_model
 
-ROWS = list(csv.DictReader(REFERENCE_PARAMS.open()))
+ROWS = paper.reference_params()
 # the authors' Swin never passes the ELM flag (its ELM row equals its base row); ours masks every
 # window attention: 12 layers x one 16x16 weight on the 4x4 window
 SWIN_ELM_EXTRA = 12 * 16 * 16
@@ -21,8 +19,6 @@ def _id(row):
 def expected_params(row) -> int:
     extra = SWIN_ELM_EXTRA if (row["model"], row["mask"]) == ("swin", "elm") else 0
     return int(row["params"]) + extra
-
-
 
 
 def _build(compose_config, row):

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-import uuid
 
 import pytest
 
@@ -37,19 +35,6 @@ def run_dir_of(sweep):
 
 def metrics(run_dir):
     return json.loads((run_dir / "metrics.json").read_text())
-
-
-@pytest.fixture
-def sweeps(tmp_path):
-    names = []
-
-    def make(tag):
-        names.append(f"pytest-{tag}-{uuid.uuid4().hex[:8]}")
-        return names[-1]
-
-    yield make
-    for name in names:
-        shutil.rmtree(REPO / "multirun" / name, ignore_errors=True)
 
 
 def wait_for(predicate, timeout, proc=None):
@@ -96,6 +81,7 @@ def test_sigkill_mid_epoch_then_relaunch_equals_uninterrupted_run(sweeps, tmp_pa
     out = subprocess.run(cli(sweep, data), cwd=REPO, capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     n_done = len(killed["history"])
+    assert f"taking over {run_dir.name} from pid {proc.pid}" in out.stdout, out.stdout[-3000:]
     assert f"resuming {run_dir.name} from epoch {n_done}" in out.stdout, out.stdout[-3000:]
     resumed = metrics(run_dir)
     assert resumed["status"] == "finished"

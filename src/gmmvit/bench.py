@@ -1,4 +1,4 @@
-"""`make bench`: training speed on this machine, beside the authors' measured figures (SPEC.md).
+"""`make bench`: training speed on this machine, beside the authors' measured figures (gmmvit/paper).
 
 One run measures and prints one markdown report (command and machine included):
 
@@ -16,7 +16,7 @@ One run measures and prints one markdown report (command and machine included):
     python -m gmmvit.bench                      # everything, CPU defaults: 2 threads, 10 steps
     python -m gmmvit.bench --models vit --masks none,gmm --steps 5 --out bench.md
     python -m gmmvit.bench --tiny               # CI-sized: batch 8, 1 step, 32 images
-    python -m gmmvit.bench --authors ../Gaussian-Mixture-Mask-Attention   # theirs vs ours, same machine
+    python -m gmmvit.bench --authors /tmp/Gaussian-Mixture-Mask-Attention   # theirs vs ours, same machine
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from gmmvit import fast
+from gmmvit import fast, paper
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "conf"
@@ -47,12 +47,10 @@ CONF = REPO / "conf"
 MODELS = ("vit", "swin", "cait", "pit", "t2t")
 MASKS = ("none", "elm", "gmm")
 DATASETS = ("cifar10", "cifar100", "svhn", "tinyimagenet", "fashion_mnist", "digits")
-# SPEC.md: authors' code, batch 128 of 3x32x32, AdamW, 2 CPU threads, median of 10 steps (img/s)
-AUTHORS_STEP = {"vit": {"none": 110, "gmm": 106}, "swin": {"none": 92, "gmm": 89},
-                "cait": {"none": 43, "gmm": 40}, "pit": {"none": 65, "gmm": 58},
-                "t2t": {"none": 50, "gmm": 51}}
-# SPEC.md: one core, 32x32 CIFAR augmentation (flip, crop, AutoAugment, tensor, normalise, erasing)
-AUTHORS_LOADER = {"hand-written": 4300, "torchvision": 2800}
+# the authors' measured figures (gmmvit/paper/README.md): their training step on 2 CPU threads, and
+# one core augmenting 32x32 images
+AUTHORS_STEP = paper.authors_step_speed()
+AUTHORS_LOADER = paper.authors_loader_speed()
 TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "svhn": 73_257, "tinyimagenet": 100_000}
 TEST_IMAGES = {"cifar10": 10_000, "cifar100": 10_000, "svhn": 26_032, "tinyimagenet": 10_000}
 
@@ -553,7 +551,7 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
             except Exception as exc:
                 epochs.append({"model": "vit", "mask": mask, "error": f"{type(exc).__name__}: {exc}"})
 
-    notes = ["authors' figures: SPEC.md (their code, same machine as their report: 2 CPU threads, "
+    notes = ["authors' figures: gmmvit/paper (their code, same machine as their report: 2 CPU threads, "
              "batch 128, median of 10 steps); compare only like with like."]
     if device.type == "cpu" and os.cpu_count() and os.cpu_count() <= 4:
         notes.append("timings on a small shared CPU are noisy: re-measure on a quiet machine before quoting.")

@@ -26,7 +26,12 @@ def gpu_slots(runs_per_gpu=1) -> int:
     return slots(runs_per_gpu)
 
 
-def register_resolvers() -> None:
+def register_with_hydra() -> None:
+    """The resolvers and the config schema (gmmvit.schema) that conf/ uses; schema refusals in one line."""
+    from gmmvit import schema
+
+    schema.register()
+    report_config_errors_in_one_line()
     for name, fn in (("run_name", run_name), ("gpu_slots", gpu_slots)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
@@ -44,6 +49,37 @@ def user_error(exc: BaseException):
 def fail(message: str) -> None:
     print(f"gmmvit: error: {message}", file=sys.stderr, flush=True)
     sys.exit(2)
+
+
+def report_config_errors_in_one_line() -> None:
+    """A config that fails the schema (gmmvit.schema) ends in one line naming the key, the value and
+    what the key takes, with exit code 2.
+
+    Hydra reports every error of its command line through ``hydra._internal.utils.run_and_report``
+    (several lines, exit code 1); this wraps it so that schema refusals are caught first. Any other
+    error (an unknown config group option, for one) keeps Hydra's own message.
+    """
+    import hydra._internal.utils as hydra_utils
+
+    from gmmvit.schema import explain
+
+    report = hydra_utils.run_and_report
+    if getattr(report, "gmmvit", False):
+        return
+
+    def run_and_report(func):
+        def run():
+            try:
+                return func()
+            except Exception as exc:
+                line = explain(exc)
+                if line is None:
+                    raise
+                fail(line)
+        return report(run)
+
+    run_and_report.gmmvit = True
+    hydra_utils.run_and_report = run_and_report
 
 
 def guarded(fn, *args, **kwargs):
@@ -71,22 +107,27 @@ def check_writable(folder) -> None:
 
 
 class Preflight(Callback):
-    """Hydra callback: the output folder must be writable before any job starts."""
+    """Hydra callback: before any job starts, the config's ranges hold (gmmvit.schema.check) and the
+    output folder is writable. A sweep's jobs are checked again as they start (train()), and only
+    there against the machine: a sweep may be submitted from a machine without the jobs' GPUs."""
 
-    def _check(self, config, key: str) -> None:
+    def _check(self, config, key: str, machine: bool) -> None:
         from hydra.core.hydra_config import HydraConfig
+
+        from gmmvit.schema import check
 
         HydraConfig.instance().set_config(config)
         try:
+            check(config, machine=machine)
             check_writable(OmegaConf.select(config, key))
         except ConfigError as exc:
             fail(str(exc))
 
     def on_run_start(self, config, **kwargs) -> None:
-        self._check(config, "hydra.run.dir")
+        self._check(config, "hydra.run.dir", machine=True)
 
     def on_multirun_start(self, config, **kwargs) -> None:
-        self._check(config, "hydra.sweep.dir")
+        self._check(config, "hydra.sweep.dir", machine=False)
 
 
 REPO = Path(__file__).resolve().parents[2]
@@ -99,7 +140,7 @@ def compose_config(overrides=(), run_dir=None, data_dir=None):
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
 
-    register_resolvers()
+    register_with_hydra()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
     with open_dict(cfg):

@@ -61,7 +61,7 @@ _paths_seen: Optional[set] = None  # set by ``recording_paths``: the attention p
 def set_attention(mode: Optional[str]) -> None:
     """Select the attention path for every MaskedAttention (``cfg.attention``)."""
     global _mode
-    mode = mode or "auto"
+    mode = str(mode or "auto")
     if mode not in ATTENTION_MODES:
         raise ConfigError(f"attention must be one of {ATTENTION_MODES}, got {mode!r}")
     _mode = mode

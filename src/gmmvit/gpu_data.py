@@ -2,7 +2,7 @@
 test set beside it, normalised a batch at a time).
 
 At CIFAR size the per-image PIL pipeline (``data.build_transforms``) runs at a
-few thousand images per second per core (SPEC.md: 2,800-4,300), which is the
+few thousand images per second per core (gmmvit/paper: 2,800-4,300), which is the
 same order as what one modern GPU consumes for these small models. Here the
 training split is one ``uint8 [N, C, H, W]`` tensor on the device (CIFAR-10:
 150 MB) and each batch goes through the same recipe as ``build_transforms``,

@@ -4,16 +4,27 @@ Every write is atomic (temporary file, then ``os.replace``), so a run killed at
 any instant leaves either the old file or the new one, never half of one. The
 previous checkpoint is kept as ``checkpoint.prev.pt`` to fall back on when the
 last one is unreadable.
+
+Checkpoints hold tensors and plain types only and are read with
+``torch.load(weights_only=True)``: a checkpoint in a shared run folder cannot run
+code in whoever resumes it. One that holds a pickled object is refused with one
+line; ``python -m gmmvit.records upgrade RUN_DIR`` rewrites a trusted one written
+by an earlier gmmvit (random states pickled as numpy arrays).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import random
+import re
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 import torch
 
 METRICS = "metrics.json"
@@ -27,6 +38,10 @@ STATUS_FAILED = "failed"
 
 class CheckpointError(RuntimeError):
     """No usable checkpoint where one should be; the message says what to do."""
+
+
+# torch's weights-only unpickler names the class or function a file would have it import and call
+_PICKLED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -84,6 +99,48 @@ class RunRecord:
         self.data["history"] = [r for r in self.history if r["epoch"] < epochs_done]
 
 
+# --- random states as tensors and plain types ---------------------------------------------------
+
+def rng_state() -> dict:
+    """Python's, numpy's and torch's random states, as tensors and plain types."""
+    version, words, gauss_next = random.getstate()
+    kind, key, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": {"version": version, "words": torch.tensor(words, dtype=torch.int64),
+                        "gauss_next": gauss_next},
+             "numpy": {"kind": kind, "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    py, npy = state["python"], state["numpy"]
+    random.setstate((py["version"], tuple(int(w) for w in py["words"].tolist()), py["gauss_next"]))
+    np.random.set_state((npy["kind"], npy["key"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
+                         npy["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _plain_rng(rng: dict) -> dict:
+    """An earlier gmmvit's random states (Python's tuple, numpy's array) as ``rng_state`` saves them."""
+    out = dict(rng)
+    if isinstance(rng.get("python"), tuple):
+        version, words, gauss_next = rng["python"]
+        out["python"] = {"version": version, "words": torch.tensor(words, dtype=torch.int64),
+                         "gauss_next": gauss_next}
+    if isinstance(rng.get("numpy"), tuple):
+        kind, key, pos, has_gauss, cached = rng["numpy"]
+        out["numpy"] = {"kind": kind, "key": torch.from_numpy(np.asarray(key).astype(np.int64)), "pos": int(pos),
+                        "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+    return out
+
+
+# --- checkpoints -----------------------------------------------------------------------------------
+
 def save_checkpoint(run_dir: Path, state: dict) -> None:
     run_dir = Path(run_dir)
     last = run_dir / CHECKPOINT
@@ -96,7 +153,10 @@ def load_checkpoint(run_dir: Path) -> Optional[dict]:
     """The newest readable checkpoint, or None when the run has none yet.
 
     A corrupt last checkpoint falls back to the previous one; when no file is
-    readable, ``CheckpointError`` says so instead of silently starting over.
+    readable, ``CheckpointError`` says so instead of silently starting over. A
+    checkpoint holding a pickled object (which loading would have to import and
+    call) ends the run with ``CheckpointError`` rather than falling back: someone
+    put it there.
     """
     run_dir = Path(run_dir)
     candidates = [run_dir / CHECKPOINT, run_dir / PREVIOUS_CHECKPOINT]
@@ -105,11 +165,48 @@ def load_checkpoint(run_dir: Path) -> Optional[dict]:
         return None
     for path in present:
         try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            pickled = _PICKLED_GLOBAL.search(str(exc))
+            if pickled:
+                raise CheckpointError(
+                    f"{path} holds a pickled object ({pickled.group(1)}) that loading would run, so it is "
+                    f"not loaded; if you wrote it with an earlier gmmvit and trust it, rewrite it once with "
+                    f"`python -m gmmvit.records upgrade {run_dir}`, else delete {run_dir} to retrain") from None
             print(f"[gmmvit] checkpoint {path} is unreadable; trying the previous one", flush=True)
             continue
         if isinstance(state, dict) and "epoch" in state:
             return state
     raise CheckpointError(
         f"every checkpoint in {run_dir} is corrupt; delete {run_dir} to retrain this run from scratch")
+
+
+def upgrade_checkpoints(run_dir: Path) -> list[Path]:
+    """Rewrite a trusted run folder's checkpoints of an earlier gmmvit as tensors and plain types.
+    Loading them this once runs whatever they pickled: only for files you wrote."""
+    done = []
+    for path in (Path(run_dir) / CHECKPOINT, Path(run_dir) / PREVIOUS_CHECKPOINT):
+        if not path.exists():
+            continue
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if "rng" in state:
+            state["rng"] = _plain_rng(state["rng"])
+        _atomic_write(path, lambda f: torch.save(state, f))
+        torch.load(path, map_location="cpu", weights_only=True)  # proves the rewrite loads safely
+        done.append(path)
+    return done
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m gmmvit.records")
+    commands = parser.add_subparsers(dest="command", required=True)
+    upgrade = commands.add_parser("upgrade", help="rewrite a trusted run folder's checkpoints of an earlier "
+                                  "gmmvit so that they load with weights_only=True")
+    upgrade.add_argument("run_dir", type=Path)
+    args = parser.parse_args(argv)
+    for path in upgrade_checkpoints(args.run_dir):
+        print(f"[gmmvit] rewrote {path} as tensors and plain types", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

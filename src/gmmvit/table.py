@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import math
 import os
 import statistics
@@ -38,26 +37,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from gmmvit import paper
 from gmmvit.records import METRICS, read_json
 from gmmvit.tracking import flatten
 
 CONFIG = "config.yaml"
 OUTPUTS = ("table.md", "table.csv", "table.tex", "table.png")
 
-# The paper's table (Li & Zhang, "RetNet Viewed through Convolution", Pattern Recognition 2024):
-# best test top-1 (%), params (M), MACs (M); a copy of shared/paper/results.csv.
-PAPER_CSV = """model,mask,cifar10,cifar100,svhn,tinyimagenet,params_M,macs_M,depth
-vit,none,93.65,75.36,97.93,59.89,2.7,170.9,9
-vit,gmm,95.06,77.81,98.01,62.27,2.7,170.9,9
-swin,none,95.26,77.88,97.89,60.45,7.1,236.9,12
-swin,gmm,95.39,78.26,97.90,61.03,7.1,236.9,12
-cait,none,94.79,78.42,98.13,62.46,5.1,305.9,26
-cait,gmm,95.15,78.97,98.09,63.64,5.1,305.9,26
-pit,none,93.68,72.82,97.78,57.63,7.0,239.1,12
-pit,gmm,94.41,74.16,97.82,58.37,7.0,239.1,12
-t2t,none,95.32,78.10,97.99,61.50,6.5,417.4,13
-t2t,gmm,96.16,79.91,97.98,63.33,6.5,417.4,13
-"""
 PAPER_DATASETS = ("cifar10", "cifar100", "svhn", "tinyimagenet")
 MODEL_ORDER = ("vit", "swin", "cait", "pit", "t2t")
 MASK_ORDER = ("none", "gmm", "elm")
@@ -141,11 +127,8 @@ def _natural(value) -> tuple:
 
 
 def paper_table() -> dict:
-    """{(model, mask): {dataset: top1, "params_M": .., "macs_M": ..}} from the paper."""
-    out = {}
-    for row in csv.DictReader(io.StringIO(PAPER_CSV)):
-        out[(row["model"], row["mask"])] = {k: float(v) for k, v in row.items() if k not in ("model", "mask")}
-    return out
+    """{(model, mask): {dataset: top1, "params_M": .., "macs_M": ..}} from the paper (gmmvit/paper/results.csv)."""
+    return paper.results()
 
 
 # --- reading runs ----------------------------------------------------------------------------------

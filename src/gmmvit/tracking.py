@@ -71,7 +71,7 @@ def _has_api_key() -> bool:
 def resolve_mode(mode: str, run_dir: Path) -> str:
     """``auto``: online with an API key and a reachable server, else offline with one notice line."""
     if mode != "auto":
-        return mode
+        return str(mode)
     if _has_api_key() and _wandb_reachable():
         return "online"
     print("[gmmvit] W&B: no API key or no network, logging offline "
@@ -98,7 +98,7 @@ class WandbTracker(Tracker):
 
         self.wandb = wandb
         mode = resolve_mode(cfg.logger.mode, run_dir)
-        config = flatten(OmegaConf.to_container(cfg, resolve=True))
+        config = flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
         tags = [f"{k}={meta[k]}" for k in ("model", "mask", "dataset", "seed") if k in meta]
         self.run = wandb.init(
             project=cfg.logger.project, entity=cfg.logger.entity, mode=mode, dir=str(run_dir),

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from gmmvit import data as data_lib
-from gmmvit import devices, fast, gpu_data
+from gmmvit import devices, fast, gpu_data, runlock, schema
 from gmmvit.complexity import count_macs, count_params
 from gmmvit.figures import MaskFigures
 from gmmvit.profiling import StepProfiler
@@ -29,7 +29,7 @@ from gmmvit.step import build_step
 from gmmvit.recipe import build_criterion, build_mixup, build_optimizer, build_scheduler
 from gmmvit.cli import check_writable
 from gmmvit.records import (STATUS_FAILED, STATUS_FINISHED, STATUS_RUNNING, CheckpointError, RunRecord,
-                            load_checkpoint, save_checkpoint)
+                            load_checkpoint, rng_state, save_checkpoint, set_rng_state)
 from gmmvit.tracking import build_tracker
 
 
@@ -41,7 +41,7 @@ class TrainingDiverged(RuntimeError):
 
 
 def _without_name(node: DictConfig) -> dict:
-    d = OmegaConf.to_container(node, resolve=True)
+    d = OmegaConf.to_container(node, resolve=True, enum_to_str=True)
     d.pop("name", None)
     return d
 
@@ -60,21 +60,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
-
-
-def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 @torch.no_grad()
@@ -100,14 +85,32 @@ def fast_paths_used(cfg: DictConfig, device: torch.device, bf16: bool, attention
             "precision": "bf16" if bf16 else "fp32", "step": train_step.kind, "device": str(device)}
 
 
-def train(cfg: DictConfig) -> dict:
-    run_dir = Path(cfg.run_dir)
-    record = RunRecord(run_dir)
+def _finished(record: RunRecord) -> bool:
     if record.status == STATUS_FINISHED:
-        print(f"[gmmvit] {run_dir} already finished (best top-1 {record.data['final'].get('best_top1')}); "
+        print(f"[gmmvit] {record.run_dir} already finished (best top-1 {record.data['final'].get('best_top1')}); "
               "skipping", flush=True)
-        return record.data
+    return record.status == STATUS_FINISHED
+
+
+def train(cfg: DictConfig) -> dict:
+    schema.check(cfg)  # ranges and the machine, before anything is read or written
+    run_dir = Path(cfg.run_dir)
+    if _finished(RunRecord(run_dir)):
+        return RunRecord(run_dir).data
     check_writable(run_dir)  # an unwritable output folder ends here, before any data or training
+    try:
+        lock = runlock.acquire(run_dir)  # one trainer per run folder
+    except runlock.Held as holder:
+        print(f"[gmmvit] {run_dir.name} is being trained by {holder}; skipping it here", flush=True)
+        return RunRecord(run_dir).data
+    with lock:
+        record = RunRecord(run_dir)  # as the previous holder left it
+        if _finished(record):
+            return record.data
+        return _train(cfg, run_dir, record)
+
+
+def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 
     # --- machine --------------------------------------------------------------------------

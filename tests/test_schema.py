@@ -1,0 +1,126 @@
+"""The config schema (gmmvit.schema): a wrong type, an unknown choice, a value out of range or a
+mistyped key is refused before anything runs, in one line naming the key, the value and what the
+key takes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO
+from gmmvit import schema
+from gmmvit.models.common import ConfigError
+
+REFUSED = {
+    # the inputs that used to run (or crash deep inside torch)
+    "seed=abc": "seed=abc: seed takes a whole number",
+    "recipe.epochs=-1": "recipe.epochs=-1: recipe.epochs must be >= 1",
+    "mask=gmm mask.num_kernels=0": "mask.num_kernels=0: mask.num_kernels must be >= 1",
+    "precision=fp8": "precision=fp8: precision takes one of auto, fp32, bf16",
+    "recipe.batch_size=0": "recipe.batch_size=0: recipe.batch_size must be >= 1",
+    "mask=gmm mask.combine=foo": "mask.combine=foo: mask.combine takes one of mul, add",
+    "recipe.epochs=5": ("recipe.warmup_epochs=10.0 is not shorter than recipe.epochs=5: lower "
+                        "recipe.warmup_epochs (0 = no warm-up) or raise recipe.epochs"),
+    "attention=fused": "attention=fused: attention takes one of auto, explicit, flex",
+    "compile=fast": ("compile=fast: compile takes one of auto, true, false, default, reduce-overhead, max-autotune, "
+                     "max-autotune-no-cudagraphs"),
+    "data_on_gpu=maybe": "data_on_gpu=maybe: data_on_gpu takes one of auto, true, false",
+    "device=tpu": "device=tpu: device takes auto, cpu, cuda or cuda:N",
+    "model.pool=cls": "model.pool=cls: model.pool takes one of auto, token, mean",
+    "dataset.resize=crop": "dataset.resize=crop: dataset.resize takes one of pad, resize",
+    "logger.mode=cloud": "logger.mode=cloud: logger.mode takes one of auto, online, offline",
+    "deterministic=maybe": "deterministic=maybe: deterministic takes true or false",
+    "limit_train=0": "limit_train=0: limit_train must be >= 1",
+    "recipe.aug.random_erasing_max_area=0": ("recipe.aug.random_erasing_max_area=0.0: recipe.aug.random_erasing_max_area "
+                                             "must be in (0, 1]"),
+    "recipe.mix.prob=1.5": "recipe.mix.prob=1.5: recipe.mix.prob must be in [0, 1]",
+    "workers=-1": "workers=-1: workers takes auto or a whole number >= 0",
+    "recipe.optimizer.lr=fast": "recipe.optimizer.lr=fast: recipe.optimizer.lr takes a number >= 0",
+    # keys a user is likely to mistype or put in the wrong group
+    "recipe.epoch=5": "recipe.epoch is not a key of recipe (did you mean recipe.epochs?)",
+    "+recipe.epoch=5": "recipe.epoch is not a key of recipe (did you mean recipe.epochs?)",
+    "epochs=5": "epochs is not a config key (did you mean recipe.epochs?)",
+    "lr=0.01": "lr is not a config key (did you mean recipe.optimizer.lr?)",
+    "recipe.lr=0.01": "recipe.lr is not a key of recipe (did you mean recipe.optimizer.lr?)",
+    "batch_size=64": "batch_size is not a config key (did you mean recipe.batch_size?)",
+    "mask=gmm mask.num_kernel=3": "mask.num_kernel is not a key of mask (did you mean mask.num_kernels?)",
+    "mask.num_kernels=3": "mask.num_kernels is not a key of mask (mask=gmm has it)",
+    "model.embed_dimm=64": "model.embed_dimm is not a key of model (did you mean model.embed_dim?)",
+    "recipe.warmup=0": "recipe.warmup is not a key of recipe (did you mean recipe.warmup_epochs?)",
+}
+
+
+def refusal(compose_config, overrides) -> str:
+    """The line ``python src/train.py <overrides>`` prints after ``gmmvit: error:``."""
+    try:
+        cfg = compose_config(overrides)
+    except Exception as exc:
+        line = schema.explain(exc)
+        assert line is not None, f"not a schema refusal: {exc}"
+        return line
+    with pytest.raises(ConfigError) as refused:
+        schema.check(cfg)
+    return str(refused.value)
+
+
+@pytest.mark.parametrize("args", list(REFUSED))
+def test_bad_value_or_key_is_refused_in_one_line_naming_key_value_and_accepted(compose_config, args):
+    assert refusal(compose_config, args.split()) == REFUSED[args]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_on_a_machine_without_gpu_is_refused(compose_config):
+    assert refusal(compose_config, ["device=cuda"]) == (
+        "device=cuda: this machine has no GPU torch can use; use device=auto (a free GPU, else the CPU) or "
+        "device=cpu")
+
+
+def test_a_gpu_index_the_machine_lacks_is_refused(compose_config):
+    line = refusal(compose_config, [f"device=cuda:{torch.cuda.device_count()}"])
+    assert line.startswith(f"device=cuda:{torch.cuda.device_count()}: this machine ")
+
+
+@pytest.mark.parametrize("args", ["compile=reduce-overhead", "compile=false", "compile=true", "device=cuda:0",
+                                  "data_on_gpu=true", "workers=3", "threads=0", "recipe.warmup_epochs=0.5",
+                                  "mask=gmm mask.combine=add", "model=pit mask=elm", "logger=none"])
+def test_good_values_pass(compose_config, args):
+    cfg = compose_config(args.split())
+    schema.check(cfg, machine=False)
+
+
+def test_the_default_config_of_every_option_passes(compose_config):
+    for model in ("vit", "swin", "cait", "pit", "t2t"):
+        for mask in ("none", "elm", "gmm"):
+            for dataset in ("cifar10", "cifar100", "svhn", "tinyimagenet", "fashion_mnist", "digits"):
+                schema.check(compose_config([f"model={model}", f"mask={mask}", f"dataset={dataset}"]),
+                             machine=False)
+
+
+def test_choices_reach_the_code_as_plain_strings(compose_config):
+    cfg = compose_config(["mask=gmm", "precision=bf16"])
+    assert cfg.precision == "bf16" and f"{cfg.precision}" == "bf16"
+    from gmmvit.train import build_model
+
+    masks = [m for m in build_model(cfg).modules() if hasattr(m, "combine")]
+    assert masks and all(type(m.combine) is str for m in masks)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("args", ["seed=abc", "recipe.epochs=-1", "recipe.epoch=5",
+                                  "-m mask=none,gmm recipe.batch_size=0"])
+def test_the_command_line_prints_one_line_exits_2_and_reads_no_data(tmp_path, args):
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    flags = [a for a in args.split() if a.startswith("-")]
+    overrides = [a for a in args.split() if not a.startswith("-")]
+    out = subprocess.run([sys.executable, "src/train.py", *flags, "dataset=fashion_mnist", "logger=none",
+                          f"paths.data={data}", f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/sweep",
+                          *overrides], cwd=REPO, capture_output=True, text=True, env=env, timeout=110)
+    expected = REFUSED.get(args, "recipe.batch_size=0: recipe.batch_size must be >= 1")
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.splitlines() == [f"gmmvit: error: {expected}"], out.stderr
+    assert not data.exists() and not (tmp_path / "run" / "metrics.json").exists()
