@@ -29,8 +29,12 @@ REFUSED = {
     "compile=fast": ("compile=fast: compile takes one of auto, true, false, default, reduce-overhead, max-autotune, "
                      "max-autotune-no-cudagraphs"),
     "data_on_gpu=maybe": "data_on_gpu=maybe: data_on_gpu takes one of auto, true, false",
+    "step_graph=sometimes": "step_graph=sometimes: step_graph takes one of auto, true, false",
+    "profile_steps=0": "profile_steps=0: profile_steps must be >= 1",
+    "dataset.train_fraction=0": "dataset.train_fraction=0.0: dataset.train_fraction must be in (0, 1]",
+    "mask=gmm mask.placement=after": "mask.placement=after: mask.placement takes one of pre, post",
     "device=tpu": "device=tpu: device takes auto, cpu, cuda or cuda:N",
-    "model.pool=cls": "model.pool=cls: model.pool takes one of auto, token, mean",
+    "model.pool=cls": "model.pool=cls: model.pool takes one of auto, token, mean, class_attention",
     "dataset.resize=crop": "dataset.resize=crop: dataset.resize takes one of pad, resize",
     "logger.mode=cloud": "logger.mode=cloud: logger.mode takes one of auto, online, offline",
     "deterministic=maybe": "deterministic=maybe: deterministic takes true or false",
