@@ -132,7 +132,8 @@ def test_multirun_on_slurm_with_a_preempted_job_resuming(slurm, tmp_path):
         resumed = [int(n) for n in re.findall(rf"resuming {re.escape(run_dir.name)} from epoch (\d+)", out)]
         # (N may trail the epochs recorded at the signal: a row is written just before its checkpoint)
         assert len(resumed) == 1 and resumed[0] >= 1 and epochs_before >= 1, out[-3000:]
-        assert out.count(f"{run_dir.name} epoch 1/16") == 1, "the job restarted from scratch"
+        # the line that ends epoch 1 (progress lines within an epoch name it too)
+        assert out.count(f"{run_dir.name} epoch 1/16 loss") == 1, "the job restarted from scratch"
         assert (job_dir / f"{job_id}_0_result.pkl").exists()
     finally:
         shutil.rmtree(sweep_dir, ignore_errors=True)
