@@ -442,7 +442,7 @@ class Publish(Callback):
 
 
 def main(argv=None) -> int:
-    from gmmvit.table import collect
+    from gmmvit.table import collect_sweeps
 
     ap = argparse.ArgumentParser(prog="python -m gmmvit.dashboard", description=__doc__.split("\n\n")[0])
     ap.add_argument("sweeps", nargs="*", default=["multirun"], help="sweep folders, or folders of sweeps")
@@ -450,9 +450,8 @@ def main(argv=None) -> int:
                                                    "runs' files, into this PNG (one sweep)")
     args = ap.parse_args(argv)
     paths = [Path(p) for p in args.sweeps]
-    sweeps = collect([p for p in paths if p.exists()])
+    sweeps = collect_sweeps(paths, "gmmvit.dashboard")
     if not sweeps:
-        print(f"gmmvit.dashboard: no runs under {' '.join(map(str, paths))}", file=sys.stderr)
         return 1
     ok = [dashboard(folder, runs) for folder, runs in sweeps.items()]
     if args.preview:

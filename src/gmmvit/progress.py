@@ -227,15 +227,14 @@ def sweep_status(folder: Path, runs: list, now: Optional[float] = None) -> str:
 
 
 def main(argv=None) -> int:
-    from gmmvit.table import collect
+    from gmmvit.table import collect_sweeps
 
     ap = argparse.ArgumentParser(prog="python -m gmmvit.progress", description="make status: " + __doc__.split("\n\n")[3])
     ap.add_argument("sweeps", nargs="*", default=["multirun"], help="sweep folders, or folders of sweeps")
     args = ap.parse_args(argv)
     paths = [Path(p) for p in args.sweeps]
-    sweeps = collect([p for p in paths if p.exists()])
+    sweeps = collect_sweeps(paths, "gmmvit.progress")
     if not sweeps:
-        print(f"gmmvit.progress: no runs under {' '.join(map(str, paths))}", file=sys.stderr)
         return 1
     for folder, runs in sweeps.items():
         print(sweep_status(folder, runs), flush=True)

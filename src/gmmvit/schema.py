@@ -25,7 +25,10 @@ import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from gmmvit.fast import COMPILE_MODES
+from gmmvit.gpu_data import DATA_ON_GPU
 from gmmvit.models.common import ConfigError
+from gmmvit.step import STEP_GRAPH
 
 
 class Choice(str, Enum):
@@ -86,9 +89,8 @@ class AutoAugmentPolicy(Choice):
 
 # keys whose values mix words and booleans or numbers (``compile: false``, ``workers: 4``): YAML and
 # the command line type those, so they are checked by ``check`` rather than by an enum
-COMPILE = ("auto", "true", "false", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-DATA_ON_GPU = ("auto", "true", "false")
-STEP_GRAPH = ("auto", "true", "false")
+# (the choices are the modules' own that read them)
+COMPILE = ("auto", "true", "false", *COMPILE_MODES)
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 

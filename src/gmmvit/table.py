@@ -700,6 +700,15 @@ def collect(paths: list[Path], stale_after: Optional[float] = None) -> dict[Path
     return dict(sorted(sweeps.items()))
 
 
+def collect_sweeps(paths: list[Path], prog: str, stale_after: Optional[float] = None) -> dict[Path, list[Run]]:
+    """``collect`` over the paths that exist; when no run is found, one line on stderr saying so
+    (the command-line tools' shared start: table, status, dashboard)."""
+    sweeps = collect([p for p in paths if p.exists()], stale_after)
+    if not sweeps:
+        print(f"{prog}: no runs under {' '.join(map(str, paths))}", file=sys.stderr)
+    return sweeps
+
+
 def build(folder: Path, runs: list[Run], use_final: bool = False, write: bool = True) -> tuple[str, Optional[SweepTable]]:
     """The printed text of one sweep; with ``write``, its four files in ``folder``."""
     t = SweepTable(Path(folder), runs, use_final)
@@ -727,9 +736,8 @@ def main(argv=None) -> int:
     absent = [p for p in paths if not p.exists()]
     for p in absent:
         print(f"gmmvit.table: {p} does not exist", file=sys.stderr)
-    sweeps = collect([p for p in paths if p.exists()], args.stale_after)
+    sweeps = collect_sweeps(paths, "gmmvit.table", args.stale_after)
     if not sweeps:
-        print(f"gmmvit.table: no runs under {' '.join(map(str, paths))}", file=sys.stderr)
         return 1
     for folder, runs in sweeps.items():
         text, t = build(folder, runs, args.final)
