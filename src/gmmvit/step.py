@@ -137,10 +137,9 @@ def step_graph_setting(setting, device: torch.device, compile_mode: Optional[str
     return "strict" if text == "true" else "auto"
 
 
-def build_step(cfg, model, step_model, optimizer, criterion, autocast, device, compile_mode) -> EagerStep:
-    """The step ``train()`` calls, per ``cfg.step_graph``."""
-    recipe = cfg.recipe
-    how = step_graph_setting(cfg.get("step_graph", "auto"), device, compile_mode, recipe.drop_last)
+def build_step(how: Optional[str], model, step_model, optimizer, criterion, autocast,
+               grad_clip: Optional[float]) -> EagerStep:
+    """The step ``train()`` calls: eager, or graphed as ``step_graph_setting`` decided (``how``)."""
     if how is None:
-        return EagerStep(model, step_model, optimizer, criterion, autocast, recipe.grad_clip)
-    return GraphedStep(model, step_model, optimizer, criterion, autocast, recipe.grad_clip, strict=how == "strict")
+        return EagerStep(model, step_model, optimizer, criterion, autocast, grad_clip)
+    return GraphedStep(model, step_model, optimizer, criterion, autocast, grad_clip, strict=how == "strict")

@@ -25,7 +25,7 @@ from gmmvit.complexity import count_macs, count_params
 from gmmvit.figures import MaskFigures
 from gmmvit.profiling import StepProfiler
 from gmmvit.progress import Progress
-from gmmvit.step import build_step
+from gmmvit.step import build_step, step_graph_setting
 from gmmvit.recipe import build_criterion, build_mixup, build_optimizer, build_scheduler
 from gmmvit.cli import check_writable
 from gmmvit.records import (STATUS_FAILED, STATUS_FINISHED, STATUS_RUNNING, CheckpointError, RunRecord,
@@ -129,6 +129,9 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
     # the model first: a size it cannot take ends the run before any data is loaded
     model = build_model(cfg)
     step_model = fast.compile_model(model, cfg.get("compile", "auto"), device)  # lazy: compiles at step 1
+    # step_graph=true where it cannot apply ends here too, before any data is read
+    compile_mode = fast.compile_setting(cfg.get("compile", "auto"), device)
+    step_graph = step_graph_setting(cfg.step_graph, device, compile_mode, recipe.drop_last)
 
     # --- data -----------------------------------------------------------------------------
     train_split, test_split = data_lib.load_splits(ds)
@@ -159,8 +162,7 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
     scheduler = build_scheduler(recipe, optimizer, len(train_loader))
     mixup = build_mixup(recipe, ds.num_classes)
     criterion = build_criterion(recipe, mixup)
-    train_step = build_step(cfg, model, step_model, optimizer, criterion, autocast, device,
-                            fast.compile_setting(cfg.get("compile", "auto"), device))
+    train_step = build_step(step_graph, model, step_model, optimizer, criterion, autocast, recipe.grad_clip)
 
     # --- resume ---------------------------------------------------------------------------
     start_epoch, wall_before, wandb_id = 0, 0.0, None
