@@ -21,14 +21,18 @@ HOLDER = textwrap.dedent("""
     from gmmvit.devices import claim
     index, handle = claim(sys.argv[2].split(","), int(sys.argv[3]), Path(sys.argv[1]), poll_s=0.05)
     print(index, flush=True)
-    time.sleep(float(sys.argv[4]))
+    if sys.argv[4] == "until-told":
+        sys.stdin.readline()
+    else:
+        time.sleep(float(sys.argv[4]))
 """)
 
 
 def hold(folder, names, per_device, seconds):
-    """A process that claims a slot, prints its GPU index and keeps the slot ``seconds``."""
+    """A process that claims a slot, prints its GPU index and keeps the slot ``seconds`` (or, given
+    "until-told", until a line arrives on its stdin)."""
     return subprocess.Popen([sys.executable, "-c", HOLDER, str(folder), ",".join(names), str(per_device),
-                             str(seconds)], stdout=subprocess.PIPE, text=True)
+                             str(seconds)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
 def test_claims_fill_every_gpus_first_slot_before_any_second(tmp_path):
@@ -59,15 +63,14 @@ def test_a_slot_frees_when_its_process_ends_however_it_ends(tmp_path):
     got[1].close()
 
 
-def test_a_run_waits_for_a_busy_gpu_then_takes_it(tmp_path):
-    first = hold(tmp_path, ["gpu-a"], 1, 1.0)
+def test_a_run_waits_for_a_busy_gpu_says_so_then_takes_it(tmp_path):
+    first = hold(tmp_path, ["gpu-a"], 1, "until-told")
     assert first.stdout.readline().strip() == "0"
-    t0 = time.time()
     second = hold(tmp_path, ["gpu-a"], 1, 0)
+    assert "waiting for one to free" in second.stdout.readline()
+    first.communicate("go\n", timeout=10)  # the first run ends and frees its slot
     assert second.stdout.readline().strip() == "0"
-    assert time.time() - t0 > 0.5
-    first.wait()
-    second.wait()
+    second.wait(timeout=10)
 
 
 def test_slots_are_per_gpu_name_so_jobs_seeing_different_gpus_never_wait(tmp_path):
