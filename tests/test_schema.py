@@ -15,6 +15,15 @@ from conftest import REPO
 from gmmvit import schema
 from gmmvit.models.common import ConfigError
 
+# a bad value in a sweep list: every job is checked before the first one starts
+SWEEP_REFUSED = {
+    "-m recipe.epochs=20,-1 mask=none,gmm": ("job 3/4: recipe.epochs=-1: recipe.epochs must be >= 1 "
+                                             "(1 more job(s) refused too); no job was started"),
+    # a preset's grid (hydra.sweeper.params) with the command line over it: num_kernels x 3 seeds
+    "-m experiment=ablation/kernels mask.num_kernels=2,0": ("job 4/6: mask.num_kernels=0: mask.num_kernels must "
+                                                            "be >= 1 (2 more job(s) refused too); no job was started"),
+}
+
 REFUSED = {
     # the inputs that used to run (or crash deep inside torch)
     "seed=abc": "seed=abc: seed takes a whole number",
@@ -115,7 +124,9 @@ def test_choices_reach_the_code_as_plain_strings(compose_config):
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("args", ["seed=abc", "recipe.epochs=-1", "recipe.epoch=5",
-                                  "-m mask=none,gmm recipe.batch_size=0"])
+                                  "-m mask=none,gmm recipe.batch_size=0",
+                                  "-m recipe.epochs=20,-1 mask=none,gmm",
+                                  "-m experiment=ablation/kernels mask.num_kernels=2,0"])
 def test_the_command_line_prints_one_line_exits_2_and_reads_no_data(tmp_path, args):
     data = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
@@ -124,7 +135,7 @@ def test_the_command_line_prints_one_line_exits_2_and_reads_no_data(tmp_path, ar
     out = subprocess.run([sys.executable, "src/train.py", *flags, "dataset=fashion_mnist", "logger=none",
                           f"paths.data={data}", f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/sweep",
                           *overrides], cwd=REPO, capture_output=True, text=True, env=env, timeout=110)
-    expected = REFUSED.get(args, "recipe.batch_size=0: recipe.batch_size must be >= 1")
+    expected = {**REFUSED, **SWEEP_REFUSED}.get(args, "recipe.batch_size=0: recipe.batch_size must be >= 1")
     assert out.returncode == 2, out.stderr
     assert out.stderr.splitlines() == [f"gmmvit: error: {expected}"], out.stderr
     assert not data.exists() and not (tmp_path / "run" / "metrics.json").exists()

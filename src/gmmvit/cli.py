@@ -128,6 +128,44 @@ class Preflight(Callback):
 
     def on_multirun_start(self, config, **kwargs) -> None:
         self._check(config, "hydra.sweep.dir", machine=False)
+        check_every_job(config)
+
+
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+def sweep_jobs(config) -> list[list[str]]:
+    """Each job's overrides, in the order Hydra's basic sweeper launches them: its ``params`` (the
+    experiment presets' grid) and then the command line."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = OmegaConf.select(config, "hydra.sweeper.params") or {}
+    arguments = [f"{key}={value}" for key, value in params.items()] + list(config.hydra.overrides.task)
+    return BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(arguments), None)[0]
+
+
+def check_every_job(config) -> None:
+    """Every job of the sweep passes the schema's ranges before the first one starts, so a bad value
+    in a sweep list (``recipe.epochs=-1,300``) stops nothing halfway: it is one line, and no job ran."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from gmmvit.schema import check
+
+    if OmegaConf.select(config, "hydra.sweeper._target_") != BASIC_SWEEPER:
+        return  # other sweepers choose their jobs as they go
+    jobs = sweep_jobs(config)
+    loader = GlobalHydra.instance().config_loader()
+    refused = []
+    for index, overrides in enumerate(jobs, 1):
+        try:
+            check(loader.load_sweep_config(config, overrides), machine=False)
+        except ConfigError as exc:
+            refused.append((index, exc))
+    if refused:
+        index, exc = refused[0]
+        more = f" ({len(refused) - 1} more job(s) refused too)" if len(refused) > 1 else ""
+        fail(f"job {index}/{len(jobs)}: {exc}{more}; no job was started")
 
 
 REPO = Path(__file__).resolve().parents[2]
