@@ -79,6 +79,24 @@ def test_the_holder_beats_its_heartbeat(tmp_path):
         assert time.time() - os.stat(held.path).st_mtime < 5
 
 
+def test_who_trains_a_run_is_read_without_touching_its_lock(tmp_path):
+    assert runlock.trainer(tmp_path) is None                      # no lock: nobody
+    with runlock.acquire(tmp_path):
+        alive, who = runlock.trainer(tmp_path)
+        assert alive and who.startswith(f"pid {os.getpid()} on {socket.gethostname()}")
+        with pytest.raises(runlock.Held):                         # the query left the lock held
+            runlock.acquire(tmp_path)
+
+
+def test_a_lock_reads_dead_when_its_pid_is_gone_or_its_heartbeat_is_stale(tmp_path):
+    lock_file(tmp_path, socket.gethostname(), dead_pid())
+    assert runlock.trainer(tmp_path)[0] is False                  # this host: the pid is gone
+    lock_file(tmp_path, "gpu-node-7", 4242, age_s=60)
+    assert runlock.trainer(tmp_path)[0] is True                   # another host, beating a minute ago
+    lock_file(tmp_path, "gpu-node-7", 4242, age_s=3600)
+    assert runlock.trainer(tmp_path)[0] is False                  # another host, silent for an hour
+
+
 @pytest.mark.timeout(170)
 def test_two_launches_at_once_one_trains_one_skips_one_history(sweeps, tmp_path):
     sweep = sweeps("twice")

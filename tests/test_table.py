@@ -13,12 +13,16 @@ import json
 import math
 import os
 import shutil
+import socket
 import statistics
+import subprocess
+import sys
 import time
 
 import pytest
 
 from conftest import compose_cfg
+from gmmvit import runlock
 from gmmvit import table as table_lib
 from gmmvit.train import train
 
@@ -151,6 +155,23 @@ def test_running_until_silent_then_incomplete(sweep):
     assert table_lib.read_run(run).state == "incomplete"               # silent for 7 h, no epoch done
     assert table_lib.read_run(run, now=time.time() - SILENT_S + 3600).state == "running"
     assert table_lib.read_run(run, stale_after=SILENT_S + 3600).state == "running"
+
+
+def test_a_runs_lock_decides_running_or_stopped_whatever_its_files_age(sweep, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(sweep / "mask=gmm,seed=2", run)              # "running" in metrics.json, silent 7 h
+    with runlock.acquire(run):                                    # a live trainer in a very long first epoch
+        read = table_lib.read_run(run)
+        assert read.state == "running" and f"pid {os.getpid()}" in read.trainer
+    (run / "metrics.json").touch()                                # files fresh, but its trainer was killed:
+    (run / runlock.LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": _dead_pid()}))
+    assert table_lib.read_run(run).state == "incomplete"          # stopped at once, not after the silence
+
+
+def _dead_pid():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
 
 
 def test_paper_numbers_beside_cells():

@@ -111,6 +111,9 @@ def estimate(job: dict, m: dict | None, measured: dict, epochs: float, passes: f
 
 
 def dry_run(args) -> int:
+    from gmmvit.progress import run_detail
+    from gmmvit.table import is_run_dir, read_run
+
     epochs, passes = recipe_length()
     listed = jobs(args)
     records = {str(j["dir"]): read_metrics(j["dir"]) for j in listed}
@@ -120,26 +123,19 @@ def dry_run(args) -> int:
                  for r in (records[str(j["dir"])] or {}).get("history", []) if r.get("img_per_s")]
         if rates:
             measured[model] = statistics.median(rates)
-    counts = {"finished": 0, "running": 0, "failed": 0, "todo": 0}
+    counts = {"finished": 0, "running": 0, "incomplete": 0, "failed": 0, "todo": 0}
     hours = 0.0
     print(f"{len(listed)} jobs in {Path(args.multirun) / args.sweep} (recipe: {epochs:g} epochs x "
           f"{passes:g} passes; launcher: {args.launcher})")
     for job in listed:
         m = records[str(job["dir"])]
-        status = (m or {}).get("status") or "todo"
-        if status == "running":
-            detail = f"running, {len(m.get('history', []))}/{m.get('epochs', epochs):g} epochs"
-        elif status == "finished":
-            detail = f"finished, best top-1 {m.get('final', {}).get('best_top1', math.nan):.2f}"
-        elif status == "failed":
-            detail = f"failed: {m.get('reason')}"
-        else:
-            detail = "todo"
-        counts[status if status in counts else "todo"] += 1
-        left = estimate(job, m, measured, epochs, passes) if status != "finished" else 0.0
+        run = read_run(job["dir"]) if is_run_dir(job["dir"]) else None
+        state = run.state if run is not None and run.state in counts else "todo"
+        counts[state] += 1
+        left = estimate(job, m, measured, epochs, passes) if state != "finished" else 0.0
         hours += left
         print(f"  {job['model']:>5} {job['mask']:>4} {job['dataset']:>12} seed {job['seed']:>2}  "
-              f"{detail:<40} {left:7.2f} GPU-h  {job['dir'].name}")
+              f"{run_detail(run, m or {}):<44} {left:7.2f} GPU-h  {job['dir'].name}")
     print(", ".join(f"{v} {k}" for k, v in counts.items()) + f"; about {hours:.1f} GPU-hours left"
           + "".join(f"; {hours / gain:.1f} with runs_per_gpu={k}" for k, gain in PACKING_GAIN.items() if k > 1))
     rates = ", ".join(f"{m} {measured[m]:.0f} (measured)" if m in measured else

@@ -180,6 +180,23 @@ def run_eta(metrics: dict) -> Optional[float]:
     return max(metrics["epochs"] - len(history), 0) * statistics.median(times)
 
 
+def run_detail(run, metrics: dict) -> str:
+    """A run's state in words (run: ``gmmvit.table.Run``, None for a job not started), the same in
+    ``make status`` and ``make paper DRY=1``."""
+    if run is None:
+        return "not started"
+    done, total = len(metrics.get("history") or []), metrics.get("epochs") or run.epochs
+    if run.state == "running":
+        return f"running {done}/{total or '?'} epochs, ETA {duration(run_eta(metrics))}"
+    if run.state == "finished":
+        return f"finished, best top-1 {metrics.get('final', {}).get('best_top1', math.nan):.2f}"
+    if run.state == "failed":
+        return f"failed: {metrics.get('reason')}"
+    if run.state == "incomplete":
+        return f"stopped at {done}/{total or '?'} epochs (relaunch to resume)"
+    return "not started"
+
+
 def sweep_status(folder: Path, runs: list, now: Optional[float] = None) -> str:
     """The text ``make status`` prints for one sweep (runs: ``gmmvit.table.Run``)."""
     from gmmvit.records import METRICS, read_json
@@ -199,16 +216,7 @@ def sweep_status(folder: Path, runs: list, now: Optional[float] = None) -> str:
         pace = f"{statistics.median(times):.3g} s/epoch" if times else ""
         if state == "running":
             left.append(eta)
-            detail = f"running {done}/{total or '?'} epochs, ETA {duration(eta)}"
-        elif state == "finished":
-            detail = f"finished, best top-1 {m.get('final', {}).get('best_top1', math.nan):.2f}"
-        elif state == "failed":
-            detail = f"failed: {m.get('reason')}"
-        elif state == "incomplete":
-            detail = f"stopped at {done}/{total or '?'} epochs (relaunch to resume)"
-        else:
-            detail = "not started"
-        lines.append(f"  {run.label:<36} {detail:<44} {pace:>14}  {run.path.name}")
+        lines.append(f"  {run.label:<36} {run_detail(run, m):<44} {pace:>14}  {run.path.name}")
     expected = sweep_size(folder)
     not_started = max((expected or 0) - len(runs), 0)
     counts["todo"] += not_started

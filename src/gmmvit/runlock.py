@@ -183,4 +183,23 @@ def _inspect(path: Path, host: str, stale_s: float, log) -> None:
         os.close(fd)
 
 
-__all__ = ["LOCK", "HEARTBEAT_S", "STALE_S", "Held", "RunLock", "acquire"]
+def trainer(run_dir: Path, stale_s: float = STALE_S, now: Optional[float] = None) -> Optional[tuple[bool, str]]:
+    """Who trains ``run_dir``, read without touching the lock: None when there is no lock file, else
+    (alive, "pid P on HOST since T"). Alive means a relaunch would skip the run: on this host its pid
+    lives and has beaten within ``stale_s``; on another host it has beaten within ``stale_s``."""
+    path = Path(run_dir) / LOCK
+    try:
+        heartbeat = path.stat().st_mtime
+        holder = json.loads(path.read_text() or "{}")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False, "an unreadable lock"
+    now = time.time() if now is None else now
+    alive = now - heartbeat <= stale_s
+    if alive and holder.get("host") == socket.gethostname() and holder.get("pid"):
+        alive = _pid_alive(int(holder["pid"]))
+    return alive, describe(holder, heartbeat)
+
+
+__all__ = ["LOCK", "HEARTBEAT_S", "STALE_S", "Held", "RunLock", "acquire", "trainer"]

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from gmmvit import paper
+from gmmvit import paper, runlock
 from gmmvit.records import METRICS, read_json
 from gmmvit.tracking import flatten
 
@@ -159,6 +159,7 @@ class Run:
     age_s: float = 0.0
     config: dict = field(default_factory=dict)
     variant: tuple = ()
+    trainer: Optional[str] = None   # "pid P on HOST since T" from the run's lock, while it has one
 
     @property
     def label(self) -> str:
@@ -219,16 +220,24 @@ def read_run(path: Path, stale_after: Optional[float] = None, now: Optional[floa
         state = "failed"
     else:                       # "running", or no metrics.json yet (config written, job starting)
         state = "running" if age <= stale_after else "incomplete"
+    held = runlock.trainer(path, now=now)
+    trainer = None
+    if held is not None and status not in ("finished", "failed"):
+        # the run's lock knows better than the files' age: a killed trainer shows at once, a slow
+        # epoch never looks stale
+        alive, trainer = held
+        state = "running" if alive else "incomplete"
     best = final.get("best_top1")
     last = final.get("final_top1")
-    if best is None and history:
-        best = max(r["test_top1"] for r in history)
-    if last is None and history:
-        last = history[-1]["test_top1"]
+    scores = [r["test_top1"] for r in history if r.get("test_top1") is not None]
+    if best is None and scores:
+        best = max(scores)
+    if last is None and scores:
+        last = scores[-1]
     return Run(path=path, model=str(model), mask=str(mask), dataset=str(dataset), seed=seed, state=state,
                epochs=epochs, done=done, best=_num(best), final=_num(last),
                params=metrics.get("params") or final.get("params"), macs=metrics.get("macs") or final.get("macs"),
-               reason=metrics.get("reason"), age_s=age, config=flatten(config))
+               reason=metrics.get("reason"), age_s=age, config=flatten(config), trainer=trainer)
 
 
 def _num(x) -> Optional[float]:
