@@ -15,7 +15,6 @@ finished, and the GPU-hours left, estimated as ``make paper DRY=1`` does (``gmmv
 from __future__ import annotations
 
 import argparse
-import itertools
 import statistics
 import subprocess
 import sys
@@ -42,21 +41,12 @@ def preset(name: str):
 def grid(name: str, overrides: list[str]) -> list[list[str]]:
     """The override list of every job of preset ``name``, as Hydra's basic sweeper expands it: the
     preset's ``hydra.sweeper.params``, with the task overrides given here replacing the same keys."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from gmmvit.cli import BASIC_SWEEPER, sweep_jobs
 
     params = OmegaConf.to_container(preset(name).hydra.sweeper.params)
-    parser = OverridesParser.create()
-    latest = {}                                  # a key given twice: the last one counts, as in Hydra
-    for o in parser.parse_overrides([o for o in overrides if launch.is_task_override(o)]):
-        latest.pop(o.get_key_element(), None)
-        latest[o.get_key_element()] = o
-    given = list(latest.values())
-    given_keys = set(latest)
-    swept = [o for o in parser.parse_overrides([f"{k}={v}" for k, v in params.items()])
-             if o.get_key_element() not in given_keys] + given
-    choices = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override()
-               else [o.input_line] for o in swept]
-    return [list(job) for job in itertools.product(*choices)]
+    task = [o for o in overrides if launch.is_task_override(o)]
+    return sweep_jobs(OmegaConf.create({"hydra": {"sweeper": {"_target_": BASIC_SWEEPER, "params": params},
+                                                  "overrides": {"task": task}}}))
 
 
 def _value(job: list[str], key: str, default):

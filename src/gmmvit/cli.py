@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Optional
 
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
@@ -134,14 +135,18 @@ class Preflight(Callback):
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 
-def sweep_jobs(config) -> list[list[str]]:
+def sweep_jobs(config) -> Optional[list[list[str]]]:
     """Each job's overrides, in the order Hydra's basic sweeper launches them: its ``params`` (the
-    experiment presets' grid) and then the command line."""
+    experiment presets' grid) and then the command line. None under another sweeper, which chooses
+    its jobs as it goes."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    if OmegaConf.select(config, "hydra.sweeper._target_") != BASIC_SWEEPER:
+        return None
     params = OmegaConf.select(config, "hydra.sweeper.params") or {}
-    arguments = [f"{key}={value}" for key, value in params.items()] + list(config.hydra.overrides.task)
+    task = OmegaConf.select(config, "hydra.overrides.task") or []
+    arguments = [f"{key}={value}" for key, value in params.items()] + list(task)
     return BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(arguments), None)[0]
 
 
@@ -152,9 +157,9 @@ def check_every_job(config) -> None:
 
     from gmmvit.schema import check
 
-    if OmegaConf.select(config, "hydra.sweeper._target_") != BASIC_SWEEPER:
-        return  # other sweepers choose their jobs as they go
     jobs = sweep_jobs(config)
+    if jobs is None:
+        return
     loader = GlobalHydra.instance().config_loader()
     refused = []
     for index, overrides in enumerate(jobs, 1):

@@ -139,19 +139,14 @@ class Progress:
 # --- multirun: which job of how many ---------------------------------------------------------------
 
 def sweep_size(sweep_dir: Path) -> Optional[int]:
-    """Jobs in the multirun whose ``multirun.yaml`` Hydra saved in ``sweep_dir`` (the basic
-    sweeper's grid: its params, then the command line's sweep overrides), or None."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+    """Jobs in the multirun whose ``multirun.yaml`` Hydra saved in ``sweep_dir``, or None."""
+    from gmmvit.cli import sweep_jobs
 
     try:
-        cfg = OmegaConf.load(Path(sweep_dir) / "multirun.yaml")
-        params = [f"{k}={v}" for k, v in (OmegaConf.select(cfg, "hydra.sweeper.params") or {}).items()]
-        arguments = list(OmegaConf.select(cfg, "hydra.overrides.task") or [])
-        overrides = OverridesParser.create().parse_overrides(params + arguments)
-        return len(BasicSweeper.split_arguments(overrides, None)[0])
-    except Exception:           # another sweeper, a glob over a config group, no file: no total
+        jobs = sweep_jobs(OmegaConf.load(Path(sweep_dir) / "multirun.yaml"))
+    except Exception:           # a glob over a config group, no file: no total
         return None
+    return None if jobs is None else len(jobs)
 
 
 class JobAnnouncer(Callback):
