@@ -223,7 +223,7 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
                 paths = fast_paths_used(cfg, device, use_bf16, attention_paths, train_loader, train_step)
                 record.update(paths=paths)
                 tracker.log_summary(**{f"paths/{k}": v for k, v in paths.items()})
-                print(f"[gmmvit] {run_dir.name} ran on: " + ", ".join(f"{k} {v}" for k, v in paths.items()),
+                print(f"[gmmvit] {run_dir.name} ran on: " + ", ".join(f"{k}={v}" for k, v in paths.items()),
                       flush=True)
             row = {"epoch": epoch, "train_loss": loss_sum / seen, "test_top1": top1,
                    "lr": optimizer.param_groups[0]["lr"], "img_per_s": seen / train_s,
