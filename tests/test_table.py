@@ -23,6 +23,7 @@ import pytest
 
 from conftest import compose_cfg
 from gmmvit import runlock
+from gmmvit.progress import run_detail
 from gmmvit import table as table_lib
 from gmmvit.train import train
 
@@ -163,6 +164,7 @@ def test_a_runs_lock_decides_running_or_stopped_whatever_its_files_age(sweep, tm
     with runlock.acquire(run):                                    # a live trainer in a very long first epoch
         read = table_lib.read_run(run)
         assert read.state == "running" and f"pid {os.getpid()}" in read.trainer
+        assert f"pid {os.getpid()} on {socket.gethostname()}" in run_detail(read, {})   # make status says where
     (run / "metrics.json").touch()                                # files fresh, but its trainer was killed:
     (run / runlock.LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": _dead_pid()}))
     assert table_lib.read_run(run).state == "incomplete"          # stopped at once, not after the silence

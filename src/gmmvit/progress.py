@@ -182,7 +182,8 @@ def run_detail(run, metrics: dict) -> str:
         return "not started"
     done, total = len(metrics.get("history") or []), metrics.get("epochs") or run.epochs
     if run.state == "running":
-        return f"running {done}/{total or '?'} epochs, ETA {duration(run_eta(metrics))}"
+        where = f" ({run.trainer})" if run.trainer else ""
+        return f"running {done}/{total or '?'} epochs, ETA {duration(run_eta(metrics))}{where}"
     if run.state == "finished":
         return f"finished, best top-1 {metrics.get('final', {}).get('best_top1', math.nan):.2f}"
     if run.state == "failed":
@@ -201,8 +202,7 @@ def sweep_status(folder: Path, runs: list, now: Optional[float] = None) -> str:
     counts = {"finished": 0, "running": 0, "failed": 0, "incomplete": 0, "todo": 0}
     for run in sorted(runs, key=lambda r: r.label):
         m = read_json(run.path / METRICS) or {}
-        done, total = len(m.get("history") or []), m.get("epochs")
-        eta = run_eta(m)
+        total = m.get("epochs")
         times = [r["epoch_s"] for r in m.get("history") or [] if r.get("epoch_s")]
         if times and total:
             full_runs.append(total * statistics.median(times))
@@ -210,7 +210,7 @@ def sweep_status(folder: Path, runs: list, now: Optional[float] = None) -> str:
         counts[state] += 1
         pace = f"{statistics.median(times):.3g} s/epoch" if times else ""
         if state == "running":
-            left.append(eta)
+            left.append(run_eta(m))
         lines.append(f"  {run.label:<36} {run_detail(run, m):<44} {pace:>14}  {run.path.name}")
     expected = sweep_size(folder)
     not_started = max((expected or 0) - len(runs), 0)
