@@ -66,22 +66,20 @@ def test_eager_step_is_forward_loss_backward_and_one_optimizer_step():
     assert all(torch.allclose(a, b) for a, b in zip(model.parameters(), reference.parameters()))
 
 
+def recorded_paths(compose_config, run_dir, data_dir, overrides) -> dict:
+    """The ``paths`` a tiny digits run with ``overrides`` writes into its metrics.json."""
+    train(compose_config(["dataset=digits", *overrides, *TINY], run_dir=run_dir, data_dir=data_dir))
+    return json.loads((run_dir / "metrics.json").read_text())["paths"]
+
+
 def test_a_run_records_the_paths_it_took(compose_config, tmp_path, data_dir):
-    run_dir = tmp_path / "run"
-    cfg = compose_config(["dataset=digits", "mask=gmm", "data_on_gpu=true", *TINY], run_dir=run_dir,
-                         data_dir=data_dir)
-    train(cfg)
-    paths = json.loads((run_dir / "metrics.json").read_text())["paths"]
+    paths = recorded_paths(compose_config, tmp_path / "run", data_dir, ["mask=gmm", "data_on_gpu=true"])
     assert paths == {"compiled": "eager", "attention": "explicit", "data": "device", "precision": "fp32",
                      "step": "eager", "device": "cpu"}
 
 
 def test_a_run_without_a_mask_records_the_fused_attention_and_the_loader(compose_config, tmp_path, data_dir):
-    run_dir = tmp_path / "run"
-    cfg = compose_config(["dataset=digits", "mask=none", "data_on_gpu=false", *TINY], run_dir=run_dir,
-                         data_dir=data_dir)
-    train(cfg)
-    paths = json.loads((run_dir / "metrics.json").read_text())["paths"]
+    paths = recorded_paths(compose_config, tmp_path / "run", data_dir, ["mask=none", "data_on_gpu=false"])
     assert (paths["attention"], paths["data"]) == ("sdpa", "loader")
 
 

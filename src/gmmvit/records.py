@@ -101,14 +101,20 @@ class RunRecord:
 
 # --- random states as tensors and plain types ---------------------------------------------------
 
+def _python_state(state: tuple) -> dict:
+    version, words, gauss_next = state
+    return {"version": version, "words": torch.tensor(words, dtype=torch.int64), "gauss_next": gauss_next}
+
+
+def _numpy_state(state: tuple) -> dict:
+    kind, key, pos, has_gauss, cached = state
+    return {"kind": kind, "key": torch.from_numpy(np.asarray(key).astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
 def rng_state() -> dict:
     """Python's, numpy's and torch's random states, as tensors and plain types."""
-    version, words, gauss_next = random.getstate()
-    kind, key, pos, has_gauss, cached = np.random.get_state()
-    state = {"python": {"version": version, "words": torch.tensor(words, dtype=torch.int64),
-                        "gauss_next": gauss_next},
-             "numpy": {"kind": kind, "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
-                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+    state = {"python": _python_state(random.getstate()), "numpy": _numpy_state(np.random.get_state()),
              "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -129,13 +135,9 @@ def _plain_rng(rng: dict) -> dict:
     """An earlier gmmvit's random states (Python's tuple, numpy's array) as ``rng_state`` saves them."""
     out = dict(rng)
     if isinstance(rng.get("python"), tuple):
-        version, words, gauss_next = rng["python"]
-        out["python"] = {"version": version, "words": torch.tensor(words, dtype=torch.int64),
-                         "gauss_next": gauss_next}
+        out["python"] = _python_state(rng["python"])
     if isinstance(rng.get("numpy"), tuple):
-        kind, key, pos, has_gauss, cached = rng["numpy"]
-        out["numpy"] = {"kind": kind, "key": torch.from_numpy(np.asarray(key).astype(np.int64)), "pos": int(pos),
-                        "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+        out["numpy"] = _numpy_state(rng["numpy"])
     return out
 
 

@@ -326,28 +326,23 @@ def check(cfg: DictConfig, machine: bool = True) -> None:
         value = recipe.optimizer.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
             raise ConfigError(f"recipe.optimizer.{key}={value}: recipe.optimizer.{key} takes a number >= 0")
-    if str(cfg.compile).lower() not in COMPILE:
-        raise ConfigError(f"compile={cfg.compile}: compile takes one of {', '.join(COMPILE)}")
-    if str(cfg.data_on_gpu).lower() not in DATA_ON_GPU:
-        raise ConfigError(f"data_on_gpu={cfg.data_on_gpu}: data_on_gpu takes one of {', '.join(DATA_ON_GPU)}")
-    if str(cfg.step_graph).lower() not in STEP_GRAPH:
-        raise ConfigError(f"step_graph={cfg.step_graph}: step_graph takes one of {', '.join(STEP_GRAPH)}")
+    for key, choices in (("compile", COMPILE), ("data_on_gpu", DATA_ON_GPU), ("step_graph", STEP_GRAPH)):
+        if str(cfg[key]).lower() not in choices:
+            raise ConfigError(f"{key}={cfg[key]}: {key} takes one of {', '.join(choices)}")
     workers = cfg.workers
     if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
         raise ConfigError(f"workers={workers}: workers takes auto or a whole number >= 0")
     pool = cfg.model.get("pool") if isinstance(cfg.model, DictConfig) else None
     if pool is not None and pool not in [p.value for p in Pool]:
         raise ConfigError(f"model.pool={pool}: model.pool takes one of {', '.join(p.value for p in Pool)}")
-    if machine:
-        check_device(str(cfg.device))
-    elif not DEVICE.fullmatch(str(cfg.device)):
-        raise ConfigError(f"device={cfg.device}: device takes auto, cpu, cuda or cuda:N")
+    check_device(str(cfg.device), machine)
 
 
-def check_device(device: str) -> None:
+def check_device(device: str, machine: bool = True) -> None:
+    """``device`` is well formed and, with ``machine``, names a GPU this machine has."""
     if not DEVICE.fullmatch(device):
         raise ConfigError(f"device={device}: device takes auto, cpu, cuda or cuda:N")
-    if device.startswith("cuda"):
+    if machine and device.startswith("cuda"):
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         index = int(device.split(":")[1]) if ":" in device else 0
         if index >= count:

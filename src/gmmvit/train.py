@@ -95,8 +95,9 @@ def _finished(record: RunRecord) -> bool:
 def train(cfg: DictConfig) -> dict:
     schema.check(cfg)  # ranges and the machine, before anything is read or written
     run_dir = Path(cfg.run_dir)
-    if _finished(RunRecord(run_dir)):
-        return RunRecord(run_dir).data
+    record = RunRecord(run_dir)
+    if _finished(record):
+        return record.data
     check_writable(run_dir)  # an unwritable output folder ends here, before any data or training
     try:
         lock = runlock.acquire(run_dir)  # one trainer per run folder
