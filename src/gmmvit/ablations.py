@@ -15,7 +15,6 @@ finished, and the GPU-hours left, estimated as ``make paper DRY=1`` does (``gmmv
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -84,12 +83,7 @@ def dry_run(names: list[str], overrides: list[str], multirun: Path) -> int:
     for name in names:
         listed = jobs(name, overrides, multirun)
         records = {str(j["dir"]): launch.read_metrics(j["dir"]) for j in listed}
-        measured = {}
-        for model in {j["model"] for j in listed}:
-            rates = [r["img_per_s"] for j in listed if j["model"] == model
-                     for r in (records[str(j["dir"])] or {}).get("history", []) if r.get("img_per_s")]
-            if rates:
-                measured[model] = statistics.median(rates)
+        measured = launch.measured_rates(listed, records)
         finished = sum((records[str(j["dir"])] or {}).get("status") == "finished" for j in listed)
         hours = sum(launch.estimate(j, records[str(j["dir"])], measured, epochs, passes) for j in listed
                     if (records[str(j["dir"])] or {}).get("status") != "finished")

@@ -109,6 +109,18 @@ def estimate(job: dict, m: dict | None, measured: dict, epochs: float, passes: f
     return left * images / rate / 3600
 
 
+def measured_rates(listed: list[dict], records: dict) -> dict[str, float]:
+    """{model: median img/s} over the epochs the jobs' runs (``records``: metrics.json by run folder)
+    have already recorded; models with none are left out."""
+    measured = {}
+    for model in {j["model"] for j in listed}:
+        rates = [r["img_per_s"] for j in listed if j["model"] == model
+                 for r in (records[str(j["dir"])] or {}).get("history", []) if r.get("img_per_s")]
+        if rates:
+            measured[model] = statistics.median(rates)
+    return measured
+
+
 def dry_run(args) -> int:
     from gmmvit.progress import run_detail
     from gmmvit.table import is_run_dir, read_run
@@ -116,12 +128,7 @@ def dry_run(args) -> int:
     epochs, passes = recipe_length()
     listed = jobs(args)
     records = {str(j["dir"]): read_metrics(j["dir"]) for j in listed}
-    measured: dict[str, float] = {}
-    for model in {j["model"] for j in listed}:
-        rates = [r["img_per_s"] for j in listed if j["model"] == model
-                 for r in (records[str(j["dir"])] or {}).get("history", []) if r.get("img_per_s")]
-        if rates:
-            measured[model] = statistics.median(rates)
+    measured = measured_rates(listed, records)
     counts = {"finished": 0, "running": 0, "incomplete": 0, "failed": 0, "todo": 0}
     hours = 0.0
     print(f"{len(listed)} jobs in {Path(args.multirun) / args.sweep} (recipe: {epochs:g} epochs x "

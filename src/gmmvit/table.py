@@ -126,11 +126,6 @@ def _natural(value) -> tuple:
         return (1, 0.0, repr(value))
 
 
-def paper_table() -> dict:
-    """{(model, mask): {dataset: top1, "params_M": .., "macs_M": ..}} from the paper (gmmvit/paper/results.csv)."""
-    return paper.results()
-
-
 # --- reading runs ----------------------------------------------------------------------------------
 
 def _load_yaml(path: Path) -> dict:
@@ -330,7 +325,7 @@ class SweepTable:
         self.folder = folder
         self.runs = runs
         self.use_final = use_final
-        self.paper = paper_table()
+        self.paper = paper.results()  # {(model, mask): {dataset: top1, params_M, macs_M}}
         assign_variants(runs)
         references = {tuple(r.config["gain_reference"]) for r in runs if r.config.get("gain_reference")}
         self.reference_items = references.pop() if len(references) == 1 else DEFAULT_REFERENCE
