@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 
 demo: install
 	$(PY) src/train.py -m experiment=demo $(ARGS)
-	$(PY) -m gmmvit.table multirun/demo
+	$(PY) -m gmmvit.sweeps.table multirun/demo
 
 test: install
 	$(PY) -m pytest -q $(ARGS)
@@ -31,16 +31,16 @@ train: install
 
 # the paper's table from the run folders (metrics.json, config.yaml): make table [SWEEP=multirun/NAME]
 table: install
-	$(PY) -m gmmvit.table $(or $(SWEEP),multirun) $(ARGS)
+	$(PY) -m gmmvit.sweeps.table $(or $(SWEEP),multirun) $(ARGS)
 
 # each run of a sweep (epochs done, pace, ETA) and the sweep's ETA: make status [SWEEP=multirun/NAME]
 status: install
-	$(PY) -m gmmvit.progress $(or $(SWEEP),multirun) $(ARGS)
+	$(PY) -m gmmvit.sweeps.status $(or $(SWEEP),multirun) $(ARGS)
 
 # the sweep's W&B workspace view and report (created, or updated in place): make dashboard [SWEEP=multirun/NAME]
 # without an API key or network: written to multirun/NAME/wandb_dashboard.json, to publish later
 dashboard: install
-	$(PY) -m gmmvit.dashboard $(or $(SWEEP),multirun) $(ARGS)
+	$(PY) -m gmmvit.sweeps.dashboard $(or $(SWEEP),multirun) $(ARGS)
 
 # train-step img/s per model x mask, loader img/s per core, GPU epoch: one markdown report
 bench: install
@@ -50,14 +50,14 @@ bench: install
 #   make paper [LAUNCHER=local|local_gpus|slurm|ray_gpus] [SEEDS=0,1,2] [DRY=1] [ARGS='hydra.launcher.partition=gpu']
 # DRY=1 lists the jobs, what is finished, and the GPU-hours left. Relaunching resumes / skips.
 paper: install
-	$(PY) -m gmmvit.launch --launcher $(or $(LAUNCHER),local) --seeds $(or $(SEEDS),0) $(if $(DRY),--dry) $(ARGS)
+	$(PY) -m gmmvit.sweeps.paper_grid --launcher $(or $(LAUNCHER),local) --seeds $(or $(SEEDS),0) $(if $(DRY),--dry) $(ARGS)
 
 # the paper's open questions, one multirun each (conf/experiment/ablation/: pooling, placement, combine,
 # kernels, data_fraction) into multirun/ablation/<name>/, on the model and dataset ARGS names:
 #   make ablations [ONLY=pooling,data_fraction] [LAUNCHER=...] [DRY=1] [ARGS='model=pit dataset=fashion_mnist seed=0,1,2,3,4']
 # DRY=1 lists each preset's jobs and the GPU-hours left; `make table SWEEP=multirun/ablation` reads them.
 ablations: install
-	$(PY) -m gmmvit.ablations --launcher $(or $(LAUNCHER),local) $(if $(ONLY),--only $(ONLY)) $(if $(DRY),--dry) $(ARGS)
+	$(PY) -m gmmvit.sweeps.ablations --launcher $(or $(LAUNCHER),local) $(if $(ONLY),--only $(ONLY)) $(if $(DRY),--dry) $(ARGS)
 
 clean:
 	rm -rf multirun/*/ outputs/

@@ -5,14 +5,15 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from gmmvit.cli import guarded, register_with_hydra
+from gmmvit.config.reporting import guarded
+from gmmvit.config.resolvers import register_with_hydra
 
 register_with_hydra()
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    from gmmvit.train import train
+    from gmmvit.run.train import train
 
     result = guarded(train, cfg)
     return (result or {}).get("final", {}).get("best_top1", float("nan"))

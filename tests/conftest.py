@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gmmvit.cli import compose_config, register_with_hydra
+from gmmvit.config.compose import compose_config
+from gmmvit.config.resolvers import register_with_hydra
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"

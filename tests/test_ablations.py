@@ -13,15 +13,16 @@ import numpy as np
 import pytest
 import torch
 
-from gmmvit import ablations, fast
-from gmmvit import data as data_lib
-from gmmvit import table as table_lib
-from gmmvit.attention import MaskedAttention
-from gmmvit.cli import user_error
-from gmmvit.masks import ElementwiseLearnableMask, GaussianMixtureMask
-from gmmvit.models.common import ConfigError
-from gmmvit.models.pit import PiT
-from gmmvit.train import build_model, train
+from gmmvit.nn import kernels
+from gmmvit.sweeps import ablations
+from gmmvit.data import datasets, sampling
+from gmmvit.sweeps import table as table_lib
+from gmmvit.nn.attention import MaskedAttention
+from gmmvit.config.reporting import user_error
+from gmmvit.nn.masks import ElementwiseLearnableMask, GaussianMixtureMask
+from gmmvit.errors import ConfigError
+from gmmvit.nn.models.pit import PiT
+from gmmvit.run.train import build_model, train
 
 TINY = ["dataset=digits", "model.depth=1", "model.embed_dim=32", "model.num_heads=2", "recipe.epochs=1",
         "recipe.batch_size=64", "recipe.warmup_epochs=0", "recipe.passes_per_epoch=1", "limit_train=256",
@@ -62,12 +63,9 @@ def test_post_placement_attention_runs_the_definition_on_every_path(mode):
     m = attn.mask.values().detach()
     p = (q @ k.transpose(-2, -1) * attn.scale).softmax(dim=-1)
     expected = (p * m / (p * m).sum(dim=-1, keepdim=True)) @ v
-    fast.set_attention(mode)
-    try:
-        assert not fast.use_flex(q, attn.mask)
-        out = attn.attend(q, k, v)
-    finally:
-        fast.set_attention("auto")
+    attn.attention = mode
+    assert not kernels.use_flex(q, attn.mask, mode=mode)
+    out = attn.attend(q, k, v)
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
 
 
@@ -155,8 +153,8 @@ def test_models_that_pool_one_way_name_it_and_refuse_the_other(compose_config, m
 
 def _train_indices(compose_config, overrides, data_dir):
     cfg = compose_config(overrides, data_dir=data_dir)
-    train_split, _ = data_lib.load_splits(cfg.dataset)
-    return train_split, data_lib.class_balanced_subset(train_split, cfg.dataset.train_fraction, cfg.seed)
+    train_split, _ = datasets.load_splits(cfg.dataset)
+    return train_split, sampling.class_balanced_subset(train_split, cfg.dataset.train_fraction, cfg.seed)
 
 
 def test_a_tenth_keeps_a_tenth_of_every_class_and_the_same_images_for_every_mask_and_model(
@@ -182,9 +180,9 @@ def test_train_fraction_depends_on_the_seed_and_one_keeps_everything(compose_con
 
 
 def test_train_fraction_reads_labels_from_torchvision_datasets(data_dir):
-    fmnist = data_lib.fashion_mnist(str(data_dir / "fashion_mnist"), train=True)
-    kept = data_lib.class_balanced_subset(fmnist, 0.01, seed=0)
-    assert np.bincount(data_lib.split_targets(kept)).tolist() == [60] * 10
+    fmnist = datasets.fashion_mnist(str(data_dir / "fashion_mnist"), train=True)
+    kept = sampling.class_balanced_subset(fmnist, 0.01, seed=0)
+    assert np.bincount(sampling.split_targets(kept)).tolist() == [60] * 10
 
 
 def test_training_runs_on_the_fraction(compose_config, tmp_path, data_dir):
@@ -198,7 +196,7 @@ def test_training_runs_on_the_fraction(compose_config, tmp_path, data_dir):
 
 def test_train_fraction_outside_zero_to_one_is_refused():
     with pytest.raises(ConfigError, match="train_fraction"):
-        data_lib.class_balanced_subset(list(range(10)), 0.0)
+        sampling.class_balanced_subset(list(range(10)), 0.0)
 
 
 # --- presets ----------------------------------------------------------------------------------------
@@ -243,7 +241,7 @@ def test_ablations_dry_run_counts_jobs_and_gpu_hours(capsys):
 def fraction_sweep(tmp_path_factory, data_dir):
     """The data-fraction preset on digits: fractions 0.5 and 1 x none, gmm x seeds 0, 1, 2 (all 1,437
     training images, two epochs of a one-block ViT)."""
-    from gmmvit.cli import compose_config
+    from gmmvit.config.compose import compose_config
 
     sweep = tmp_path_factory.mktemp("ablation") / "data_fraction"
     overrides = [*TINY, "recipe.epochs=2", "limit_train=null", "mask=none,gmm", "dataset.train_fraction=0.5,1.0"]

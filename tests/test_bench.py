@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gmmvit import bench
+from gmmvit import catalog
+from gmmvit.bench import machine, report, suite
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,8 +32,8 @@ def test_tiny_bench_prints_command_machine_and_step_table(tiny_report):
     assert "python -m gmmvit.bench --tiny --models vit --masks none,gmm" in stdout
     machine = next(line for line in stdout.splitlines() if line.startswith("- machine:"))
     assert "CPU" in machine and "torch threads" in machine and "torch 2." in machine and "GPU" in machine
-    header, rows = bench.parse_markdown_table(stdout, "model")
-    assert header == bench.STEP_HEADER
+    header, rows = report.parse_markdown_table(stdout, "model")
+    assert header == report.STEP_HEADER
     assert [(r[0], r[1]) for r in rows] == [("vit", "none"), ("vit", "gmm")]
     none, gmm = rows
     assert float(none[2].replace(",", "")) > 0 and float(gmm[2].replace(",", "")) > 0
@@ -44,10 +45,10 @@ def test_tiny_bench_prints_command_machine_and_step_table(tiny_report):
 
 def test_tiny_bench_loader_table_has_every_dataset(tiny_report):
     stdout, _ = tiny_report
-    header, rows = bench.parse_markdown_table(stdout, "dataset")
-    assert header == bench.LOADER_HEADER
+    header, rows = report.parse_markdown_table(stdout, "dataset")
+    assert header == report.LOADER_HEADER
     datasets = [r[0] for r in rows]
-    assert datasets == bench.available(bench.DATASETS, "dataset")
+    assert datasets == machine.available(catalog.DATASETS, "dataset")
     for r in rows:
         assert "error" not in r, r
         assert all(float(c.replace(",", "")) > 0 for c in r[2:5])
@@ -59,21 +60,21 @@ def test_tiny_bench_loader_table_has_every_dataset(tiny_report):
 def test_render_marks_failures_without_losing_rows():
     steps = [{"model": "vit", "mask": "none", "img_s": 100.0, "step_ms": 1280.0, "params": 1},
              {"model": "vit", "mask": "gmm", "error": "RuntimeError: boom"}]
-    text = bench.render("cmd", "machine", "settings", steps, [], [])
-    _, rows = bench.parse_markdown_table(text, "model")
+    text = report.render("cmd", "machine", "settings", steps, [], [])
+    _, rows = report.parse_markdown_table(text, "model")
     assert rows[1][:3] == ["vit", "gmm", "error"] and "boom" in rows[1][-1]
 
 
 def test_unknown_model_is_one_line_error():
     with pytest.raises(SystemExit, match="no conf/model/nosuch.yaml"):
-        bench.main(["--models", "nosuch", "--no-loader"])
+        suite.main(["--models", "nosuch", "--no-loader"])
 
 
 def test_side_by_side_columns_give_the_authors_speed_and_overhead_measured_alongside():
     steps = [{"model": "vit", "mask": "none", "img_s": 100.0, "step_ms": 1280.0, "params": 1, "authors_img_s": 80.0},
              {"model": "vit", "mask": "gmm", "img_s": 96.0, "step_ms": 1333.3, "params": 1, "authors_img_s": 76.0}]
-    header, rows = bench.parse_markdown_table(bench.render("cmd", "machine", "settings", steps, [], []), "model")
-    assert header == bench.STEP_HEADER + bench.SIDE_BY_SIDE_HEADER
+    header, rows = report.parse_markdown_table(report.render("cmd", "machine", "settings", steps, [], []), "model")
+    assert header == report.STEP_HEADER + report.SIDE_BY_SIDE_HEADER
     none, gmm = rows
     assert none[-3:] == ["80.0", "-", "1.25x"]
     assert gmm[-3:] == ["76.0", "+5.3%", "1.26x"]
@@ -81,4 +82,4 @@ def test_side_by_side_columns_give_the_authors_speed_and_overhead_measured_along
 
 def test_authors_option_without_their_checkout_is_one_line_error(tmp_path):
     with pytest.raises(SystemExit, match="no models/create_model.py"):
-        bench.main(["--models", "vit", "--no-loader", "--authors", str(tmp_path)])
+        suite.main(["--models", "vit", "--no-loader", "--authors", str(tmp_path)])

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from conftest import REPO
-from gmmvit import records
-from gmmvit import train as train_mod
-from gmmvit.records import CHECKPOINT, CheckpointError, load_checkpoint, save_checkpoint
+from gmmvit.run import records
+from gmmvit.run import train as train_mod
+from gmmvit.run.records import CHECKPOINT, CheckpointError, load_checkpoint, save_checkpoint
 from test_faults import interrupted_run
 
 
@@ -54,9 +54,9 @@ def test_an_earlier_format_checkpoint_is_refused_then_upgraded_once_and_resumed(
         state = torch.load(run_dir / name, weights_only=True)
         state["rng"].update(python=random.getstate(), numpy=np.random.get_state())
         torch.save(state, run_dir / name)
-    with pytest.raises(CheckpointError, match="python -m gmmvit.records upgrade"):
+    with pytest.raises(CheckpointError, match="python -m gmmvit.run.records upgrade"):
         load_checkpoint(run_dir)
-    out = subprocess.run([sys.executable, "-m", "gmmvit.records", "upgrade", str(run_dir)], cwd=REPO,
+    out = subprocess.run([sys.executable, "-m", "gmmvit.run.records", "upgrade", str(run_dir)], cwd=REPO,
                          capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.count("rewrote") == 2, out.stderr
     result = train_mod.train(cfg)

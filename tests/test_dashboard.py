@@ -16,8 +16,10 @@ import pytest
 import wandb_workspaces.reports.v2 as wr
 
 from conftest import wandb_without_account
-from gmmvit import dashboard, tracking
-from gmmvit.table import build as build_table, collect
+from gmmvit.run import tracking
+from gmmvit.sweeps import dashboard
+from gmmvit.sweeps.folders import collect
+from gmmvit.sweeps.table import build as build_table
 
 
 def logged(sweep_dir: Path) -> dict:

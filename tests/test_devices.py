@@ -11,13 +11,13 @@ import textwrap
 import pytest
 import torch
 
-from gmmvit import devices
-from gmmvit.models.common import ConfigError
+from gmmvit.run import devices
+from gmmvit.errors import ConfigError
 
 HOLDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from gmmvit.devices import claim
+    from gmmvit.run.devices import claim
     index, handle = claim(sys.argv[2].split(","), int(sys.argv[3]), Path(sys.argv[1]), poll_s=0.05)
     print(index, flush=True)
     if sys.argv[4] == "until-told":

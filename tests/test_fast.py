@@ -11,25 +11,22 @@ import torch
 from omegaconf import OmegaConf, open_dict
 from PIL import Image
 
-from gmmvit import fast, gpu_data
-from gmmvit.attention import MaskedAttention
-from gmmvit.data import RepeatedPassSampler, build_transforms
-from gmmvit.masks import ElementwiseLearnableMask, GaussianMixtureMask
+from gmmvit.data import batched, resident
+from gmmvit.nn import kernels
+from gmmvit.run import compiling
+from gmmvit.nn.attention import MaskedAttention
+from gmmvit.data.sampling import RepeatedPassSampler
+from gmmvit.data.transforms import build_transforms
+from gmmvit.nn.masks import ElementwiseLearnableMask, GaussianMixtureMask
 
 import torch.nn.attention.flex_attention as flex_module
 
 pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 
 
-@pytest.fixture(autouse=True)
-def _reset_attention_mode():
-    yield
-    fast.set_attention("auto")
-
-
 def _flex_forward_or_skip(fn):
     """Run ``fn``; skip (with the reason) where this torch cannot run FlexAttention on CPU."""
-    if not fast.flex_available():
+    if not kernels.flex_available():
         pytest.skip("torch.nn.attention.flex_attention is not in this torch")
     try:
         return fn()
@@ -55,16 +52,14 @@ def _gmm(heads, grid, prefix=0, combine="mul", seed=0):
 def test_use_flex_only_for_the_mul_mask_and_only_on_cuda_by_default():
     q = torch.zeros(2, 3, 64, 16)
     gmm, gmm_add = _gmm(3, 8), _gmm(3, 8, combine="add")
-    assert not fast.use_flex(q, gmm)                       # auto: CPU keeps the explicit path
-    fast.set_attention("flex")
-    assert fast.use_flex(q, gmm)
-    assert not fast.use_flex(q, gmm_add)                   # SDPA already fuses additive masks
-    assert not fast.use_flex(q, MaskedAttention(48, 3).mask)  # no mask: SDPA
-    assert not fast.use_flex(q, gmm, dropout=0.1)          # flex has no attention dropout
-    fast.set_attention("explicit")
-    assert not fast.use_flex(q, gmm)
+    assert not kernels.use_flex(q, gmm)                       # auto: CPU keeps the explicit path
+    assert kernels.use_flex(q, gmm, mode="flex")
+    assert not kernels.use_flex(q, gmm_add, mode="flex")      # SDPA already fuses additive masks
+    assert not kernels.use_flex(q, MaskedAttention(48, 3).mask, mode="flex")  # no mask: SDPA
+    assert not kernels.use_flex(q, gmm, dropout=0.1, mode="flex")  # flex has no attention dropout
+    assert not kernels.use_flex(q, gmm, mode="explicit")
     with pytest.raises(ValueError):
-        fast.set_attention("fused")
+        kernels.check_attention("fused")
 
 
 # --- FlexAttention == explicit ------------------------------------------------------------------------
@@ -84,8 +79,8 @@ def test_flex_forward_equals_explicit(heads, grid, prefix, shared):
     scale = 16 ** -0.5
     with torch.no_grad():
         m = mask.full()
-        expected = fast.explicit_masked_attention(q, k, v, m, scale)
-        out = _flex_forward_or_skip(lambda: fast.flex_masked_attention(q, k, v, m, scale))
+        expected = kernels.explicit_masked_attention(q, k, v, m, scale)
+        out = _flex_forward_or_skip(lambda: kernels.flex_masked_attention(q, k, v, m, scale))
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
 
 
@@ -97,12 +92,12 @@ def test_flex_forward_with_swin_bias_on_five_dim_inputs():
     bias = torch.randn(nw, heads, n, n)
     with torch.no_grad():
         m = mask.full()
-        expected = fast.explicit_masked_attention(q, k, v, m, d ** -0.5, bias)
-        out = _flex_forward_or_skip(lambda: fast.flex_masked_attention(q, k, v, m, d ** -0.5, bias))
+        expected = kernels.explicit_masked_attention(q, k, v, m, d ** -0.5, bias)
+        out = _flex_forward_or_skip(lambda: kernels.flex_masked_attention(q, k, v, m, d ** -0.5, bias))
         # a head-shared bias broadcasting over windows too
         bias1 = torch.randn(1, heads, n, n)
-        expected1 = fast.explicit_masked_attention(q, k, v, m, d ** -0.5, bias1)
-        out1 = fast.flex_masked_attention(q, k, v, m, d ** -0.5, bias1)
+        expected1 = kernels.explicit_masked_attention(q, k, v, m, d ** -0.5, bias1)
+        out1 = kernels.flex_masked_attention(q, k, v, m, d ** -0.5, bias1)
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(out1, expected1, rtol=1e-4, atol=1e-5)
 
@@ -121,9 +116,9 @@ def test_flex_gradients_equal_explicit(monkeypatch):
     grad_out = torch.randn(2, heads, grid * grid + 1, d, generator=torch.Generator().manual_seed(3))
     inputs = [q, k, v, mask.sigma, mask.alpha]
 
-    expected = fast.explicit_masked_attention(q, k, v, mask.full(), d ** -0.5)
+    expected = kernels.explicit_masked_attention(q, k, v, mask.full(), d ** -0.5)
     g_expected = torch.autograd.grad(expected, inputs, grad_out)
-    out = _flex_forward_or_skip(lambda: fast.flex_masked_attention(q, k, v, mask.full(), d ** -0.5))
+    out = _flex_forward_or_skip(lambda: kernels.flex_masked_attention(q, k, v, mask.full(), d ** -0.5))
     g_flex = torch.autograd.grad(out, inputs, grad_out)
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
     for name, a, b in zip(["q", "k", "v", "sigma", "alpha"], g_flex, g_expected):
@@ -136,17 +131,17 @@ def test_masked_attention_module_flex_equals_explicit():
     attn = MaskedAttention(48, num_heads=3, mask=_gmm(3, 4)).eval()
     x = torch.randn(2, 16, 48)
     calls = []
-    real = fast.flex_masked_attention
+    real = kernels.flex_masked_attention
     with torch.no_grad():
-        fast.set_attention("explicit")
+        attn.attention = "explicit"
         expected = attn(x)
-        fast.set_attention("flex")
+        attn.attention = "flex"
         fast_fn = lambda *a, **kw: calls.append(1) or real(*a, **kw)  # noqa: E731
         try:
-            fast.flex_masked_attention = fast_fn
+            kernels.flex_masked_attention = fast_fn
             out = _flex_forward_or_skip(lambda: attn(x))
         finally:
-            fast.flex_masked_attention = real
+            kernels.flex_masked_attention = real
     assert calls, "attend did not take the flex path"
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
 
@@ -184,7 +179,7 @@ def test_explicit_mode_runs_the_reference_path_for_every_mask_and_agrees_with_sd
     q, k, v = _qkv(2, heads, n, d)
     bias = torch.randn(1, heads, n, n)
     fused = attn.attend(q, k, v, bias)
-    fast.set_attention("explicit")
+    attn.attention = "explicit"
     sdpa_calls = []
     real_sdpa = torch.nn.functional.scaled_dot_product_attention
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
@@ -217,7 +212,7 @@ def test_batch_pipeline_without_augmentation_is_exact_normalisation(compose_conf
     ds, recipe = _cifar_like(compose_config, hflip=False, crop_padding=0, autoaugment=False,
                              random_erasing=0.0)
     x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
-    out = gpu_data.BatchAugment(ds, recipe.aug)(x)
+    out = batched.BatchAugment(ds, recipe.aug)(x)
     mean = torch.tensor(list(ds.mean))[:, None, None]
     std = torch.tensor(list(ds.std))[:, None, None]
     assert out.dtype == torch.float32 and out.shape == (16, 3, 32, 32)
@@ -236,7 +231,7 @@ def test_gpu_test_batches_equal_the_per_image_test_pipeline_in_order(compose_con
         def __len__(self):
             return 37
 
-    loader = gpu_data.GpuTestBatches.from_split(Split(), ds, 16, torch.device("cpu"))
+    loader = resident.GpuTestBatches.from_split(Split(), ds, 16, torch.device("cpu"))
     batches = list(loader)
     assert len(loader) == len(batches) == 3 and [len(y) for _, y in batches] == [16, 16, 5]
     transform = build_transforms(ds, recipe.aug, train=False)
@@ -248,7 +243,7 @@ def test_gpu_test_batches_equal_the_per_image_test_pipeline_in_order(compose_con
 
 def test_crop_and_flip_are_per_image_shifts_of_the_padded_image(compose_config):
     ds, recipe = _cifar_like(compose_config)
-    augment = gpu_data.BatchAugment(ds, recipe.aug)
+    augment = batched.BatchAugment(ds, recipe.aug)
     torch.manual_seed(0)
     x = torch.randint(1, 256, (64, 3, 32, 32), dtype=torch.uint8)  # no zeros: padding is visible
     out = augment.crop(x)
@@ -268,7 +263,7 @@ def test_crop_and_flip_are_per_image_shifts_of_the_padded_image(compose_config):
 
 def test_random_erasing_matches_torchvision_rate_and_fill(compose_config):
     ds, recipe = _cifar_like(compose_config)
-    augment = gpu_data.BatchAugment(ds, recipe.aug)
+    augment = batched.BatchAugment(ds, recipe.aug)
     torch.manual_seed(0)
     x = torch.randn(2000, 3, 32, 32) * 10 + 100   # never equal to the fill value
     out = augment.erase(x)
@@ -291,7 +286,7 @@ def test_batch_pipeline_shapes_and_statistics_match_the_per_image_pipeline(compo
     transform = build_transforms(ds, recipe.aug, train=True)
     ref = torch.stack([transform(Image.fromarray(a)) for a in arrays])
     x = torch.from_numpy(arrays).permute(0, 3, 1, 2).contiguous()
-    augment = gpu_data.BatchAugment(ds, recipe.aug, autoaugment=mode)
+    augment = batched.BatchAugment(ds, recipe.aug, autoaugment=mode)
     out = torch.cat([augment(part) for part in x.split(128)])
     assert out.shape == ref.shape == (512, 3, 32, 32) and out.dtype == ref.dtype == torch.float32
     assert torch.isfinite(out).all()
@@ -318,11 +313,11 @@ def test_batch_pipeline_other_datasets(compose_config, dataset):
         def __len__(self):
             return 40
 
-    images, targets = gpu_data.split_arrays(Split())
+    images, targets = batched.split_arrays(Split())
     assert images.shape == (40, ds.channels, ds.native_size, ds.native_size) and images.dtype == torch.uint8
-    images = gpu_data.to_model_size(images, ds)
+    images = batched.to_model_size(images, ds)
     assert images.shape == (40, ds.channels, ds.img_size, ds.img_size)
-    out = gpu_data.BatchAugment(ds, recipe.aug)(images)
+    out = batched.BatchAugment(ds, recipe.aug)(images)
     assert out.shape == (40, ds.channels, 32, 32) and out.dtype == torch.float32
     assert torch.isfinite(out).all()
 
@@ -330,9 +325,9 @@ def test_batch_pipeline_other_datasets(compose_config, dataset):
 def test_sample_autoaugment_gives_each_image_exactly_its_own_draw():
     """Grouping images by (op, magnitude) is only an implementation: the batch equals transforming
     each image alone with the sub-policy, coins and signs it drew."""
-    from gmmvit.data import AUTOAUGMENT_POLICIES
+    from gmmvit.data.transforms import AUTOAUGMENT_POLICIES
 
-    aa = gpu_data.SampleAutoAugment(AUTOAUGMENT_POLICIES["cifar10"])
+    aa = batched.SampleAutoAugment(AUTOAUGMENT_POLICIES["cifar10"])
     images = torch.from_numpy(_structured_images(64)).permute(0, 3, 1, 2).contiguous()
     b, (h, w) = images.shape[0], images.shape[-2:]
     torch.manual_seed(3)
@@ -372,7 +367,7 @@ def test_gpu_batches_follow_the_sampler_order(compose_config, batches_per_call):
 
     Split.targets = targets
     sampler = RepeatedPassSampler(50, passes=3, seed=0)
-    loader = gpu_data.GpuBatches.from_split(torch.utils.data.Subset(Split(), list(range(50))), ds, recipe,
+    loader = resident.GpuBatches.from_split(torch.utils.data.Subset(Split(), list(range(50))), ds, recipe,
                                             torch.device("cpu"), sampler)
     loader.batches_per_call = batches_per_call or loader.batches_per_call
     assert len(loader) == 150 // 16
@@ -387,23 +382,23 @@ def test_gpu_batches_follow_the_sampler_order(compose_config, batches_per_call):
 
 def test_data_on_gpu_setting():
     ds = OmegaConf.create({"channels": 3, "img_size": 32})
-    assert not gpu_data.wanted("auto", torch.device("cpu"), 50_000, ds)
-    assert gpu_data.wanted("true", torch.device("cpu"), 50_000, ds)
-    assert not gpu_data.wanted(False, torch.device("cpu"), 50_000, ds)
+    assert not resident.wanted("auto", torch.device("cpu"), 50_000, ds)
+    assert resident.wanted("true", torch.device("cpu"), 50_000, ds)
+    assert not resident.wanted(False, torch.device("cpu"), 50_000, ds)
     with pytest.raises(ValueError):
-        gpu_data.wanted("maybe", torch.device("cpu"), 1, ds)
+        resident.wanted("maybe", torch.device("cpu"), 1, ds)
 
 
 def test_train_runs_on_the_device_resident_loader(compose_config, tmp_path):
     """train() with data_on_gpu=true (here on CPU tensors): the wiring in train.py, end to end."""
-    from gmmvit.train import train
+    from gmmvit.run.train import train
 
     cfg = compose_config(["model=vit", "mask=gmm", "dataset=cifar10", "logger=none", "device=cpu",
                           "data_on_gpu=true", "threads=2", "model.embed_dim=24", "model.depth=1",
                           "model.num_heads=2", "recipe.epochs=1", "recipe.passes_per_epoch=1",
                           "recipe.batch_size=16", "recipe.warmup_epochs=0"], run_dir=tmp_path / "run")
     with open_dict(cfg):
-        cfg.dataset.source = {"_target_": "gmmvit.bench.synthetic_split", "n_train": 64, "n_test": 32}
+        cfg.dataset.source = {"_target_": "gmmvit.bench.epoch.synthetic_split", "n_train": 64, "n_test": 32}
     data = train(cfg)
     assert data["status"] == "finished", data
     (row,) = data["history"]
@@ -418,18 +413,18 @@ def test_train_runs_on_the_device_resident_loader(compose_config, tmp_path):
     ("max-autotune", "cpu", "max-autotune"),
 ])
 def test_compile_setting_is_eager_on_cpu_and_compiled_on_cuda_unless_chosen(setting, device, mode):
-    assert fast.compile_setting(setting, torch.device(device)) == mode
+    assert compiling.compile_setting(setting, torch.device(device)) == mode
 
 
 def test_unknown_compile_setting_is_a_config_error_naming_the_choices():
-    from gmmvit.models.common import ConfigError
+    from gmmvit.errors import ConfigError
 
     with pytest.raises(ConfigError, match="reduce-overhead"):
-        fast.compile_setting("fastest", torch.device("cpu"))
+        compiling.compile_setting("fastest", torch.device("cpu"))
 
 
 def test_optimizer_keeps_the_configured_kernel_choice_on_cpu(compose_config):
-    from gmmvit.recipe import build_optimizer
+    from gmmvit.run.recipe import build_optimizer
 
     model = torch.nn.Linear(4, 2)
     cfg = compose_config(["logger=none"])
@@ -442,7 +437,7 @@ def test_optimizer_keeps_the_configured_kernel_choice_on_cpu(compose_config):
 @pytest.mark.slow
 def test_train_runs_compiled(compose_config, tmp_path):
     """compile=true goes through torch.compile (inductor's C++ backend here): ~1 minute on 2 cores."""
-    from gmmvit.train import train
+    from gmmvit.run.train import train
 
     cfg = compose_config(["model=vit", "mask=gmm", "dataset=digits", "logger=none", "device=cpu",
                           "compile=true", "threads=2", "model.embed_dim=24", "model.depth=1",

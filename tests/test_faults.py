@@ -13,8 +13,8 @@ import uuid
 import pytest
 
 from conftest import REPO
-from gmmvit import train as train_mod
-from gmmvit.records import CHECKPOINT, PREVIOUS_CHECKPOINT
+from gmmvit.run import train as train_mod
+from gmmvit.run.records import CHECKPOINT, PREVIOUS_CHECKPOINT
 
 TINY = ["dataset=digits", "model.depth=1", "model.embed_dim=32", "model.num_heads=2", "recipe.batch_size=32",
         "recipe.warmup_epochs=0", "recipe.passes_per_epoch=1", "limit_train=128", "limit_test=64",

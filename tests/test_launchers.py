@@ -1,4 +1,4 @@
-"""Launcher presets compose, the SLURM requeue contract holds, and `make paper` (gmmvit.launch) lists,
+"""Launcher presets compose, the SLURM requeue contract holds, and `make paper` (gmmvit.sweeps.paper_grid) lists,
 estimates and launches the table, finding the same run folders as Hydra."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import sys
 import pytest
 
 from conftest import REPO, compose_cfg
-from gmmvit import launch
+from gmmvit import catalog
+from gmmvit.sweeps import cost, paper_grid as launch
 
 
 def hydra_cfg(overrides):
@@ -62,7 +63,7 @@ def test_ray_gpus_preset_declares_the_plugin_it_needs():
 
 
 def test_local_gpus_preset_runs_gpus_times_runs_per_gpu_jobs_at_once():
-    from gmmvit.devices import gpu_slots
+    from gmmvit.run.devices import gpu_slots
 
     launcher = hydra_cfg(["hydra/launcher=local_gpus", "runs_per_gpu=3"]).hydra.launcher
     assert launcher._target_.endswith("JoblibLauncher") and launcher.prefer == "processes"
@@ -87,13 +88,13 @@ def test_local_gpus_launcher_trains_the_sweep_in_parallel_processes(tmp_path):
 def test_paper_experiment_is_the_table_grid_on_the_paper_recipe():
     cfg = hydra_cfg(["experiment=paper"])
     params = cfg.hydra.sweeper.params
-    assert params.model.split(",") == launch.MODELS and params.mask.split(",") == launch.MASKS
-    assert params.dataset.split(",") == launch.DATASETS
+    assert params.model.split(",") == list(catalog.MODELS) and params.mask.split(",") == list(catalog.MASKS)
+    assert params.dataset.split(",") == list(catalog.PAPER_DATASETS)
     assert cfg.sweep == "paper" and cfg.recipe.name == "paper" and cfg.recipe.epochs == 100
 
 
 def dry(*argv):
-    out = subprocess.run([sys.executable, "-m", "gmmvit.launch", "--dry", *argv], cwd=REPO, capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "gmmvit.sweeps.paper_grid", "--dry", *argv], cwd=REPO, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return out.stdout
@@ -103,7 +104,7 @@ def test_dry_run_divides_the_gpu_hours_by_the_measured_packing_gain(tmp_path):
     text = dry("--multirun", str(tmp_path), "--seeds", "0")
     alone = float(text.split("about ")[1].split(" GPU-hours")[0])
     four = float(text.split(" with runs_per_gpu=4")[0].split("; ")[-1])
-    assert four == pytest.approx(alone / launch.PACKING_GAIN[4], abs=0.05)
+    assert four == pytest.approx(alone / cost.PACKING_GAIN[4], abs=0.05)
 
 
 def test_dry_run_lists_the_table_reads_status_and_estimates_gpu_hours(tmp_path):
@@ -133,7 +134,7 @@ def test_dry_run_lists_the_table_reads_status_and_estimates_gpu_hours(tmp_path):
 def test_make_paper_passes_launcher_seeds_and_dry():
     out = subprocess.run(["make", "-n", "paper", "DRY=1", "SEEDS=0,1", "LAUNCHER=slurm"], cwd=REPO,
                          capture_output=True, text=True)
-    assert "gmmvit.launch --launcher slurm --seeds 0,1 --dry" in out.stdout
+    assert "gmmvit.sweeps.paper_grid --launcher slurm --seeds 0,1 --dry" in out.stdout
 
 
 def test_launch_builds_the_multirun_command():
@@ -152,20 +153,20 @@ def test_launch_runs_the_grid_and_dry_run_finds_the_same_folders(tmp_path):
             "recipe.warmup_epochs=0", "recipe.passes_per_epoch=1", "limit_train=64", "limit_test=64", "threads=1",
             "workers=0", "logger=none", f"paths.data={tmp_path / 'data'}"]
     grid = ["--models", "vit", "--masks", "none,gmm", "--datasets", "digits", "--multirun", str(tmp_path / "mr")]
-    out = subprocess.run([sys.executable, "-m", "gmmvit.launch", *grid, *tiny], cwd=REPO, capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "gmmvit.sweeps.paper_grid", *grid, *tiny], cwd=REPO, capture_output=True,
                          text=True, timeout=160)
     assert out.returncode == 0, out.stderr[-3000:]
     text = dry(*grid, *tiny)
     assert "2 finished, 0 running, 0 incomplete, 0 failed, 0 todo; about 0.0 GPU-hours left" in text, text
     # relaunching the finished table trains nothing and says so
-    again = subprocess.run([sys.executable, "-m", "gmmvit.launch", *grid, *tiny], cwd=REPO, capture_output=True,
+    again = subprocess.run([sys.executable, "-m", "gmmvit.sweeps.paper_grid", *grid, *tiny], cwd=REPO, capture_output=True,
                            text=True, timeout=160)
     assert again.returncode == 0 and again.stdout.count("already finished") == 2
     assert "epoch 1/1" not in again.stdout
 
 
 def test_paper_grid_composes_for_every_configured_model(compose_config):
-    models = [m for m in launch.MODELS if (REPO / "conf" / "model" / f"{m}.yaml").exists()]
+    models = [m for m in catalog.MODELS if (REPO / "conf" / "model" / f"{m}.yaml").exists()]
     for model in models:
         cfg = compose_cfg(["experiment=paper", f"model={model}", "mask=gmm", "dataset=tinyimagenet"])
         assert cfg.sweep == "paper" and cfg.model.name == model

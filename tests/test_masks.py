@@ -5,7 +5,7 @@ import functools
 import pytest
 import torch
 
-from gmmvit.masks import (ElementwiseLearnableMask, GaussianMixtureMask, NoMask, gaussian_reference,
+from gmmvit.nn.masks import (ElementwiseLearnableMask, GaussianMixtureMask, NoMask, gaussian_reference,
                           squared_distance_grid)
 
 

@@ -10,14 +10,14 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from conftest import CONF
-from gmmvit.complexity import count_params
-from gmmvit.masks import ElementwiseLearnableMask, GaussianMixtureMask
-from gmmvit.models.cait import CaiT
-from gmmvit.models.common import ConfigError
-from gmmvit.models.pit import PiT
-from gmmvit.models.swin import Swin
-from gmmvit.models.t2t import T2T
-from gmmvit.models.vit import ViT
+from gmmvit.nn.complexity import count_params
+from gmmvit.nn.masks import ElementwiseLearnableMask, GaussianMixtureMask
+from gmmvit.nn.models.cait import CaiT
+from gmmvit.errors import ConfigError
+from gmmvit.nn.models.pit import PiT
+from gmmvit.nn.models.swin import Swin
+from gmmvit.nn.models.t2t import T2T
+from gmmvit.nn.models.vit import ViT
 
 MODELS = {"vit": ViT, "swin": Swin, "cait": CaiT, "pit": PiT, "t2t": T2T}
 MASKS = {"none": None, "gmm": functools.partial(GaussianMixtureMask),

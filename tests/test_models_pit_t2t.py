@@ -4,9 +4,9 @@ import functools
 
 import torch
 
-from gmmvit.masks import GaussianMixtureMask, NoMask
-from gmmvit.models.pit import PiT
-from gmmvit.models.t2t import T2T
+from gmmvit.nn.masks import GaussianMixtureMask, NoMask
+from gmmvit.nn.models.pit import PiT
+from gmmvit.nn.models.t2t import T2T
 
 
 def test_pit_mask_leaves_class_token_alone():

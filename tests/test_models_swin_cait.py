@@ -5,9 +5,9 @@ import functools
 import pytest
 import torch
 
-from gmmvit.masks import ElementwiseLearnableMask, GaussianMixtureMask, NoMask
-from gmmvit.models.cait import CaiT
-from gmmvit.models.swin import Swin, shifted_window_mask
+from gmmvit.nn.masks import ElementwiseLearnableMask, GaussianMixtureMask, NoMask
+from gmmvit.nn.models.cait import CaiT
+from gmmvit.nn.models.swin import Swin, shifted_window_mask
 
 
 MODELS = {"swin": Swin, "cait": CaiT}

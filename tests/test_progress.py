@@ -12,10 +12,12 @@ import shutil
 import pytest
 
 from conftest import compose_cfg
-from gmmvit import progress
-from gmmvit.progress import Progress, is_terminal, sweep_status
-from gmmvit.table import collect
-from gmmvit.train import train
+from gmmvit.run import progress
+from gmmvit.sweeps import status
+from gmmvit.run.progress import Progress, is_terminal
+from gmmvit.sweeps.status import sweep_status
+from gmmvit.sweeps.folders import collect
+from gmmvit.run.train import train
 
 
 class CountingLoss:
@@ -130,4 +132,4 @@ def test_status_gives_each_runs_epochs_and_eta_and_the_sweeps(offline_sweep, tmp
     assert "4 runs (1 not started yet)" in text
     assert "running 1/2 epochs, ETA 30s" in text
     assert "2 finished, 1 running, 1 todo; sweep ETA" in text
-    assert progress.main([str(sweep_dir)]) == 0
+    assert status.main([str(sweep_dir)]) == 0

@@ -3,8 +3,8 @@
 import pytest
 
 from gmmvit import paper
-from gmmvit.complexity import count_macs, count_params
-from gmmvit.train import build_model
+from gmmvit.nn.complexity import count_macs, count_params
+from gmmvit.run.train import build_model
 
 ROWS = paper.reference_params()
 # the authors' Swin never passes the ELM flag (its ELM row equals its base row); ours masks every
@@ -47,7 +47,7 @@ def test_macs_match_the_authors_models_within_3_percent(compose_config, row):
 
 @pytest.mark.parametrize("model", sorted({r["model"] for r in ROWS}))
 def test_gmm_adds_exactly_2KH_parameters_per_masked_layer(compose_config, model):
-    from gmmvit.masks import GaussianMixtureMask
+    from gmmvit.nn.masks import GaussianMixtureMask
 
     cfg = compose_config([f"model={model}", "mask=gmm", "dataset=cifar10"])
     masks = [m for m in build_model(cfg).modules() if isinstance(m, GaussianMixtureMask)]

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import REPO
-from gmmvit.table import read_run
+from gmmvit.sweeps.folders import read_run
 
 # deterministic CPU training, several short epochs (~1-2 s each on one thread)
 TINY = ["dataset=digits", "mask=gmm", "model.depth=1", "model.embed_dim=32", "model.num_heads=2",

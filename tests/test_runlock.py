@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import REPO
-from gmmvit import runlock
+from gmmvit.run import runlock
 from test_resume import TINY, metrics, run_dir_of
 
 

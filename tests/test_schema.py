@@ -1,4 +1,4 @@
-"""The config schema (gmmvit.schema): a wrong type, an unknown choice, a value out of range or a
+"""The config schema (gmmvit.config.schema): a wrong type, an unknown choice, a value out of range or a
 mistyped key is refused before anything runs, in one line naming the key, the value and what the
 key takes."""
 
@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from conftest import REPO
-from gmmvit import schema
-from gmmvit.models.common import ConfigError
+from gmmvit.config import checks, refusals
+from gmmvit.errors import ConfigError
 
 # a bad value in a sweep list: every job is checked before the first one starts
 SWEEP_REFUSED = {
@@ -72,11 +72,11 @@ def refusal(compose_config, overrides) -> str:
     try:
         cfg = compose_config(overrides)
     except Exception as exc:
-        line = schema.explain(exc)
+        line = refusals.explain(exc)
         assert line is not None, f"not a schema refusal: {exc}"
         return line
     with pytest.raises(ConfigError) as refused:
-        schema.check(cfg)
+        checks.check(cfg)
     return str(refused.value)
 
 
@@ -102,21 +102,21 @@ def test_a_gpu_index_the_machine_lacks_is_refused(compose_config):
                                   "mask=gmm mask.combine=add", "model=pit mask=elm", "logger=none"])
 def test_good_values_pass(compose_config, args):
     cfg = compose_config(args.split())
-    schema.check(cfg, machine=False)
+    checks.check(cfg, machine=False)
 
 
 def test_the_default_config_of_every_option_passes(compose_config):
     for model in ("vit", "swin", "cait", "pit", "t2t"):
         for mask in ("none", "elm", "gmm"):
             for dataset in ("cifar10", "cifar100", "svhn", "tinyimagenet", "fashion_mnist", "digits"):
-                schema.check(compose_config([f"model={model}", f"mask={mask}", f"dataset={dataset}"]),
+                checks.check(compose_config([f"model={model}", f"mask={mask}", f"dataset={dataset}"]),
                              machine=False)
 
 
 def test_choices_reach_the_code_as_plain_strings(compose_config):
     cfg = compose_config(["mask=gmm", "precision=bf16"])
     assert cfg.precision == "bf16" and f"{cfg.precision}" == "bf16"
-    from gmmvit.train import build_model
+    from gmmvit.run.train import build_model
 
     masks = [m for m in build_model(cfg).modules() if hasattr(m, "combine")]
     assert masks and all(type(m.combine) is str for m in masks)

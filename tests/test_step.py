@@ -1,14 +1,14 @@
-"""The training step (gmmvit.step) and the record of the fast paths a run took."""
+"""The training step (gmmvit.run.step) and the record of the fast paths a run took."""
 
 import json
 
 import pytest
 import torch
 
-from gmmvit.models.common import ConfigError
-from gmmvit.profiling import StepProfiler
-from gmmvit.step import EagerStep, step_graph_setting
-from gmmvit.train import train
+from gmmvit.errors import ConfigError
+from gmmvit.run.profiling import StepProfiler
+from gmmvit.run.step import EagerStep, step_graph_setting
+from gmmvit.run.train import train
 from test_train import TINY
 
 
@@ -84,7 +84,7 @@ def test_a_run_without_a_mask_records_the_fused_attention_and_the_loader(compose
 
 
 def test_profile_steps_writes_a_profile_of_the_real_loop(compose_config, tmp_path, data_dir, monkeypatch):
-    monkeypatch.setattr("gmmvit.profiling.WAIT_STEPS", 1)
+    monkeypatch.setattr("gmmvit.run.profiling.WAIT_STEPS", 1)
     run_dir = tmp_path / "run"
     cfg = compose_config(["dataset=digits", "mask=gmm", "profile_steps=1", *TINY], run_dir=run_dir,
                          data_dir=data_dir)

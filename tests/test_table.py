@@ -1,4 +1,4 @@
-"""`make table` (python -m gmmvit.table) on a sweep of REAL tiny runs made here.
+"""`make table` (python -m gmmvit.sweeps.table) on a sweep of REAL tiny runs made here.
 
 The sweep (ViT shrunk to one block, one epoch of 256 digits images):
   digits: none x seeds 0, 1; gmm x seeds 0, 1 (finished); gmm seed 2 killed before its first
@@ -22,10 +22,10 @@ import time
 import pytest
 
 from conftest import compose_cfg
-from gmmvit import runlock
-from gmmvit.progress import run_detail
-from gmmvit import table as table_lib
-from gmmvit.train import train
+from gmmvit.run import runlock
+from gmmvit.sweeps.status import run_detail
+from gmmvit.sweeps import folders, table as table_lib
+from gmmvit.run.train import train
 
 TINY = ["model.depth=1", "model.embed_dim=32", "model.num_heads=2", "recipe.epochs=1", "recipe.batch_size=64",
         "recipe.warmup_epochs=0", "recipe.passes_per_epoch=1", "limit_train=256", "limit_test=128", "threads=1",
@@ -54,7 +54,7 @@ def sweep(tmp_path_factory, data_dir):
                                              "recipe.optimizer.lr=1e30"], data_dir)
     assert failed["status"] == "failed" and "loss became" in failed["reason"]
     # a job killed during its first epoch: config.yaml and a "running" metrics.json, no epoch done
-    import gmmvit.train as train_mod
+    import gmmvit.run.train as train_mod
 
     def killed(*a, **k):
         raise Killed()
@@ -153,21 +153,21 @@ def test_final_flag_uses_the_last_epoch(sweep, capsys):
 
 def test_running_until_silent_then_incomplete(sweep):
     run = sweep / "mask=gmm,seed=2"
-    assert table_lib.read_run(run).state == "incomplete"               # silent for 7 h, no epoch done
-    assert table_lib.read_run(run, now=time.time() - SILENT_S + 3600).state == "running"
-    assert table_lib.read_run(run, stale_after=SILENT_S + 3600).state == "running"
+    assert folders.read_run(run).state == "incomplete"               # silent for 7 h, no epoch done
+    assert folders.read_run(run, now=time.time() - SILENT_S + 3600).state == "running"
+    assert folders.read_run(run, stale_after=SILENT_S + 3600).state == "running"
 
 
 def test_a_runs_lock_decides_running_or_stopped_whatever_its_files_age(sweep, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(sweep / "mask=gmm,seed=2", run)              # "running" in metrics.json, silent 7 h
     with runlock.acquire(run):                                    # a live trainer in a very long first epoch
-        read = table_lib.read_run(run)
+        read = folders.read_run(run)
         assert read.state == "running" and f"pid {os.getpid()}" in read.trainer
         assert f"pid {os.getpid()} on {socket.gethostname()}" in run_detail(read, {})   # make status says where
     (run / "metrics.json").touch()                                # files fresh, but its trainer was killed:
     (run / runlock.LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": _dead_pid()}))
-    assert table_lib.read_run(run).state == "incomplete"          # stopped at once, not after the silence
+    assert folders.read_run(run).state == "incomplete"          # stopped at once, not after the silence
 
 
 def _dead_pid():
@@ -177,7 +177,7 @@ def _dead_pid():
 
 
 def test_paper_numbers_beside_cells():
-    runs = [table_lib.Run(path=None, model="vit", mask=m, dataset="cifar10", seed=s, state="finished",
+    runs = [folders.Run(path=None, model="vit", mask=m, dataset="cifar10", seed=s, state="finished",
                           epochs=1, done=1, best=b, final=b, params=2_692_426, macs=170_000_000)
             for m, s, b in (("none", 0, 93.0), ("none", 1, 94.0), ("gmm", 0, 95.0), ("gmm", 1, 95.5))]
     text, t = table_lib.build(table_lib.Path("unused"), runs, write=False)

@@ -8,9 +8,9 @@ import time
 import pytest
 
 from conftest import compose_cfg
-from gmmvit import tracking
-from gmmvit.figures import snapshot_epochs
-from gmmvit.train import train
+from gmmvit.run import tracking
+from gmmvit.run.figures import snapshot_epochs
+from gmmvit.run.train import train
 
 TINY = ["dataset=digits", "model.depth=1", "model.embed_dim=32", "model.num_heads=2", "recipe.batch_size=64",
         "recipe.warmup_epochs=0", "recipe.passes_per_epoch=1", "limit_train=256", "limit_test=128",

@@ -7,7 +7,7 @@ import sys
 import torch
 
 from conftest import REPO
-from gmmvit.train import build_model, train
+from gmmvit.run.train import build_model, train
 
 TINY = ["model.depth=1", "model.embed_dim=32", "model.num_heads=2", "recipe.batch_size=32",
         "recipe.epochs=1", "recipe.warmup_epochs=0", "recipe.passes_per_epoch=1", "limit_train=64",

@@ -4,9 +4,9 @@ on CPU: the 64 px Tiny-ImageNet setting and the 1-channel datasets included."""
 import pytest
 import torch
 
-from gmmvit import data as data_lib
-from gmmvit.recipe import build_criterion, build_mixup, build_optimizer
-from gmmvit.train import build_model
+from gmmvit.data import datasets, transforms
+from gmmvit.run.recipe import build_criterion, build_mixup, build_optimizer
+from gmmvit.run.train import build_model
 
 MODELS = ["vit", "swin", "cait", "pit", "t2t"]
 MASKS = ["none", "elm", "gmm"]
@@ -16,8 +16,8 @@ DATASETS = ["cifar10", "cifar100", "svhn", "tinyimagenet", "fashion_mnist"]
 def _batch(cfg, data_dir, n=4):
     ds = cfg.dataset
     if ds.name == "fashion_mnist":  # real images through the real training pipeline
-        split = data_lib.fashion_mnist(str(data_dir / "fashion_mnist"), train=True)
-        tf = data_lib.build_transforms(ds, cfg.recipe.aug, train=True)
+        split = datasets.fashion_mnist(str(data_dir / "fashion_mnist"), train=True)
+        tf = transforms.build_transforms(ds, cfg.recipe.aug, train=True)
         items = [split[i] for i in range(n)]
         return torch.stack([tf(img) for img, _ in items]), torch.tensor([t for _, t in items])
     # CIFAR/SVHN/Tiny-ImageNet are not on a CI machine: tensors of their exact shape stand in

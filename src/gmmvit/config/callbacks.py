@@ -1,0 +1,97 @@
+"""The Hydra callbacks ``conf/config.yaml`` installs: checks before a run, a sweep and each job;
+"job k/n" as each job starts; the sweep's W&B dashboard when it ends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import OmegaConf
+
+from gmmvit.config.checks import check
+from gmmvit.config.reporting import fail
+from gmmvit.errors import ConfigError
+from gmmvit.run.records import check_writable
+from gmmvit.sweeps.dashboard import dashboard
+from gmmvit.sweeps.expand import sweep_jobs, sweep_size
+from gmmvit.sweeps.folders import collect
+
+
+class Preflight(Callback):
+    """Before any job starts, the config's ranges hold (``gmmvit.config.checks.check``) and the
+    output folder is writable; before a multirun, every one of its jobs passes the ranges. Each job
+    is checked again as it starts, and only there against the machine: a sweep may be submitted from
+    a machine without the jobs' GPUs."""
+
+    def _check(self, config, key: str, machine: bool) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        HydraConfig.instance().set_config(config)
+        try:
+            check(config, machine=machine)
+            check_writable(OmegaConf.select(config, key))
+        except ConfigError as exc:
+            fail(str(exc))
+
+    def on_run_start(self, config, **kwargs) -> None:
+        self._check(config, "hydra.run.dir", machine=True)
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        self._check(config, "hydra.sweep.dir", machine=False)
+        check_every_job(config)
+
+    def on_job_start(self, config, **kwargs) -> None:
+        try:
+            check(config, machine=True)  # ranges and the machine, before the job reads or writes anything
+        except ConfigError as exc:
+            fail(str(exc))
+
+
+def check_every_job(config) -> None:
+    """Every job of the sweep passes the schema's ranges before the first one starts, so a bad value
+    in a sweep list (``recipe.epochs=-1,300``) stops nothing halfway: it is one line, and no job ran."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    jobs = sweep_jobs(config)
+    if jobs is None:
+        return
+    loader = GlobalHydra.instance().config_loader()
+    refused = []
+    for index, overrides in enumerate(jobs, 1):
+        try:
+            check(loader.load_sweep_config(config, overrides), machine=False)
+        except ConfigError as exc:
+            refused.append((index, exc))
+    if refused:
+        index, exc = refused[0]
+        more = f" ({len(refused) - 1} more job(s) refused too)" if len(refused) > 1 else ""
+        fail(f"job {index}/{len(jobs)}: {exc}{more}; no job was started")
+
+
+class JobAnnouncer(Callback):
+    """Hydra callback: each multirun job says which one of how many it is, as it starts."""
+
+    def on_job_start(self, config, **kwargs) -> None:
+        from hydra.types import RunMode
+
+        hydra_cfg = config.hydra
+        if hydra_cfg.mode != RunMode.MULTIRUN:
+            return
+        total = sweep_size(Path(hydra_cfg.sweep.dir))
+        of = f"/{total}" if total else ""
+        print(f"[gmmvit] job {hydra_cfg.job.num + 1}{of}: {hydra_cfg.job.override_dirname or 'defaults'}",
+              flush=True)
+
+
+class Publish(Callback):
+    """Hydra callback: the sweep's dashboard once its multirun ends (never fails the sweep)."""
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        try:
+            if config.logger.name != "wandb":
+                return
+            sweep_dir = Path(config.hydra.sweep.dir)
+            for folder, runs in collect([sweep_dir]).items():
+                dashboard(folder, runs, at_sweep_end=True)
+        except Exception as exc:
+            print(f"[gmmvit] W&B dashboard skipped ({type(exc).__name__}: {exc})", flush=True)

@@ -1,0 +1,94 @@
+"""What the config's types cannot say - ranges, one key against another, the machine - checked in
+one place, ``check(cfg)``, before a run reads any data (``gmmvit.config.callbacks.Preflight`` calls it
+before a sweep and before each job)."""
+
+from __future__ import annotations
+
+from dataclasses import fields, is_dataclass
+from typing import Optional
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from gmmvit.config.refusals import suggest
+from gmmvit.config.schema import DEVICE, MIXED_CHOICES, Pool
+from gmmvit.errors import ConfigError
+
+
+def _problem(key: str, value, spec) -> Optional[str]:
+    if value is None:
+        return None
+    if "at_least" in spec and value < spec["at_least"]:
+        return f"{key}={value}: {key} must be >= {spec['at_least']}"
+    if spec.get("fraction") and not 0 < value <= 1:
+        return f"{key}={value}: {key} must be in (0, 1]"
+    if spec.get("probability") and not 0 <= value <= 1:
+        return f"{key}={value}: {key} must be in [0, 1]"
+    return None
+
+
+def _ranges(node: DictConfig, prefix: str) -> Optional[str]:
+    """The first value outside its field's range, walking the typed nodes under ``node``."""
+    kind = OmegaConf.get_type(node)
+    if not is_dataclass(kind):
+        return None
+    names = {f.name for f in fields(kind)}
+    for key in node.keys():
+        if key not in names and key != "hydra":  # added with +key=value, which the schema does not stop
+            group = prefix.rstrip(".")
+            return f"{prefix}{key} is not {f'a key of {group}' if group else 'a config key'}{suggest(prefix + key)}"
+    for f in fields(kind):
+        if f.name not in node:
+            continue
+        key = f"{prefix}{f.name}"
+        child = node._get_node(f.name)
+        if isinstance(child, DictConfig):
+            problem = _ranges(child, f"{key}.")
+        elif f.metadata:  # only ranged values are read: others may be interpolations not yet resolvable
+            problem = _problem(key, node[f.name], f.metadata)
+        else:
+            problem = None
+        if problem:
+            return problem
+    return None
+
+
+def check(cfg: DictConfig, machine: bool = True) -> None:
+    """Everything about ``cfg`` that its types cannot say; ``ConfigError`` (one line) at the first
+    problem. Called before a run reads any data; ``machine``: also whether this machine has the
+    device asked for."""
+    problem = _ranges(cfg, "")
+    if problem:
+        raise ConfigError(problem)
+    recipe = cfg.recipe
+    if recipe.warmup_epochs >= recipe.epochs:
+        raise ConfigError(
+            f"recipe.warmup_epochs={recipe.warmup_epochs} is not shorter than recipe.epochs={recipe.epochs}: "
+            "lower recipe.warmup_epochs (0 = no warm-up) or raise recipe.epochs")
+    for key in ("lr", "weight_decay"):
+        value = recipe.optimizer.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+            raise ConfigError(f"recipe.optimizer.{key}={value}: recipe.optimizer.{key} takes a number >= 0")
+    for key, choices in MIXED_CHOICES.items():
+        if str(cfg[key]).lower() not in choices:
+            raise ConfigError(f"{key}={cfg[key]}: {key} takes one of {', '.join(choices)}")
+    workers = cfg.workers
+    if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
+        raise ConfigError(f"workers={workers}: workers takes auto or a whole number >= 0")
+    pool = cfg.model.get("pool") if isinstance(cfg.model, DictConfig) else None
+    if pool is not None and pool not in [p.value for p in Pool]:
+        raise ConfigError(f"model.pool={pool}: model.pool takes one of {', '.join(p.value for p in Pool)}")
+    check_device(str(cfg.device), machine)
+
+
+def check_device(device: str, machine: bool = True) -> None:
+    """``device`` is well formed and, with ``machine``, names a GPU this machine has."""
+    if not DEVICE.fullmatch(device):
+        raise ConfigError(f"device={device}: device takes auto, cpu, cuda or cuda:N")
+    if machine and device.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= count:
+            seen = f"sees {count} GPU(s)" if count else "has no GPU torch can use"
+            raise ConfigError(f"device={device}: this machine {seen}; use device=auto (a free GPU, else the CPU) "
+                              "or device=cpu")

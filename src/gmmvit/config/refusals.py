@@ -1,0 +1,112 @@
+"""One line for a config Hydra refuses: the key, the value and what the key takes, or the key's
+closest spelling, or the group option that has it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import fields, is_dataclass
+from typing import Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from gmmvit.catalog import CONF
+from gmmvit.config.schema import SCHEMAS, Choice
+
+
+def describe_type(annotation) -> str:
+    """What a key takes, in words (for the one-line refusal)."""
+    text = str(annotation)
+    optional = text.startswith("Optional[")
+    inner = text[len("Optional["):-1] if optional else text
+    enum = next((c for c in Choice.__subclasses__() if c.__name__ == inner), None)
+    if enum is not None:
+        words = "one of " + ", ".join(m.value for m in enum)
+    else:
+        words = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "a string",
+                 "List[float]": "a list of numbers"}.get(inner, inner)
+    return words + (" or null" if optional else "")
+
+
+def keys_by_option() -> dict[str, list[str]]:
+    """Every key a config can have, with the group options that have it (``mask.num_kernels``:
+    ``["mask=gmm"]``; ``[]`` for keys of every config): the schema's, and the model files' in conf/model/."""
+    owners: dict[str, list[str]] = {}
+    for (group, name), node in SCHEMAS.items():
+        prefix = group.partition("/")[2]
+        option = f"{prefix}={name}" if prefix in ("mask", "logger") else None
+        for key in _leaf_keys(OmegaConf.structured(node)):
+            owners.setdefault(f"{prefix}.{key}" if prefix else key, []).extend([option] if option else [])
+    for path in sorted(CONF.glob("model/*.yaml")):
+        for key in _leaf_keys(OmegaConf.load(path)):
+            if not key.startswith("defaults"):
+                owners.setdefault(f"model.{key}", []).append(f"model={path.stem}")
+    for path in sorted(CONF.glob("recipe/*.yaml")):  # the optimizer's keys
+        for key in _leaf_keys(OmegaConf.load(path)):
+            if key.startswith("optimizer."):
+                owners.setdefault(f"recipe.{key}", [])
+    return owners
+
+
+def _leaf_keys(node, prefix: str = "") -> list[str]:
+    out = []
+    for key in node.keys():
+        value = node._get_node(key)
+        if isinstance(value, DictConfig) and key not in ("source",):
+            out += _leaf_keys(value, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}")
+    return out
+
+
+def suggest(key: str) -> str:
+    """`` (did you mean recipe.epochs?)`` for a mistyped key, `` (mask=gmm has it)`` for a key of
+    another option of its group, or nothing."""
+    import difflib
+
+    owners = keys_by_option()
+    if owners.get(key):
+        return f" ({', '.join(owners[key])} {'has' if len(owners[key]) == 1 else 'have'} it)"
+    keys = sorted(owners)
+    last = key.split(".")[-1]
+    same_name = [k for k in keys if k.split(".")[-1] == last and k != key]
+    close = same_name or difflib.get_close_matches(key, keys, n=1, cutoff=0.75)
+    if not close:
+        group = key.rpartition(".")[0]
+        siblings = {k.split(".")[-1]: k for k in keys if k.rpartition(".")[0] == group}
+        close = [siblings[m] for m in difflib.get_close_matches(last, list(siblings), n=2, cutoff=0.6)]
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
+
+
+def _field_type(object_type, key) -> Optional[str]:
+    if is_dataclass(object_type):
+        for f in fields(object_type):
+            if f.name == key:
+                return f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    return None
+
+
+def explain(exc: BaseException) -> Optional[str]:
+    """One line for a config that fails the schema (``exc`` from Hydra's composition), or None for
+    errors that are not about a key's value (Hydra's own messages stay as they are)."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
+    cause = exc
+    while cause is not None and not isinstance(cause, (ValidationError, ConfigKeyError, ConfigAttributeError)):
+        cause = cause.__cause__
+    if cause is None:
+        return None
+    full_key = re.sub(r"\[\d+\]$", "", str(getattr(cause, "full_key", "") or ""))
+    first_line = str(getattr(cause, "msg", cause)).splitlines()[0]
+    if isinstance(cause, (ConfigKeyError, ConfigAttributeError)):
+        if not full_key:
+            return None
+        group = full_key.rpartition(".")[0]
+        where = f"a key of {group}" if group else "a config key"
+        return f"{full_key} is not {where}{suggest(full_key)}"
+    value = re.search(r"[Vv]alue '(.*?)'", first_line)
+    value = value.group(1) if value else "?"
+    annotation = _field_type(getattr(cause, "object_type", None), getattr(cause, "key", None))
+    if annotation is None and getattr(cause, "ref_type", None) is not None:
+        annotation = re.sub(r"typing\.", "", str(cause.ref_type))
+    takes = describe_type(annotation) if annotation else first_line
+    return f"{full_key}={value}: {full_key} takes {takes}"

@@ -1,0 +1,254 @@
+"""What a run leaves on disk: ``metrics.json`` (status, history, final figures) and checkpoints.
+
+Every write is atomic (temporary file, then ``os.replace``), so a run killed at
+any instant leaves either the old file or the new one, never half of one. The
+previous checkpoint is kept as ``checkpoint.prev.pt`` to fall back on when the
+last one is unreadable.
+
+Checkpoints hold tensors and plain types only and are read with
+``torch.load(weights_only=True)``: a checkpoint in a shared run folder cannot run
+code in whoever resumes it. One that holds a pickled object is refused with one
+line; ``python -m gmmvit.run.records upgrade RUN_DIR`` rewrites a trusted one written
+by an earlier gmmvit (random states pickled as numpy arrays).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from gmmvit.errors import CheckpointError, ConfigError
+
+METRICS = "metrics.json"
+CHECKPOINT = "checkpoint.pt"
+PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"
+
+STATUS_RUNNING = "running"
+STATUS_FINISHED = "finished"
+STATUS_FAILED = "failed"
+
+
+# torch's weights-only unpickler names the class or function a file would have it import and call
+_PICKLED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def check_writable(folder) -> None:
+    """Create ``folder`` and write a probe file in it; one line naming the fix when that fails."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"output folder {folder} is not writable ({exc.strerror or exc}); run from a writable "
+            "checkout or point hydra.run.dir / hydra.sweep.dir at a writable folder") from None
+
+
+def write_json(path: Path, data: dict) -> None:
+    _atomic_write(Path(path), lambda f: f.write(json.dumps(data, indent=2, default=float).encode()))
+
+
+def read_json(path: Path) -> Optional[dict]:
+    try:
+        return json.loads(Path(path).read_text())
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+        return None
+
+
+class RunRecord:
+    """The run's ``metrics.json``: status, per-epoch history, final figures."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / METRICS
+        self.data: dict[str, Any] = read_json(self.path) or {"status": None, "history": [], "final": {}}
+
+    @property
+    def status(self) -> Optional[str]:
+        return self.data.get("status")
+
+    @property
+    def history(self) -> list[dict]:
+        return self.data["history"]
+
+    def update(self, **fields) -> None:
+        self.data.update(fields)
+        write_json(self.path, self.data)
+
+    def add_epoch(self, row: dict) -> None:
+        # a resumed run may replay an epoch whose row was written before the kill
+        self.data["history"] = [r for r in self.history if r["epoch"] < row["epoch"]] + [row]
+        write_json(self.path, self.data)
+
+    def truncate(self, epochs_done: int) -> None:
+        self.data["history"] = [r for r in self.history if r["epoch"] < epochs_done]
+
+
+# --- configs recorded before the package was laid out by concern -------------------------------
+
+# A run folder's config.yaml names the classes and functions it was built from (``_target_``). Those
+# written before the layout name the old modules: read back, they name the same things.
+MOVED_MODULES = {
+    "gmmvit.models.vit": "gmmvit.nn.models.vit", "gmmvit.models.swin": "gmmvit.nn.models.swin",
+    "gmmvit.models.cait": "gmmvit.nn.models.cait", "gmmvit.models.pit": "gmmvit.nn.models.pit",
+    "gmmvit.models.t2t": "gmmvit.nn.models.t2t", "gmmvit.masks": "gmmvit.nn.masks",
+    "gmmvit.data": "gmmvit.data.datasets", "gmmvit.bench": "gmmvit.bench.epoch",
+}
+
+
+def current_target(target: str) -> str:
+    """``gmmvit.models.vit.ViT`` -> ``gmmvit.nn.models.vit.ViT``; any other path as it is."""
+    module, _, name = str(target).rpartition(".")
+    return f"{MOVED_MODULES[module]}.{name}" if module in MOVED_MODULES else target
+
+
+def current_targets(config):
+    """A recorded config (plain dicts and lists) with every ``_target_`` named as today."""
+    if isinstance(config, dict):
+        return {k: current_target(v) if k == "_target_" and isinstance(v, str) else current_targets(v)
+                for k, v in config.items()}
+    if isinstance(config, list):
+        return [current_targets(v) for v in config]
+    return config
+
+
+# --- random states as tensors and plain types ---------------------------------------------------
+
+def _python_state(state: tuple) -> dict:
+    version, words, gauss_next = state
+    return {"version": version, "words": torch.tensor(words, dtype=torch.int64), "gauss_next": gauss_next}
+
+
+def _numpy_state(state: tuple) -> dict:
+    kind, key, pos, has_gauss, cached = state
+    return {"kind": kind, "key": torch.from_numpy(np.asarray(key).astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def rng_state() -> dict:
+    """Python's, numpy's and torch's random states, as tensors and plain types."""
+    state = {"python": _python_state(random.getstate()), "numpy": _numpy_state(np.random.get_state()),
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    py, npy = state["python"], state["numpy"]
+    random.setstate((py["version"], tuple(int(w) for w in py["words"].tolist()), py["gauss_next"]))
+    np.random.set_state((npy["kind"], npy["key"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
+                         npy["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _plain_rng(rng: dict) -> dict:
+    """An earlier gmmvit's random states (Python's tuple, numpy's array) as ``rng_state`` saves them."""
+    out = dict(rng)
+    if isinstance(rng.get("python"), tuple):
+        out["python"] = _python_state(rng["python"])
+    if isinstance(rng.get("numpy"), tuple):
+        out["numpy"] = _numpy_state(rng["numpy"])
+    return out
+
+
+# --- checkpoints -----------------------------------------------------------------------------------
+
+def save_checkpoint(run_dir: Path, state: dict) -> None:
+    run_dir = Path(run_dir)
+    last = run_dir / CHECKPOINT
+    if last.exists():
+        os.replace(last, run_dir / PREVIOUS_CHECKPOINT)
+    _atomic_write(last, lambda f: torch.save(state, f))
+
+
+def load_checkpoint(run_dir: Path) -> Optional[dict]:
+    """The newest readable checkpoint, or None when the run has none yet.
+
+    A corrupt last checkpoint falls back to the previous one; when no file is
+    readable, ``CheckpointError`` says so instead of silently starting over. A
+    checkpoint holding a pickled object (which loading would have to import and
+    call) ends the run with ``CheckpointError`` rather than falling back: someone
+    put it there.
+    """
+    run_dir = Path(run_dir)
+    candidates = [run_dir / CHECKPOINT, run_dir / PREVIOUS_CHECKPOINT]
+    present = [p for p in candidates if p.exists()]
+    if not present:
+        return None
+    for path in present:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            pickled = _PICKLED_GLOBAL.search(str(exc))
+            if pickled:
+                raise CheckpointError(
+                    f"{path} holds a pickled object ({pickled.group(1)}) that loading would run, so it is "
+                    f"not loaded; if you wrote it with an earlier gmmvit and trust it, rewrite it once with "
+                    f"`python -m gmmvit.run.records upgrade {run_dir}`, else delete {run_dir} to retrain") from None
+            print(f"[gmmvit] checkpoint {path} is unreadable; trying the previous one", flush=True)
+            continue
+        if isinstance(state, dict) and "epoch" in state:
+            return state
+    raise CheckpointError(
+        f"every checkpoint in {run_dir} is corrupt; delete {run_dir} to retrain this run from scratch")
+
+
+def upgrade_checkpoints(run_dir: Path) -> list[Path]:
+    """Rewrite a trusted run folder's checkpoints of an earlier gmmvit as tensors and plain types.
+    Loading them this once runs whatever they pickled: only for files you wrote."""
+    done = []
+    for path in (Path(run_dir) / CHECKPOINT, Path(run_dir) / PREVIOUS_CHECKPOINT):
+        if not path.exists():
+            continue
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if "rng" in state:
+            state["rng"] = _plain_rng(state["rng"])
+        _atomic_write(path, lambda f: torch.save(state, f))
+        torch.load(path, map_location="cpu", weights_only=True)  # proves the rewrite loads safely
+        done.append(path)
+    return done
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m gmmvit.run.records")
+    commands = parser.add_subparsers(dest="command", required=True)
+    upgrade = commands.add_parser("upgrade", help="rewrite a trusted run folder's checkpoints of an earlier "
+                                  "gmmvit so that they load with weights_only=True")
+    upgrade.add_argument("run_dir", type=Path)
+    args = parser.parse_args(argv)
+    for path in upgrade_checkpoints(args.run_dir):
+        print(f"[gmmvit] rewrote {path} as tensors and plain types", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

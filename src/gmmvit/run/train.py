@@ -1,0 +1,267 @@
+"""``train(cfg)``: the one function every run goes through, read top to bottom.
+
+A run lives in one folder (``cfg.run_dir``, chosen by Hydra from the sweep name
+and the overrides). It resumes from its own checkpoint when relaunched, skips
+itself when already finished, and records a failure (NaN loss) with its reason
+instead of crashing the sweep.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+
+from gmmvit.data import resident, sampling
+from gmmvit.data.datasets import load_splits
+from gmmvit.data.transforms import Transformed, build_transforms
+from gmmvit.errors import CheckpointError
+from gmmvit.nn.attention import use_attention
+from gmmvit.nn.complexity import count_macs, count_params
+from gmmvit.nn.kernels import paths_taken
+from gmmvit.run import devices, runlock
+from gmmvit.run.compiling import Compiled
+from gmmvit.run.figures import MaskFigures
+from gmmvit.run.profiling import StepProfiler
+from gmmvit.run.progress import Progress
+from gmmvit.run.recipe import build_criterion, build_mixup, build_optimizer, build_scheduler
+from gmmvit.run.records import (STATUS_FAILED, STATUS_FINISHED, STATUS_RUNNING, RunRecord, check_writable,
+                                load_checkpoint, rng_state, save_checkpoint, set_rng_state)
+from gmmvit.run.step import build_step, step_graph_setting
+from gmmvit.run.tracking import build_tracker
+
+
+DIVERGENCE_CHECK_EVERY = 10  # steps
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+def _without_name(node: DictConfig) -> dict:
+    d = OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+    d.pop("name", None)
+    return d
+
+
+def build_model(cfg: DictConfig) -> torch.nn.Module:
+    """The run's network: its model, each masked layer with its own mask, on the attention path
+    ``cfg.attention`` asks for."""
+    ds = cfg.dataset
+    mask_factory = instantiate(_without_name(cfg.mask))
+    model = instantiate(_without_name(cfg.model), img_size=ds.img_size, in_chans=ds.channels,
+                        num_classes=ds.num_classes, mask=mask_factory)
+    return use_attention(model, cfg.get("attention", "auto"))
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+@torch.no_grad()
+def evaluate(model, loader, device, autocast) -> float:
+    model.eval()
+    correct = total = 0
+    for images, targets in loader:
+        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        with autocast():
+            logits = model(images)
+        correct += (logits.argmax(1) == targets).sum().item()
+        total += targets.numel()
+    return 100.0 * correct / max(total, 1)
+
+
+def fast_paths_used(compiled: Compiled, device: torch.device, bf16: bool, attention_paths: set,
+                    train_loader, train_step) -> dict:
+    """Which fast paths the run actually took (a silent fallback must show): compiled or not, the
+    attention kernels, where the data lives, the precision. Recorded after the first epoch."""
+    return {**compiled.report(),
+            "attention": "+".join(sorted(attention_paths)) or "none",
+            "data": "device" if isinstance(train_loader, resident.GpuBatches) else "loader",
+            "precision": "bf16" if bf16 else "fp32", "step": train_step.kind, "device": str(device)}
+
+
+def _finished(record: RunRecord) -> bool:
+    if record.status == STATUS_FINISHED:
+        print(f"[gmmvit] {record.run_dir} already finished (best top-1 {record.data['final'].get('best_top1')}); "
+              "skipping", flush=True)
+    return record.status == STATUS_FINISHED
+
+
+def train(cfg: DictConfig) -> dict:
+    """Train the run ``cfg`` describes (a config composed from conf/ and checked by
+    ``gmmvit.config.checks``, as the Hydra entry point does before each job)."""
+    run_dir = Path(cfg.run_dir)
+    record = RunRecord(run_dir)
+    if _finished(record):
+        return record.data
+    check_writable(run_dir)  # an unwritable output folder ends here, before any data or training
+    try:
+        lock = runlock.acquire(run_dir)  # one trainer per run folder
+    except runlock.Held as holder:
+        print(f"[gmmvit] {run_dir.name} is being trained by {holder}; skipping it here", flush=True)
+        return RunRecord(run_dir).data
+    with lock:
+        record = RunRecord(run_dir)  # as the previous holder left it
+        if _finished(record):
+            return record.data
+        return _train(cfg, run_dir, record)
+
+
+def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+
+    # --- machine --------------------------------------------------------------------------
+    runs_per_gpu = cfg.get("runs_per_gpu", 1)
+    device = devices.pick_device(cfg.device, runs_per_gpu)  # device=auto: a free GPU slot of this machine
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed, cfg.deterministic)
+    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    # no cast cache: a step captured as a CUDA graph must not keep casts made outside it
+    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16,  # noqa: E731
+                                      cache_enabled=False)
+    recipe, ds = cfg.recipe, cfg.dataset
+
+    # the model first: a size it cannot take ends the run before any data is loaded
+    model = build_model(cfg)  # FlexAttention for the mul mask on CUDA (cfg.attention)
+    compiled = Compiled(model, cfg.get("compile", "auto"), device)  # lazy: compiles at step 1
+    # step_graph=true where it cannot apply ends here too, before any data is read
+    step_graph = step_graph_setting(cfg.step_graph, device, compiled.mode, recipe.drop_last)
+
+    # --- data -----------------------------------------------------------------------------
+    train_split, test_split = load_splits(ds)
+    train_split = sampling.class_balanced_subset(train_split, ds.get("train_fraction", 1.0), cfg.seed)
+    train_split = sampling.subset(train_split, cfg.limit_train, cfg.seed)
+    test_split = sampling.subset(test_split, cfg.limit_test, cfg.seed)
+    train_set = Transformed(train_split, build_transforms(ds, recipe.aug, train=True))
+    test_set = Transformed(test_split, build_transforms(ds, recipe.aug, train=False))
+    workers = devices.loader_workers(cfg.workers, device, runs_per_gpu)
+    sampler = sampling.RepeatedPassSampler(len(train_set), recipe.passes_per_epoch, cfg.seed)
+    loader_kw = dict(num_workers=workers, pin_memory=device.type == "cuda",
+                     persistent_workers=workers > 0)
+    train_loader = DataLoader(train_set, batch_size=recipe.batch_size, sampler=sampler,
+                              drop_last=recipe.drop_last, **loader_kw)
+    test_loader = DataLoader(test_set, batch_size=2 * recipe.batch_size, shuffle=False, **loader_kw)
+    # CIFAR-sized data on the GPU as uint8, augmented per batch there (gmmvit.data.resident)
+    on_gpu = cfg.get("data_on_gpu", "auto")
+    train_loader = resident.gpu_train_loader(on_gpu, train_split, ds, recipe, device, sampler) or train_loader
+    test_loader = resident.gpu_test_loader(on_gpu, test_split, ds, 2 * recipe.batch_size, device) or test_loader
+    if len(train_loader) == 0:
+        raise ValueError(f"no full batch of {recipe.batch_size} in {len(train_set)} training images: "
+                         "lower recipe.batch_size or raise limit_train")
+
+    # --- model and recipe -----------------------------------------------------------------
+    params, macs = count_params(model), count_macs(model, ds.img_size, ds.channels)
+    model.to(device)
+    optimizer = build_optimizer(recipe, model)
+    scheduler = build_scheduler(recipe, optimizer, len(train_loader))
+    mixup = build_mixup(recipe, ds.num_classes)
+    criterion = build_criterion(recipe, mixup)
+    train_step = build_step(step_graph, model, compiled.model, optimizer, criterion, autocast, recipe.grad_clip)
+
+    # --- resume ---------------------------------------------------------------------------
+    start_epoch, wall_before, wandb_id = 0, 0.0, None
+    state = load_checkpoint(run_dir)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        start_epoch, wall_before, wandb_id = state["epoch"], state["wall_s"], state.get("wandb_id")
+        record.truncate(start_epoch)
+        print(f"[gmmvit] resuming {run_dir.name} from epoch {start_epoch}", flush=True)
+    elif any(r["epoch"] >= 1 for r in record.history):
+        # epochs were recorded, so checkpoints were written: starting over would overwrite history
+        raise CheckpointError(f"{run_dir} records {len(record.history)} epochs but has no checkpoint; "
+                              f"restore checkpoint.pt or delete {run_dir} to retrain this run from scratch")
+    meta = {"model": cfg.model.name, "mask": cfg.mask.name, "dataset": ds.name, "seed": cfg.seed,
+            "sweep": cfg.sweep, "name": run_dir.name}
+    tracker = build_tracker(cfg, run_dir, wandb_id, meta)
+    record.update(status=STATUS_RUNNING, reason=None, meta=meta, params=params, macs=macs,
+                  epochs=recipe.epochs, wandb_id=tracker.run_id)
+    tracker.log_summary(params=params, macs=macs)
+    mask_figures = MaskFigures(cfg, model, run_dir, tracker)  # GMM/ELM: masks/epoch_XXX.png (+ W&B)
+    mask_figures.start(start_epoch)
+
+    # --- loop -----------------------------------------------------------------------------
+    profiler = StepProfiler(cfg.get("profile_steps"), run_dir, device)  # profile_steps=N: profile.md
+    started = time.time()
+    step = start_epoch * len(train_loader)
+    progress = Progress(run_dir.name, recipe.epochs, len(train_loader), start_epoch)  # bar / ~10% log lines
+    try:
+        for epoch in range(start_epoch, recipe.epochs):
+            model.train()
+            sampler.set_epoch(epoch)
+            t0, seen, loss_sum = time.time(), 0, 0.0
+            progress.start_epoch(epoch)
+            for images, targets in train_loader:
+                images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+                if mixup is not None:
+                    images, targets = mixup(images, targets)
+                loss = train_step(images, targets)  # forward, loss, backward, optimizer (gmmvit.run.step)
+                loss_sum += loss * images.shape[0]
+                # reading the loss on the host stalls a GPU: look only every few steps
+                if step % DIVERGENCE_CHECK_EVERY == 0 and not torch.isfinite(loss):
+                    raise TrainingDiverged(f"loss became {loss.item()} at epoch {epoch} step {step}")
+                step += 1
+                scheduler.step_update(step)
+                profiler.step()
+                seen += images.shape[0]
+                progress.step(seen, loss_sum)
+            loss_sum = float(loss_sum)
+            if not math.isfinite(loss_sum):
+                raise TrainingDiverged(f"loss became {loss_sum} during epoch {epoch}")
+            train_s = time.time() - t0
+            paths_taken(model)  # eval is eager: every layer notes the path it takes
+            top1 = evaluate(model, test_loader, device, autocast)
+            if epoch == start_epoch:
+                paths = fast_paths_used(compiled, device, use_bf16, paths_taken(model), train_loader, train_step)
+                record.update(paths=paths)
+                tracker.log_summary(**{f"paths/{k}": v for k, v in paths.items()})
+                print(f"[gmmvit] {run_dir.name} ran on: " + ", ".join(f"{k}={v}" for k, v in paths.items()),
+                      flush=True)
+            row = {"epoch": epoch, "train_loss": loss_sum / seen, "test_top1": top1,
+                   "lr": optimizer.param_groups[0]["lr"], "img_per_s": seen / train_s,
+                   "epoch_s": time.time() - t0}
+            record.add_epoch(row)
+            tracker.log_epoch(row)
+            mask_figures.after_epoch(epoch + 1)
+            save_checkpoint(run_dir, {
+                "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "rng": rng_state(),
+                "wall_s": wall_before + time.time() - started, "wandb_id": tracker.run_id})
+            print(f"[gmmvit] {run_dir.name} epoch {epoch + 1}/{recipe.epochs} loss {row['train_loss']:.4f} "
+                  f"top-1 {top1:.2f} lr {row['lr']:.2e} {row['img_per_s']:.0f} img/s", flush=True)
+    except TrainingDiverged as exc:
+        progress.close()
+        record.update(status=STATUS_FAILED, reason=str(exc))
+        tracker.log_summary(status=STATUS_FAILED, reason=str(exc))
+        tracker.finish(failed=True)
+        print(f"[gmmvit] {run_dir.name} failed: {exc}", flush=True)
+        return record.data
+
+    history = record.history
+    best = max(history, key=lambda r: r["test_top1"]) if history else None
+    final = {"best_top1": best["test_top1"] if best else math.nan, "best_epoch": best["epoch"] if best else None,
+             "final_top1": history[-1]["test_top1"] if history else math.nan,
+             "params": params, "macs": macs, "wall_s": wall_before + time.time() - started}
+    mask_figures.end(recipe.epochs)
+    record.update(status=STATUS_FINISHED, final=final)
+    tracker.log_summary(**{f"final/{k}": v for k, v in final.items()})
+    tracker.finish()
+    print(f"[gmmvit] {run_dir.name} finished: best top-1 {final['best_top1']:.2f} "
+          f"(epoch {final['best_epoch']}), final {final['final_top1']:.2f}", flush=True)
+    return record.data

@@ -1,0 +1,130 @@
+"""`make ablations`: the questions the paper leaves open, one Hydra multirun each.
+
+    python -m gmmvit.sweeps.ablations [--only pooling,kernels] [--launcher local|local_gpus|slurm|ray_gpus] [--dry]
+                               [override ...]
+
+The presets are ``conf/experiment/ablation/*.yaml``: each sweeps the keys its question needs x masks
+x seeds (``hydra.sweeper.params``) into ``multirun/ablation/<name>/``, on whatever model and dataset
+the overrides name (default: the config's, ViT on CIFAR-10); an override of a swept key replaces the
+preset's values (``seed=0,1,2,3,4``). Without ``--dry`` each selected preset runs as
+``src/train.py -m experiment=ablation/<name> hydra/launcher=<launcher> <overrides>``; relaunching
+skips finished runs and resumes the others. ``--dry`` lists every preset's jobs, how many are
+finished, and the GPU-hours left, estimated as ``make paper DRY=1`` does (``gmmvit.sweeps.cost``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from gmmvit.catalog import CONF, MULTIRUN, REPO, TRAIN_SCRIPT
+from gmmvit.sweeps.cost import estimate, measured_rates, recipe_length
+from gmmvit.sweeps.expand import BASIC_SWEEPER, is_task_override, run_name, sweep_jobs
+from gmmvit.sweeps.paper_grid import csv, read_metrics
+
+PRESET_DIR = CONF / "experiment" / "ablation"
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def preset(name: str):
+    path = PRESET_DIR / f"{name}.yaml"
+    if not path.is_file():
+        sys.exit(f"gmmvit: error: no ablation preset {name!r}; choose from {', '.join(preset_names())}")
+    return OmegaConf.load(path)
+
+
+def grid(name: str, overrides: list[str]) -> list[list[str]]:
+    """The override list of every job of preset ``name``, as Hydra's basic sweeper expands it: the
+    preset's ``hydra.sweeper.params``, with the task overrides given here replacing the same keys."""
+    params = OmegaConf.to_container(preset(name).hydra.sweeper.params)
+    task = [o for o in overrides if is_task_override(o)]
+    return sweep_jobs(OmegaConf.create({"hydra": {"sweeper": {"_target_": BASIC_SWEEPER, "params": params},
+                                                  "overrides": {"task": task}}}))
+
+
+def _value(job: list[str], key: str, default):
+    for item in job:
+        k, _, v = item.partition("=")
+        if k == key:
+            return v
+    return default
+
+
+def jobs(name: str, overrides: list[str], multirun: Path) -> list[dict]:
+    """Each job of the preset: its overrides, model, dataset, training fraction and run folder."""
+    defaults = OmegaConf.load(CONF / "config.yaml")
+    choices = {k: v for d in OmegaConf.to_container(defaults.defaults) if isinstance(d, dict) for k, v in d.items()}
+    sweep = _value(overrides, "sweep", preset(name).sweep)
+    out = []
+    for job in grid(name, overrides):
+        dataset = _value(job, "dataset", choices["dataset"])
+        fraction = _value(job, "dataset.train_fraction", None)
+        if fraction is None:
+            fraction = OmegaConf.load(CONF / "dataset" / f"{dataset}.yaml").get("train_fraction", 1.0)
+        out.append({"overrides": job, "model": _value(job, "model", choices["model"]), "dataset": dataset,
+                    "mask": _value(job, "mask", choices["mask"]), "train_fraction": float(fraction),
+                    "dir": Path(multirun) / sweep / run_name([f"experiment=ablation/{name}", *job])})
+    return out
+
+
+def dry_run(names: list[str], overrides: list[str], multirun: Path) -> int:
+    epochs, passes = recipe_length()
+    epochs = float(_value(overrides, "recipe.epochs", epochs))
+    passes = float(_value(overrides, "recipe.passes_per_epoch", passes))
+    total_jobs, total_hours = 0, 0.0
+    print(f"ablation presets (conf/experiment/ablation/; {epochs:g} epochs x {passes:g} passes; "
+          f"GPU-hours as make paper DRY=1 estimates them, at the paper's model sizes)")
+    for name in names:
+        listed = jobs(name, overrides, multirun)
+        records = {str(j["dir"]): read_metrics(j["dir"]) for j in listed}
+        measured = measured_rates(listed, records)
+        finished = sum((records[str(j["dir"])] or {}).get("status") == "finished" for j in listed)
+        hours = sum(estimate(j, records[str(j["dir"])], measured, epochs, passes) for j in listed
+                    if (records[str(j["dir"])] or {}).get("status") != "finished")
+        all_jobs = [dict(item.partition("=")[::2] for item in j["overrides"]) for j in listed]
+        keys = " x ".join(k for k in all_jobs[0] if len({job.get(k) for job in all_jobs}) > 1)
+        where = ", ".join(sorted({f"{j['model']} on {j['dataset']}" for j in listed}))
+        print(f"  {name:<14} {len(listed):4d} jobs ({finished} finished)  {hours:8.1f} GPU-h left  "
+              f"[{keys}; {where}]  -> {Path(multirun) / _value(overrides, 'sweep', preset(name).sweep)}")
+        total_jobs += len(listed)
+        total_hours += hours
+    print(f"  {'all':<14} {total_jobs:4d} jobs {'':<14} {total_hours:8.1f} GPU-h left")
+    return 0
+
+
+def command(name: str, launcher: str, overrides: list[str]) -> list[str]:
+    return [sys.executable, str(TRAIN_SCRIPT), "-m", f"experiment=ablation/{name}",
+            f"hydra/launcher={launcher}", *overrides]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m gmmvit.sweeps.ablations", description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", default=None, help=f"comma-separated presets (default: all of {', '.join(preset_names())})")
+    p.add_argument("--launcher", default="local", help="conf/hydra/launcher preset: local, local_gpus, slurm, ray_gpus")
+    p.add_argument("--multirun", default=str(MULTIRUN), help="where sweeps live")
+    p.add_argument("--dry", action="store_true", help="list the presets' jobs, what is finished, GPU-hours left")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=pit dataset=fashion_mnist seed=0,1,2,3,4")
+    args = p.parse_args(argv)
+    names = csv(args.only) if args.only else preset_names()
+    for name in names:
+        preset(name)
+    if args.dry:
+        return dry_run(names, args.overrides, Path(args.multirun))
+    for name in names:
+        cmd = command(name, args.launcher, args.overrides)
+        print("+ " + " ".join(cmd), flush=True)
+        rc = subprocess.call(cmd, cwd=REPO)
+        if rc:
+            return rc
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

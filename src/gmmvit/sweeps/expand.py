@@ -1,0 +1,59 @@
+"""A sweep's jobs as Hydra expands them, and the folder each job's run lives in.
+
+One expansion for everything that needs a sweep's jobs before or while Hydra runs them: the
+preflight check of every job, "job k/n", ``make status``'s count of jobs not started, and the job
+lists of ``make paper`` and ``make ablations``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from omegaconf import OmegaConf
+
+from gmmvit.catalog import run_name_excluded
+
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+def sweep_jobs(config) -> Optional[list[list[str]]]:
+    """Each job's overrides, in the order Hydra's basic sweeper launches them: its ``params`` (the
+    experiment presets' grid) and then the command line. None under another sweeper, which chooses
+    its jobs as it goes."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if OmegaConf.select(config, "hydra.sweeper._target_") != BASIC_SWEEPER:
+        return None
+    params = OmegaConf.select(config, "hydra.sweeper.params") or {}
+    task = OmegaConf.select(config, "hydra.overrides.task") or []
+    arguments = [f"{key}={value}" for key, value in params.items()] + list(task)
+    return BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(arguments), None)[0]
+
+
+def sweep_size(sweep_dir: Path) -> Optional[int]:
+    """Jobs in the multirun whose ``multirun.yaml`` Hydra saved in ``sweep_dir``, or None."""
+    try:
+        jobs = sweep_jobs(OmegaConf.load(Path(sweep_dir) / "multirun.yaml"))
+    except Exception:           # a glob over a config group, no file: no total
+        return None
+    return None if jobs is None else len(jobs)
+
+
+def run_name(overrides: list[str]) -> str:
+    """The folder Hydra gives a job with these task overrides (``hydra.job.override_dirname``, as
+    conf/config.yaml's ``run_name`` resolver names it)."""
+    from hydra._internal.config_loader_impl import get_overrides_dirname
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return get_overrides_dirname(parsed, run_name_excluded(), item_sep=",", kv_sep="=") or "defaults"
+
+
+def is_task_override(text: str) -> bool:
+    """An override of the run's config, not of Hydra's own (``hydra.launcher...``) or a flag."""
+    return not text.startswith(("hydra.", "hydra/", "+hydra", "~hydra", "-"))
+
+
+__all__ = ["BASIC_SWEEPER", "sweep_jobs", "sweep_size", "run_name", "is_task_override"]

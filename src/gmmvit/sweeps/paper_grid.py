@@ -1,0 +1,119 @@
+"""`make paper`: the paper's whole table (5 models x {none, elm, gmm} x 4 datasets x seeds) on one launcher.
+
+    python -m gmmvit.sweeps.paper_grid [--launcher local|local_gpus|slurm|ray_gpus] [--seeds 0,1,2] [--dry] [override ...]
+
+Without ``--dry`` it runs ``src/train.py -m experiment=paper <grid> hydra/launcher=<launcher> <overrides>``:
+one Hydra multirun into ``multirun/paper/<overrides>/``. Relaunching it skips finished runs and
+resumes interrupted ones (train() does both from the run folders). ``--dry`` lists the jobs, which
+are finished, running (epochs done) or failed, reading ``metrics.json``, and estimates the GPU-hours
+left (``gmmvit.sweeps.cost``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from gmmvit.catalog import CONF, MASKS, MODELS, MULTIRUN, PAPER_DATASETS, REPO, TRAIN_SCRIPT
+from gmmvit.run.records import METRICS
+from gmmvit.sweeps.cost import (DEFAULT_IMG_PER_S, GPU_IMG_PER_S, GPU_RATE_SOURCE, PACKING_GAIN, estimate,
+                                measured_rates, recipe_length)
+from gmmvit.sweeps.expand import is_task_override, run_name
+from gmmvit.sweeps.folders import is_run_dir, read_run
+from gmmvit.sweeps.status import run_detail
+
+
+def csv(text: str) -> list[str]:
+    return [t.strip() for t in str(text).split(",") if t.strip()]
+
+
+def read_metrics(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((Path(run_dir) / METRICS).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def jobs(args) -> list[dict]:
+    extra = [o for o in args.overrides if is_task_override(o)]
+    out = []
+    for model in csv(args.models):
+        for mask in csv(args.masks):
+            for dataset in csv(args.datasets):
+                for seed in csv(args.seeds):
+                    overrides = [f"model={model}", f"mask={mask}", f"dataset={dataset}", f"seed={seed}", *extra]
+                    out.append({"model": model, "mask": mask, "dataset": dataset, "seed": seed,
+                                "dir": Path(args.multirun) / args.sweep / run_name(overrides)})
+    return out
+
+
+def dry_run(args) -> int:
+    epochs, passes = recipe_length()
+    listed = jobs(args)
+    records = {str(j["dir"]): read_metrics(j["dir"]) for j in listed}
+    measured = measured_rates(listed, records)
+    counts = {"finished": 0, "running": 0, "incomplete": 0, "failed": 0, "todo": 0}
+    hours = 0.0
+    print(f"{len(listed)} jobs in {Path(args.multirun) / args.sweep} (recipe: {epochs:g} epochs x "
+          f"{passes:g} passes; launcher: {args.launcher})")
+    for job in listed:
+        m = records[str(job["dir"])]
+        run = read_run(job["dir"]) if is_run_dir(job["dir"]) else None
+        state = run.state if run is not None and run.state in counts else "todo"
+        counts[state] += 1
+        left = estimate(job, m, measured, epochs, passes) if state != "finished" else 0.0
+        hours += left
+        print(f"  {job['model']:>5} {job['mask']:>4} {job['dataset']:>12} seed {job['seed']:>2}  "
+              f"{run_detail(run, m or {}):<44} {left:7.2f} GPU-h  {job['dir'].name}")
+    print(", ".join(f"{v} {k}" for k, v in counts.items()) + f"; about {hours:.1f} GPU-hours left"
+          + "".join(f"; {hours / gain:.1f} with runs_per_gpu={k}" for k, gain in PACKING_GAIN.items() if k > 1))
+    rates = ", ".join(f"{m} {measured[m]:.0f} (measured)" if m in measured else
+                      f"{m} {GPU_IMG_PER_S.get(m, DEFAULT_IMG_PER_S)} ({GPU_RATE_SOURCE.get(m, 'assumed')})" for m in csv(args.models))
+    print(f"training img/s per GPU: {rates}; failed runs count as starting over")
+    return 0
+
+
+def command(args) -> list[str]:
+    default_root = Path(args.multirun).resolve() == MULTIRUN.resolve()
+    sweep_dir = [] if default_root else [f"hydra.sweep.dir={Path(args.multirun) / args.sweep}"]
+    grid = [f"model={args.models}", f"mask={args.masks}", f"dataset={args.datasets}", f"seed={args.seeds}"]
+    return [sys.executable, str(TRAIN_SCRIPT), "-m", "experiment=paper", f"sweep={args.sweep}",
+            *grid, f"hydra/launcher={args.launcher}", *sweep_dir, *args.overrides]
+
+
+def check_groups(args) -> None:
+    for group, names in (("model", args.models), ("mask", args.masks), ("dataset", args.datasets),
+                         ("hydra/launcher", args.launcher)):
+        for name in csv(names):
+            if group == "hydra/launcher" and name in ("basic", "submitit_local", "submitit_slurm", "ray", "joblib"):
+                continue
+            if not (CONF / group / f"{name}.yaml").exists():
+                sys.exit(f"gmmvit: error: no config conf/{group}/{name}.yaml; "
+                         f"choose from {sorted(p.stem for p in (CONF / group).glob('*.yaml'))}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m gmmvit.sweeps.paper_grid", description=__doc__.split("\n\n")[0])
+    p.add_argument("--launcher", default="local", help="conf/hydra/launcher preset: local, local_gpus, slurm, ray_gpus")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (SEEDS=0,1,2)")
+    p.add_argument("--models", default=",".join(MODELS))
+    p.add_argument("--masks", default=",".join(MASKS))
+    p.add_argument("--datasets", default=",".join(PAPER_DATASETS))
+    p.add_argument("--sweep", default="paper")
+    p.add_argument("--multirun", default=str(MULTIRUN), help="where sweeps live")
+    p.add_argument("--dry", action="store_true", help="list the jobs, what is finished, GPU-hours left")
+    p.add_argument("overrides", nargs="*", help="more Hydra overrides, e.g. hydra.launcher.partition=gpu")
+    args = p.parse_args(argv)
+    if args.dry:
+        return dry_run(args)
+    check_groups(args)
+    cmd = command(args)
+    print("+ " + " ".join(cmd), flush=True)
+    return subprocess.call(cmd, cwd=REPO)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""``make status``: every run of a sweep with its epochs done, its pace and ETA, and the sweep's ETA
+at the pace of the runs going on now (from metrics.json, no W&B).
+
+    python -m gmmvit.sweeps.status [SWEEP_DIR ...]      # make status [SWEEP=multirun/NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+from gmmvit.run.progress import duration
+from gmmvit.run.records import METRICS, read_json
+from gmmvit.sweeps.expand import sweep_size
+from gmmvit.sweeps.folders import collect_sweeps
+
+
+def run_eta(metrics: dict) -> Optional[float]:
+    """Seconds a run still needs at its median epoch time (None before its first epoch)."""
+    history = metrics.get("history") or []
+    times = [r["epoch_s"] for r in history if r.get("epoch_s")]
+    if not times or not metrics.get("epochs"):
+        return None
+    return max(metrics["epochs"] - len(history), 0) * statistics.median(times)
+
+
+def run_detail(run, metrics: dict) -> str:
+    """A run's state in words (run: ``gmmvit.sweeps.folders.Run``, None for a job not started), the same in
+    ``make status`` and ``make paper DRY=1``."""
+    if run is None:
+        return "not started"
+    done, total = len(metrics.get("history") or []), metrics.get("epochs") or run.epochs
+    if run.state == "running":
+        where = f" ({run.trainer})" if run.trainer else ""
+        return f"running {done}/{total or '?'} epochs, ETA {duration(run_eta(metrics))}{where}"
+    if run.state == "finished":
+        return f"finished, best top-1 {metrics.get('final', {}).get('best_top1', math.nan):.2f}"
+    if run.state == "failed":
+        return f"failed: {metrics.get('reason')}"
+    if run.state == "incomplete":
+        return f"stopped at {done}/{total or '?'} epochs (relaunch to resume)"
+    return "not started"
+
+
+def sweep_status(folder: Path, runs: list, now: Optional[float] = None) -> str:
+    """The text ``make status`` prints for one sweep (runs: ``gmmvit.sweeps.folders.Run``)."""
+    now = time.time() if now is None else now
+    lines, left, full_runs = [], [], []
+    counts = {"finished": 0, "running": 0, "failed": 0, "incomplete": 0, "todo": 0}
+    for run in sorted(runs, key=lambda r: r.label):
+        m = read_json(run.path / METRICS) or {}
+        total = m.get("epochs")
+        times = [r["epoch_s"] for r in m.get("history") or [] if r.get("epoch_s")]
+        if times and total:
+            full_runs.append(total * statistics.median(times))
+        state = run.state if run.state in counts else "todo"
+        counts[state] += 1
+        pace = f"{statistics.median(times):.3g} s/epoch" if times else ""
+        if state == "running":
+            left.append(run_eta(m))
+        lines.append(f"  {run.label:<36} {run_detail(run, m):<44} {pace:>14}  {run.path.name}")
+    expected = sweep_size(folder)
+    not_started = max((expected or 0) - len(runs), 0)
+    counts["todo"] += not_started
+    in_flight = max(counts["running"], 1)
+    typical = statistics.median(full_runs) if full_runs else None
+    work = [e for e in left if e is not None]
+    work += [typical] * (not_started + counts["incomplete"]) if typical else []
+    unknown = typical is None and (not_started + counts["incomplete"]) > 0
+    eta = None if unknown or any(e is None for e in left) else sum(work) / in_flight
+    head = f"{folder.name} ({folder}): {len(runs) + not_started} runs" + (
+        f" ({not_started} not started yet)" if not_started else "")
+    summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+    tail = (f"sweep ETA {duration(eta)} at {in_flight} run(s) at a time" if counts["finished"] < len(runs) + not_started
+            else "sweep finished")
+    return "\n".join([head, *lines, f"{summary}; {tail}"]) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m gmmvit.sweeps.status", description=__doc__.split("\n\n")[0])
+    ap.add_argument("sweeps", nargs="*", default=["multirun"], help="sweep folders, or folders of sweeps")
+    args = ap.parse_args(argv)
+    paths = [Path(p) for p in args.sweeps]
+    sweeps = collect_sweeps(paths, "gmmvit.sweeps.status")
+    if not sweeps:
+        return 1
+    for folder, runs in sweeps.items():
+        print(sweep_status(folder, runs), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

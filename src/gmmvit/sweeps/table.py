@@ -1,0 +1,79 @@
+"""``make table``: a sweep's results as the paper's table, from the run folders alone (no W&B).
+
+    python -m gmmvit.sweeps.table [SWEEP_DIR ...] [--final] [--stale-after SECONDS]
+
+Every run folder (one holding ``metrics.json`` and/or ``config.yaml``) under the given
+folders is read; runs are grouped by the folder that holds them (``multirun/<sweep>/<run>``),
+and each sweep gets its table, printed and written into the sweep folder as ``table.md``,
+``table.csv``, ``table.tex`` (booktabs) and ``table.png`` (the mask gains with 95% intervals).
+
+Rows are model x mask x whatever else the sweep varied (any setting that differs between runs of
+one model/mask/dataset cell, shown as ``[key=value]``: ``model.pool``, ``mask.placement``,
+``dataset.train_fraction``, ...), columns the datasets, then params and MACs. A cell is the mean +-
+sample std over seeds of the best test top-1 (``--final``: last-epoch top-1), with n. Under each
+model, every row's gain over the sweep's reference row, paired by seed, with a 95% t-interval when
+>= 2 seeds pair; a gain whose interval contains zero is marked ``n.s.`` (not significant).
+
+The reference row is the authors' setting, named by the runs' ``gain_reference`` (``key=value``
+settings; default ``mask=none``, so the paper's grid prints the paper's layout: each mask against
+``none``). Settings it does not name pair within their own value: the data-fraction sweep
+(``[mask=none]``) pairs each mask with ``none`` at the same fraction, the placement sweep
+(``[mask.placement=pre]``) pairs ``post`` with ``pre`` of the same mask.
+Where the paper has the model/mask/dataset, its number and our difference to it follow.
+Runs that are missing, running, failed (with the reason) or incomplete are marked and listed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional
+
+from gmmvit.sweeps import render
+from gmmvit.sweeps.cells import SweepTable
+from gmmvit.sweeps.folders import Run, collect_sweeps
+
+OUTPUTS = ("table.md", "table.csv", "table.tex", "table.png")
+
+
+def build(folder: Path, runs: list[Run], use_final: bool = False, write: bool = True) -> tuple[str, Optional[SweepTable]]:
+    """The printed text of one sweep; with ``write``, its four files in ``folder``."""
+    t = SweepTable(Path(folder), runs, use_final)
+    if not any(r.state == "finished" for r in runs):
+        counts = ", ".join(f"{v} {k}" for k, v in sorted(t.counts().items()))
+        return f"{t.name} ({folder}): nothing finished yet ({counts}).\n", None
+    text = render.render_markdown(t)
+    if write:
+        (t.folder / "table.md").write_text(text)
+        render.write_csv(t, t.folder / "table.csv")
+        (t.folder / "table.tex").write_text(render.render_tex(t))
+        render.render_png(t, t.folder / "table.png")
+    return text, t
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m gmmvit.sweeps.table", description=__doc__.split("\n\n")[0])
+    ap.add_argument("sweeps", nargs="*", default=["multirun"], help="sweep folders, or folders of sweeps")
+    ap.add_argument("--final", action="store_true", help="last-epoch accuracy instead of the best epoch's")
+    ap.add_argument("--stale-after", type=float, default=None, metavar="SECONDS",
+                    help="a 'running' run silent this long is reported incomplete "
+                         "(default: 3 of its longest epochs, at least 10 min)")
+    args = ap.parse_args(argv)
+    paths = [Path(p) for p in args.sweeps]
+    absent = [p for p in paths if not p.exists()]
+    for p in absent:
+        print(f"gmmvit.sweeps.table: {p} does not exist", file=sys.stderr)
+    sweeps = collect_sweeps(paths, "gmmvit.sweeps.table", args.stale_after)
+    if not sweeps:
+        return 1
+    for folder, runs in sweeps.items():
+        text, t = build(folder, runs, args.final)
+        print(text, flush=True)
+        if t is not None:
+            print(f"(written: {', '.join(str(folder / o) for o in OUTPUTS)})\n", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
