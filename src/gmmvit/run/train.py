@@ -34,6 +34,7 @@ from gmmvit.run.progress import Progress
 from gmmvit.run.recipe import build_criterion, build_mixup, build_optimizer, build_scheduler
 from gmmvit.run.records import (STATUS_FAILED, STATUS_FINISHED, STATUS_RUNNING, RunRecord, check_writable,
                                 load_checkpoint, rng_state, save_checkpoint, set_rng_state)
+from gmmvit.run.selection import BestWeights, selection_metric
 from gmmvit.run.step import build_step, step_graph_setting
 from gmmvit.run.tracking import build_tracker
 
@@ -187,6 +188,8 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
         # epochs were recorded, so checkpoints were written: starting over would overwrite history
         raise CheckpointError(f"{run_dir} records {len(record.history)} epochs but has no checkpoint; "
                               f"restore checkpoint.pt or delete {run_dir} to retrain this run from scratch")
+    best_weights = BestWeights(run_dir, record, selection_metric(cfg))  # best.pt
+    best_weights.start(state)
     meta = {"model": cfg.model.name, "mask": cfg.mask.name, "dataset": ds.name, "seed": cfg.seed,
             "sweep": cfg.sweep, "name": run_dir.name}
     tracker = build_tracker(cfg, run_dir, wandb_id, meta)
@@ -243,6 +246,7 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
                 "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "rng": rng_state(),
                 "wall_s": wall_before + time.time() - started, "wandb_id": tracker.run_id})
+            best_weights.after_epoch(row, model)
             print(f"[gmmvit] {run_dir.name} epoch {epoch + 1}/{recipe.epochs} loss {row['train_loss']:.4f} "
                   f"top-1 {top1:.2f} lr {row['lr']:.2e} {row['img_per_s']:.0f} img/s", flush=True)
     except TrainingDiverged as exc:
