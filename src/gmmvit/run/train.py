@@ -29,6 +29,7 @@ from gmmvit.nn.kernels import paths_taken
 from gmmvit.run import devices, runlock
 from gmmvit.run.compiling import Compiled
 from gmmvit.run.figures import MaskFigures
+from gmmvit.run.loaders import eval_loader
 from gmmvit.run.profiling import StepProfiler
 from gmmvit.run.progress import Progress
 from gmmvit.run.recipe import build_criterion, build_mixup, build_optimizer, build_scheduler
@@ -148,18 +149,16 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
     train_split = sampling.subset(train_split, cfg.limit_train, cfg.seed)
     test_split = sampling.subset(test_split, cfg.limit_test, cfg.seed)
     train_set = Transformed(train_split, build_transforms(ds, recipe.aug, train=True))
-    test_set = Transformed(test_split, build_transforms(ds, recipe.aug, train=False))
     workers = devices.loader_workers(cfg.workers, device, runs_per_gpu)
     sampler = sampling.RepeatedPassSampler(len(train_set), recipe.passes_per_epoch, cfg.seed)
     loader_kw = dict(num_workers=workers, pin_memory=device.type == "cuda",
                      persistent_workers=workers > 0)
     train_loader = DataLoader(train_set, batch_size=recipe.batch_size, sampler=sampler,
                               drop_last=recipe.drop_last, **loader_kw)
-    test_loader = DataLoader(test_set, batch_size=2 * recipe.batch_size, shuffle=False, **loader_kw)
+    test_loader = eval_loader(test_split, cfg, device, workers)  # on the device when data_on_gpu puts it there
     # CIFAR-sized data on the GPU as uint8, augmented per batch there (gmmvit.data.resident)
     on_gpu = cfg.get("data_on_gpu", "auto")
     train_loader = resident.gpu_train_loader(on_gpu, train_split, ds, recipe, device, sampler) or train_loader
-    test_loader = resident.gpu_test_loader(on_gpu, test_split, ds, 2 * recipe.batch_size, device) or test_loader
     if len(train_loader) == 0:
         raise ValueError(f"no full batch of {recipe.batch_size} in {len(train_set)} training images: "
                          "lower recipe.batch_size or raise limit_train")
