@@ -84,6 +84,7 @@ class Tracker:
 
     def log_epoch(self, row: dict) -> None: ...
     def log_summary(self, **summary) -> None: ...
+    def log_config(self, **config) -> None: ...
     def log_images(self, images: dict[str, Any], step: Optional[int] = None) -> None: ...
     def log_mask_snapshot(self, image_path, columns: list, rows: list, epochs_done: int) -> None: ...
     def finish(self, failed: bool = False) -> None: ...
@@ -132,6 +133,9 @@ class WandbTracker(Tracker):
         for k, v in summary.items():
             self.run.summary[k] = v
 
+    def log_config(self, **config) -> None:
+        self.run.config.update(flatten(config), allow_val_change=True)
+
     def log_images(self, images: dict[str, Any], step: Optional[int] = None) -> None:
         payload = {k: self.wandb.Image(v) for k, v in images.items()}
         if step is not None:
@@ -174,6 +178,9 @@ class _Guarded(Tracker):
 
     def log_summary(self, **summary):
         self._call("log_summary", **summary)
+
+    def log_config(self, **config):
+        self._call("log_config", **config)
 
     def log_images(self, images, step=None):
         self._call("log_images", images, step)

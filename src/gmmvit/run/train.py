@@ -32,6 +32,7 @@ from gmmvit.run.figures import MaskFigures
 from gmmvit.run.loaders import eval_loader
 from gmmvit.run.profiling import StepProfiler
 from gmmvit.run.progress import Progress
+from gmmvit.run.provenance import record_environment
 from gmmvit.run.recipe import build_criterion, build_mixup, build_optimizer, build_scheduler
 from gmmvit.run.records import (STATUS_FAILED, STATUS_FINISHED, STATUS_RUNNING, RunRecord, check_writable,
                                 load_checkpoint, rng_state, save_checkpoint, set_rng_state)
@@ -195,6 +196,7 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
     record.update(status=STATUS_RUNNING, reason=None, meta=meta, params=params, macs=macs,
                   epochs=recipe.epochs, wandb_id=tracker.run_id)
     tracker.log_summary(params=params, macs=macs)
+    record_environment(record, tracker, device)  # versions, commit, device, host, command line
     mask_figures = MaskFigures(cfg, model, run_dir, tracker)  # GMM/ELM: masks/epoch_XXX.png (+ W&B)
     mask_figures.start(start_epoch)
 

@@ -12,6 +12,7 @@ from typing import Optional
 
 from gmmvit import paper
 from gmmvit.catalog import DATASETS, MODELS, SPEED_SETTINGS, TABLE_BOOKKEEPING
+from gmmvit.run.provenance import environment_label
 from gmmvit.sweeps.folders import Run, variant_text
 from gmmvit.sweeps.stats import paired_interval, significant
 
@@ -237,6 +238,22 @@ class SweepTable:
                         seeds = ", ".join(str(s) for s in c.seeds_missing)
                         lines.append(f"missing: {model}/{mask}{variant_text(variant)}/{ds} seed {seeds}")
         return lines
+
+    def environments(self) -> dict[str, int]:
+        """Each environment that produced a finished run, with how many (most first)."""
+        counts = defaultdict(int)
+        for r in self.runs:
+            if r.state == "finished":
+                counts[environment_label(r.environment)] += 1
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def mixed_cells(self) -> list[str]:
+        """The cells whose finished runs come from more than one environment."""
+        envs = defaultdict(set)
+        for r in self.runs:
+            if r.state == "finished":
+                envs[f"{r.model}/{r.mask}{variant_text(r.variant)}/{r.dataset}"].add(environment_label(r.environment))
+        return [f"{cell} mixes {len(labels)} environments" for cell, labels in sorted(envs.items()) if len(labels) > 1]
 
     def counts(self) -> dict:
         out = defaultdict(int)

@@ -51,6 +51,7 @@ class Run:
     config: dict = field(default_factory=dict)
     variant: tuple = ()
     trainer: Optional[str] = None   # "pid P on HOST since T" from the run's lock, while it has one
+    environment: Optional[dict] = None  # what made it (gmmvit.run.provenance), None before it was recorded
 
     @property
     def label(self) -> str:
@@ -128,7 +129,8 @@ def read_run(path: Path, stale_after: Optional[float] = None, now: Optional[floa
     return Run(path=path, model=str(model), mask=str(mask), dataset=str(dataset), seed=seed, state=state,
                epochs=epochs, done=done, best=_num(best), final=_num(last),
                params=metrics.get("params") or final.get("params"), macs=metrics.get("macs") or final.get("macs"),
-               reason=metrics.get("reason"), age_s=age, config=flatten(config), trainer=trainer)
+               reason=metrics.get("reason"), age_s=age, config=flatten(config), trainer=trainer,
+               environment=metrics.get("environment"))
 
 
 def _num(x) -> Optional[float]:

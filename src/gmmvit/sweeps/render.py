@@ -115,6 +115,9 @@ def render_markdown(t: SweepTable) -> str:
     notices = t.notices()
     if notices:
         out += ["", "Not in the cells:"] + [f"- {line}" for line in notices]
+    out += ["", "Environments (finished runs):"] + [f"- {label}: {n} run{'s' * (n != 1)}"
+                                                    for label, n in t.environments().items()]
+    out += [f"- warning: {line}" for line in t.mixed_cells()]
     out += ["", FOOTER.format(what=what.replace(" (%)", ""), selection=SELECT_FINAL if t.use_final else SELECT_BEST,
                               reference=", ".join(t.reference_items))]
     return "\n".join(out) + "\n"
