@@ -36,6 +36,15 @@ def best_row(history: list[dict], metric: str) -> Optional[dict]:
     return max(rows, key=lambda r: r[metric]) if rows else None
 
 
+def validation_figures(history: list[dict]) -> dict:
+    """The clean protocol's figures of a run with a validation split: the best validation top-1, its
+    epoch and the test top-1 at that epoch ({} without a split)."""
+    best = best_row(history, VAL)
+    if best is None:
+        return {}
+    return {"best_val_top1": best[VAL], "best_val_epoch": best["epoch"], "test_top1_at_best_val": best[TEST]}
+
+
 def load_weights(path: Path) -> dict:
     """A weights file (``best.pt`` or a checkpoint) read with ``weights_only=True``; one line when it
     is missing or unreadable."""

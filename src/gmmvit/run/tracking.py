@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 EPOCH = "epoch"                        # the x axis: epochs completed
 TOP1 = "test/top1"
 TOP1_BEST = "test/top1_best"           # summary: the best top-1 so far
+VAL_TOP1 = "val/top1"                   # dataset.val_fraction > 0: the held-out validation split
 TRAIN_LOSS = "train/loss"
 LR = "lr"
 IMG_PER_S = "train/img_per_s"
@@ -120,7 +121,8 @@ class WandbTracker(Tracker):
     def log_epoch(self, row: dict) -> None:
         epoch = row["epoch"] + 1                      # epochs completed
         self.run.log({EPOCH: epoch, TRAIN_LOSS: row["train_loss"], TOP1: row["test_top1"],
-                      LR: row["lr"], IMG_PER_S: row["img_per_s"], EPOCH_S: row.get("epoch_s")})
+                      LR: row["lr"], IMG_PER_S: row["img_per_s"], EPOCH_S: row.get("epoch_s"),
+                      **({VAL_TOP1: row["val_top1"]} if "val_top1" in row else {})})
         if self.best is None:                          # resumed runs: the best so far is in the summary
             prev = self.run.summary.get(TOP1_BEST)
             self.best = prev if isinstance(prev, (int, float)) else None

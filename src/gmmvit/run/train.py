@@ -36,7 +36,7 @@ from gmmvit.run.provenance import record_environment
 from gmmvit.run.recipe import build_criterion, build_mixup, build_optimizer, build_scheduler
 from gmmvit.run.records import (STATUS_FAILED, STATUS_FINISHED, STATUS_RUNNING, RunRecord, check_writable,
                                 load_checkpoint, rng_state, save_checkpoint, set_rng_state)
-from gmmvit.run.selection import BestWeights, selection_metric
+from gmmvit.run.selection import BestWeights, selection_metric, validation_figures
 from gmmvit.run.step import build_step, step_graph_setting
 from gmmvit.run.tracking import build_tracker
 
@@ -146,6 +146,7 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
 
     # --- data -----------------------------------------------------------------------------
     train_split, test_split = load_splits(ds)
+    train_split, val_split = sampling.hold_out(train_split, ds.get("val_fraction", 0.0), cfg.seed)
     train_split = sampling.class_balanced_subset(train_split, ds.get("train_fraction", 1.0), cfg.seed)
     train_split = sampling.subset(train_split, cfg.limit_train, cfg.seed)
     test_split = sampling.subset(test_split, cfg.limit_test, cfg.seed)
@@ -157,6 +158,7 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
     train_loader = DataLoader(train_set, batch_size=recipe.batch_size, sampler=sampler,
                               drop_last=recipe.drop_last, **loader_kw)
     test_loader = eval_loader(test_split, cfg, device, workers)  # on the device when data_on_gpu puts it there
+    val_loader = eval_loader(val_split, cfg, device, workers) if val_split is not None else None
     # CIFAR-sized data on the GPU as uint8, augmented per batch there (gmmvit.data.resident)
     on_gpu = cfg.get("data_on_gpu", "auto")
     train_loader = resident.gpu_train_loader(on_gpu, train_split, ds, recipe, device, sampler) or train_loader
@@ -240,6 +242,8 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
             row = {"epoch": epoch, "train_loss": loss_sum / seen, "test_top1": top1,
                    "lr": optimizer.param_groups[0]["lr"], "img_per_s": seen / train_s,
                    "epoch_s": time.time() - t0}
+            if val_loader is not None:
+                row["val_top1"] = evaluate(model, val_loader, device, autocast)
             record.add_epoch(row)
             tracker.log_epoch(row)
             mask_figures.after_epoch(epoch + 1)
@@ -262,7 +266,8 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
     best = max(history, key=lambda r: r["test_top1"]) if history else None
     final = {"best_top1": best["test_top1"] if best else math.nan, "best_epoch": best["epoch"] if best else None,
              "final_top1": history[-1]["test_top1"] if history else math.nan,
-             "params": params, "macs": macs, "wall_s": wall_before + time.time() - started}
+             "params": params, "macs": macs, "wall_s": wall_before + time.time() - started,
+             **validation_figures(history)}
     mask_figures.end(recipe.epochs)
     record.update(status=STATUS_FINISHED, final=final)
     tracker.log_summary(**{f"final/{k}": v for k, v in final.items()})
