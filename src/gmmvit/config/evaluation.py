@@ -61,8 +61,9 @@ def eval_config(run_dir: Path, overrides: list[str]) -> DictConfig:
     change the network."""
     recorded = recorded_config(run_dir)
     base = [f"{group}={recorded[group].name}" for group in ("model", "mask", "dataset", "logger")]
+    data_dir = next((o.partition("=")[2] for o in overrides if o.startswith("paths.data=")), recorded.paths.data)
     try:  # the overrides checked as a training command line would be, against the run's own choices
-        composed = compose_config(base + list(overrides), data_dir=recorded.paths.data)
+        composed = compose_config(base + list(overrides), data_dir=data_dir)
     except Exception as exc:
         line = explain(exc)
         if line is None:
