@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: install demo test test-fast train table status dashboard bench paper ablations clean
+.PHONY: install demo test test-fast train table eval status dashboard bench paper ablations clean
 
 install: $(VENV)/.installed
 
@@ -32,6 +32,11 @@ train: install
 # the paper's table from the run folders (metrics.json, config.yaml): make table [SWEEP=multirun/NAME]
 table: install
 	$(PY) -m gmmvit.sweeps.table $(or $(SWEEP),multirun) $(ARGS)
+
+# a trained run evaluated again with its recorded config: top-1, top-5, per class, confusion -> RUN/eval/
+#   make eval RUN=multirun/<sweep>/<run> [CKPT=best|last] [ARGS='dataset=digits precision=fp32 attention=explicit']
+eval: install
+	$(PY) -m gmmvit.config.evaluation $(RUN) --ckpt $(or $(CKPT),best) $(ARGS)
 
 # each run of a sweep (epochs done, pace, ETA) and the sweep's ETA: make status [SWEEP=multirun/NAME]
 status: install

@@ -131,6 +131,7 @@ class DatasetConfig:
     autoaugment_policy: Optional[AutoAugmentPolicy] = None
     hflip: bool = True
     train_fraction: float = fraction(1.0)
+    val_fraction: float = probability(0.0)  # 0 = the paper's protocol (no validation split)
 
 
 # --- recipe/ --------------------------------------------------------------------------------------

@@ -53,6 +53,24 @@ def class_balanced_subset(dataset: Dataset, fraction: float, seed: int = 0) -> D
     return torch.utils.data.Subset(dataset, np.sort(np.concatenate(keep)).tolist())
 
 
+def hold_out(dataset: Dataset, fraction: float, seed: int = 0) -> tuple[Dataset, Optional[Dataset]]:
+    """(training images, validation images): ``round(fraction x n_c)`` images of every class c (at
+    least one) held out of the training set, drawn by ``seed`` alone, so every model and mask of a
+    seed validates on the same images and trains on the same rest. ``fraction`` 0: (dataset, None),
+    the paper's protocol (no validation split)."""
+    if not fraction:
+        return dataset, None
+    if not 0.0 < fraction < 1.0:
+        raise ConfigError(f"dataset.val_fraction must be in [0, 1), got {fraction}")
+    targets = split_targets(dataset)
+    rng = np.random.RandomState([seed, 1])  # its own stream: independent of train_fraction's draw
+    held = np.concatenate([rng.permutation(np.flatnonzero(targets == c))[:max(1, round(fraction * n))]
+                           for c, n in zip(*np.unique(targets, return_counts=True))])
+    rest = np.setdiff1d(np.arange(len(targets)), held)
+    return (torch.utils.data.Subset(dataset, rest.tolist()),
+            torch.utils.data.Subset(dataset, np.sort(held).tolist()))
+
+
 class RepeatedPassSampler(Sampler[int]):
     """The authors' epoch: ``passes`` consecutive fresh permutations of the data (3 for the paper).
 

@@ -183,6 +183,11 @@ def _plain_rng(rng: dict) -> dict:
 
 # --- checkpoints -----------------------------------------------------------------------------------
 
+def save_tensors(path: Path, state: dict) -> None:
+    """``state`` (tensors and plain types) written atomically to ``path``."""
+    _atomic_write(Path(path), lambda f: torch.save(state, f))
+
+
 def save_checkpoint(run_dir: Path, state: dict) -> None:
     run_dir = Path(run_dir)
     last = run_dir / CHECKPOINT

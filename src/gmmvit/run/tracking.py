@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 EPOCH = "epoch"                        # the x axis: epochs completed
 TOP1 = "test/top1"
 TOP1_BEST = "test/top1_best"           # summary: the best top-1 so far
+VAL_TOP1 = "val/top1"                   # dataset.val_fraction > 0: the held-out validation split
 TRAIN_LOSS = "train/loss"
 LR = "lr"
 IMG_PER_S = "train/img_per_s"
@@ -84,6 +85,7 @@ class Tracker:
 
     def log_epoch(self, row: dict) -> None: ...
     def log_summary(self, **summary) -> None: ...
+    def log_config(self, **config) -> None: ...
     def log_images(self, images: dict[str, Any], step: Optional[int] = None) -> None: ...
     def log_mask_snapshot(self, image_path, columns: list, rows: list, epochs_done: int) -> None: ...
     def finish(self, failed: bool = False) -> None: ...
@@ -119,7 +121,8 @@ class WandbTracker(Tracker):
     def log_epoch(self, row: dict) -> None:
         epoch = row["epoch"] + 1                      # epochs completed
         self.run.log({EPOCH: epoch, TRAIN_LOSS: row["train_loss"], TOP1: row["test_top1"],
-                      LR: row["lr"], IMG_PER_S: row["img_per_s"], EPOCH_S: row.get("epoch_s")})
+                      LR: row["lr"], IMG_PER_S: row["img_per_s"], EPOCH_S: row.get("epoch_s"),
+                      **({VAL_TOP1: row["val_top1"]} if "val_top1" in row else {})})
         if self.best is None:                          # resumed runs: the best so far is in the summary
             prev = self.run.summary.get(TOP1_BEST)
             self.best = prev if isinstance(prev, (int, float)) else None
@@ -131,6 +134,9 @@ class WandbTracker(Tracker):
     def log_summary(self, **summary) -> None:
         for k, v in summary.items():
             self.run.summary[k] = v
+
+    def log_config(self, **config) -> None:
+        self.run.config.update(flatten(config), allow_val_change=True)
 
     def log_images(self, images: dict[str, Any], step: Optional[int] = None) -> None:
         payload = {k: self.wandb.Image(v) for k, v in images.items()}
@@ -174,6 +180,9 @@ class _Guarded(Tracker):
 
     def log_summary(self, **summary):
         self._call("log_summary", **summary)
+
+    def log_config(self, **config):
+        self._call("log_config", **config)
 
     def log_images(self, images, step=None):
         self._call("log_images", images, step)

@@ -29,11 +29,14 @@ from gmmvit.nn.kernels import paths_taken
 from gmmvit.run import devices, runlock
 from gmmvit.run.compiling import Compiled
 from gmmvit.run.figures import MaskFigures
+from gmmvit.run.loaders import eval_loader
 from gmmvit.run.profiling import StepProfiler
 from gmmvit.run.progress import Progress
+from gmmvit.run.provenance import record_environment
 from gmmvit.run.recipe import build_criterion, build_mixup, build_optimizer, build_scheduler
 from gmmvit.run.records import (STATUS_FAILED, STATUS_FINISHED, STATUS_RUNNING, RunRecord, check_writable,
                                 load_checkpoint, rng_state, save_checkpoint, set_rng_state)
+from gmmvit.run.selection import BestWeights, selection_metric, validation_figures
 from gmmvit.run.step import build_step, step_graph_setting
 from gmmvit.run.tracking import build_tracker
 
@@ -143,22 +146,22 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
 
     # --- data -----------------------------------------------------------------------------
     train_split, test_split = load_splits(ds)
+    train_split, val_split = sampling.hold_out(train_split, ds.get("val_fraction", 0.0), cfg.seed)
     train_split = sampling.class_balanced_subset(train_split, ds.get("train_fraction", 1.0), cfg.seed)
     train_split = sampling.subset(train_split, cfg.limit_train, cfg.seed)
     test_split = sampling.subset(test_split, cfg.limit_test, cfg.seed)
     train_set = Transformed(train_split, build_transforms(ds, recipe.aug, train=True))
-    test_set = Transformed(test_split, build_transforms(ds, recipe.aug, train=False))
     workers = devices.loader_workers(cfg.workers, device, runs_per_gpu)
     sampler = sampling.RepeatedPassSampler(len(train_set), recipe.passes_per_epoch, cfg.seed)
     loader_kw = dict(num_workers=workers, pin_memory=device.type == "cuda",
                      persistent_workers=workers > 0)
     train_loader = DataLoader(train_set, batch_size=recipe.batch_size, sampler=sampler,
                               drop_last=recipe.drop_last, **loader_kw)
-    test_loader = DataLoader(test_set, batch_size=2 * recipe.batch_size, shuffle=False, **loader_kw)
+    test_loader = eval_loader(test_split, cfg, device, workers)  # on the device when data_on_gpu puts it there
+    val_loader = eval_loader(val_split, cfg, device, workers) if val_split is not None else None
     # CIFAR-sized data on the GPU as uint8, augmented per batch there (gmmvit.data.resident)
     on_gpu = cfg.get("data_on_gpu", "auto")
     train_loader = resident.gpu_train_loader(on_gpu, train_split, ds, recipe, device, sampler) or train_loader
-    test_loader = resident.gpu_test_loader(on_gpu, test_split, ds, 2 * recipe.batch_size, device) or test_loader
     if len(train_loader) == 0:
         raise ValueError(f"no full batch of {recipe.batch_size} in {len(train_set)} training images: "
                          "lower recipe.batch_size or raise limit_train")
@@ -187,12 +190,15 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
         # epochs were recorded, so checkpoints were written: starting over would overwrite history
         raise CheckpointError(f"{run_dir} records {len(record.history)} epochs but has no checkpoint; "
                               f"restore checkpoint.pt or delete {run_dir} to retrain this run from scratch")
+    best_weights = BestWeights(run_dir, record, selection_metric(cfg))  # best.pt
+    best_weights.start(state)
     meta = {"model": cfg.model.name, "mask": cfg.mask.name, "dataset": ds.name, "seed": cfg.seed,
             "sweep": cfg.sweep, "name": run_dir.name}
     tracker = build_tracker(cfg, run_dir, wandb_id, meta)
     record.update(status=STATUS_RUNNING, reason=None, meta=meta, params=params, macs=macs,
                   epochs=recipe.epochs, wandb_id=tracker.run_id)
     tracker.log_summary(params=params, macs=macs)
+    record_environment(record, tracker, device)  # versions, commit, device, host, command line
     mask_figures = MaskFigures(cfg, model, run_dir, tracker)  # GMM/ELM: masks/epoch_XXX.png (+ W&B)
     mask_figures.start(start_epoch)
 
@@ -236,6 +242,8 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
             row = {"epoch": epoch, "train_loss": loss_sum / seen, "test_top1": top1,
                    "lr": optimizer.param_groups[0]["lr"], "img_per_s": seen / train_s,
                    "epoch_s": time.time() - t0}
+            if val_loader is not None:
+                row["val_top1"] = evaluate(model, val_loader, device, autocast)
             record.add_epoch(row)
             tracker.log_epoch(row)
             mask_figures.after_epoch(epoch + 1)
@@ -243,6 +251,7 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
                 "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "rng": rng_state(),
                 "wall_s": wall_before + time.time() - started, "wandb_id": tracker.run_id})
+            best_weights.after_epoch(row, model)
             print(f"[gmmvit] {run_dir.name} epoch {epoch + 1}/{recipe.epochs} loss {row['train_loss']:.4f} "
                   f"top-1 {top1:.2f} lr {row['lr']:.2e} {row['img_per_s']:.0f} img/s", flush=True)
     except TrainingDiverged as exc:
@@ -257,7 +266,8 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
     best = max(history, key=lambda r: r["test_top1"]) if history else None
     final = {"best_top1": best["test_top1"] if best else math.nan, "best_epoch": best["epoch"] if best else None,
              "final_top1": history[-1]["test_top1"] if history else math.nan,
-             "params": params, "macs": macs, "wall_s": wall_before + time.time() - started}
+             "params": params, "macs": macs, "wall_s": wall_before + time.time() - started,
+             **validation_figures(history)}
     mask_figures.end(recipe.epochs)
     record.update(status=STATUS_FINISHED, final=final)
     tracker.log_summary(**{f"final/{k}": v for k, v in final.items()})

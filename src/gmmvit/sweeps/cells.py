@@ -12,10 +12,13 @@ from typing import Optional
 
 from gmmvit import paper
 from gmmvit.catalog import DATASETS, MODELS, SPEED_SETTINGS, TABLE_BOOKKEEPING
+from gmmvit.run.provenance import environment_label
 from gmmvit.sweeps.folders import Run, variant_text
 from gmmvit.sweeps.stats import paired_interval, significant
 
-MASK_ORDER = ("none", "gmm", "elm")  # rows: the paper's table lists GMM before ELM
+MASK_ORDER = ("none", "gmm", "elm")
+# a cell's epoch: best on the test set (the paper's), best on the validation split (dataset.val_fraction), last
+SELECTIONS = ("test", "val", "final")  # rows: the paper's table lists GMM before ELM
 
 # settings that never split a cell (where and how a run ran, not what it trained)
 IGNORED_KEYS = {*SPEED_SETTINGS, *TABLE_BOOKKEEPING}
@@ -124,10 +127,10 @@ class Gain:
 
 
 class SweepTable:
-    def __init__(self, folder: Path, runs: list[Run], use_final: bool = False):
+    def __init__(self, folder: Path, runs: list[Run], select: str = "test"):
         self.folder = folder
         self.runs = runs
-        self.use_final = use_final
+        self.select = select             # one of SELECTIONS: which epoch's test top-1 a cell holds
         self.paper = paper.results()  # {(model, mask): {dataset: top1, params_M, macs_M}}
         assign_variants(runs)
         references = {tuple(r.config["gain_reference"]) for r in runs if r.config.get("gain_reference")}
@@ -158,7 +161,7 @@ class SweepTable:
         return (_order(mask, MASK_ORDER), off_reference, tuple((k, _natural(v)) for k, v in variant))
 
     def value(self, run: Run) -> Optional[float]:
-        return run.final if self.use_final else run.best
+        return {"test": run.best, "val": run.at_best_val, "final": run.final}[self.select]
 
     def cell(self, model, mask, variant, dataset) -> Optional[Cell]:
         if dataset not in self.model_datasets[model]:
@@ -237,6 +240,22 @@ class SweepTable:
                         seeds = ", ".join(str(s) for s in c.seeds_missing)
                         lines.append(f"missing: {model}/{mask}{variant_text(variant)}/{ds} seed {seeds}")
         return lines
+
+    def environments(self) -> dict[str, int]:
+        """Each environment that produced a finished run, with how many (most first)."""
+        counts = defaultdict(int)
+        for r in self.runs:
+            if r.state == "finished":
+                counts[environment_label(r.environment)] += 1
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def mixed_cells(self) -> list[str]:
+        """The cells whose finished runs come from more than one environment."""
+        envs = defaultdict(set)
+        for r in self.runs:
+            if r.state == "finished":
+                envs[f"{r.model}/{r.mask}{variant_text(r.variant)}/{r.dataset}"].add(environment_label(r.environment))
+        return [f"{cell} mixes {len(labels)} environments" for cell, labels in sorted(envs.items()) if len(labels) > 1]
 
     def counts(self) -> dict:
         out = defaultdict(int)

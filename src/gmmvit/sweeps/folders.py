@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from gmmvit.catalog import ADDED_SETTINGS
 from gmmvit.run import runlock
 from gmmvit.run.records import METRICS, current_targets, read_json
 from gmmvit.run.tracking import flatten
@@ -51,6 +52,8 @@ class Run:
     config: dict = field(default_factory=dict)
     variant: tuple = ()
     trainer: Optional[str] = None   # "pid P on HOST since T" from the run's lock, while it has one
+    at_best_val: Optional[float] = None  # dataset.val_fraction > 0: the test top-1 at the best validation epoch
+    environment: Optional[dict] = None  # what made it (gmmvit.run.provenance), None before it was recorded
 
     @property
     def label(self) -> str:
@@ -125,10 +128,15 @@ def read_run(path: Path, stale_after: Optional[float] = None, now: Optional[floa
         best = max(scores)
     if last is None and scores:
         last = scores[-1]
+    at_best_val = final.get("test_top1_at_best_val")
+    validated = [r for r in history if r.get("val_top1") is not None]
+    if at_best_val is None and validated:
+        at_best_val = max(validated, key=lambda r: r["val_top1"])["test_top1"]
     return Run(path=path, model=str(model), mask=str(mask), dataset=str(dataset), seed=seed, state=state,
                epochs=epochs, done=done, best=_num(best), final=_num(last),
                params=metrics.get("params") or final.get("params"), macs=metrics.get("macs") or final.get("macs"),
-               reason=metrics.get("reason"), age_s=age, config=flatten(config), trainer=trainer)
+               reason=metrics.get("reason"), age_s=age, config={**ADDED_SETTINGS, **flatten(config)} if config else {}, trainer=trainer,
+               at_best_val=_num(at_best_val), environment=metrics.get("environment"))
 
 
 def _num(x) -> Optional[float]:

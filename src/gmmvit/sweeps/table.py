@@ -1,6 +1,6 @@
 """``make table``: a sweep's results as the paper's table, from the run folders alone (no W&B).
 
-    python -m gmmvit.sweeps.table [SWEEP_DIR ...] [--final] [--stale-after SECONDS]
+    python -m gmmvit.sweeps.table [SWEEP_DIR ...] [--select test|val|final[,...]] [--stale-after SECONDS]
 
 Every run folder (one holding ``metrics.json`` and/or ``config.yaml``) under the given
 folders is read; runs are grouped by the folder that holds them (``multirun/<sweep>/<run>``),
@@ -10,7 +10,10 @@ and each sweep gets its table, printed and written into the sweep folder as ``ta
 Rows are model x mask x whatever else the sweep varied (any setting that differs between runs of
 one model/mask/dataset cell, shown as ``[key=value]``: ``model.pool``, ``mask.placement``,
 ``dataset.train_fraction``, ...), columns the datasets, then params and MACs. A cell is the mean +-
-sample std over seeds of the best test top-1 (``--final``: last-epoch top-1), with n. Under each
+sample std over seeds of the best test top-1 (the paper's protocol; ``--select val``: the test top-1
+at the best epoch on the held-out validation split of ``dataset.val_fraction``, the clean protocol;
+``--select final`` or ``--final``: last-epoch top-1), with n. Without ``--select``, a sweep whose runs
+hold out a validation split gets both protocols, the paper's then the clean one. Under each
 model, every row's gain over the sweep's reference row, paired by seed, with a 95% t-interval when
 >= 2 seeds pair; a gain whose interval contains zero is marked ``n.s.`` (not significant).
 
@@ -31,31 +34,51 @@ from pathlib import Path
 from typing import Optional
 
 from gmmvit.sweeps import render
-from gmmvit.sweeps.cells import SweepTable
+from gmmvit.sweeps.cells import SELECTIONS, SweepTable
 from gmmvit.sweeps.folders import Run, collect_sweeps
 
-OUTPUTS = ("table.md", "table.csv", "table.tex", "table.png")
+SUFFIXES = (".md", ".csv", ".tex", ".png")
 
 
-def build(folder: Path, runs: list[Run], use_final: bool = False, write: bool = True) -> tuple[str, Optional[SweepTable]]:
-    """The printed text of one sweep; with ``write``, its four files in ``folder``."""
-    t = SweepTable(Path(folder), runs, use_final)
+def outputs(stem: str) -> list[str]:
+    return [stem + suffix for suffix in SUFFIXES]
+
+
+OUTPUTS = tuple(outputs("table"))
+
+
+def selections(asked: Optional[str], runs: list[Run]) -> list[str]:
+    """The selections to print: those asked for, else the paper's, then the clean one where runs have it."""
+    if asked:
+        return asked.split(",")
+    return ["test"] + (["val"] if any(r.at_best_val is not None for r in runs) else [])
+
+
+def build(folder: Path, runs: list[Run], select: str = "test", write: bool = True,
+          stem: str = "table") -> tuple[str, Optional[SweepTable]]:
+    """The printed text of one sweep; with ``write``, its four files ``<stem>.*`` in ``folder``."""
+    t = SweepTable(Path(folder), runs, select)
     if not any(r.state == "finished" for r in runs):
         counts = ", ".join(f"{v} {k}" for k, v in sorted(t.counts().items()))
         return f"{t.name} ({folder}): nothing finished yet ({counts}).\n", None
     text = render.render_markdown(t)
     if write:
-        (t.folder / "table.md").write_text(text)
-        render.write_csv(t, t.folder / "table.csv")
-        (t.folder / "table.tex").write_text(render.render_tex(t))
-        render.render_png(t, t.folder / "table.png")
+        md, csv, tex, png = (t.folder / name for name in outputs(stem))
+        md.write_text(text)
+        render.write_csv(t, csv)
+        tex.write_text(render.render_tex(t))
+        render.render_png(t, png)
     return text, t
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m gmmvit.sweeps.table", description=__doc__.split("\n\n")[0])
     ap.add_argument("sweeps", nargs="*", default=["multirun"], help="sweep folders, or folders of sweeps")
-    ap.add_argument("--final", action="store_true", help="last-epoch accuracy instead of the best epoch's")
+    ap.add_argument("--select", type=_selection, default=None, metavar="test|val|final[,...]",
+                    help="which epoch a cell is: best on test (the paper's), best on the validation split "
+                         "(dataset.val_fraction), final; several, comma-separated, print one table each "
+                         "(default: test, and val where the runs hold out a validation split)")
+    ap.add_argument("--final", action="store_const", const="final", dest="select", help="= --select final")
     ap.add_argument("--stale-after", type=float, default=None, metavar="SECONDS",
                     help="a 'running' run silent this long is reported incomplete "
                          "(default: 3 of its longest epochs, at least 10 min)")
@@ -68,11 +91,21 @@ def main(argv=None) -> int:
     if not sweeps:
         return 1
     for folder, runs in sweeps.items():
-        text, t = build(folder, runs, args.final)
-        print(text, flush=True)
-        if t is not None:
-            print(f"(written: {', '.join(str(folder / o) for o in OUTPUTS)})\n", flush=True)
+        for i, select in enumerate(selections(args.select, runs)):
+            stem = "table" if i == 0 else f"table_{select}"  # the first table keeps the usual names
+            text, t = build(folder, runs, select, stem=stem)
+            print(text, flush=True)
+            if t is not None:
+                print(f"(written: {', '.join(str(folder / o) for o in outputs(stem))})\n", flush=True)
     return 0
+
+
+def _selection(text: str) -> str:
+    unknown = [s for s in text.split(",") if s not in SELECTIONS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"{', '.join(unknown)}: --select takes {', '.join(SELECTIONS)}, "
+                                         "comma-separated")
+    return text
 
 
 if __name__ == "__main__":

@@ -1,0 +1,114 @@
+"""``make eval``: a trained run evaluated again with its own recorded config.
+
+    python -m gmmvit.config.evaluation RUN_DIR [--ckpt best|last] [KEY=VALUE | GROUP=OPTION ...]
+
+The run's ``config.yaml`` (old ``_target_`` paths named as today) is the config; each override
+replaces the one key or config group it names, checked by Hydra and the schema as a training
+command line is (one line for a bad key or value). An override that would change the network the
+weights belong to (``model.*``, ``mask.*``, the image size, channels or classes of ``dataset=...``) is
+refused in one line; the test data, precision, attention path, device, batch size and ``limit_test``
+may change. The evaluation itself is ``gmmvit.run.evaluate``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from gmmvit.config.checks import check
+from gmmvit.config.compose import compose_config
+from gmmvit.config.refusals import explain
+from gmmvit.config.reporting import fail, guarded
+from gmmvit.errors import ConfigError
+from gmmvit.run.evaluate import CHECKPOINTS, evaluate_run, report
+from gmmvit.run.records import current_targets
+from gmmvit.run.tracking import flatten
+from gmmvit.sweeps.folders import CONFIG
+
+# what the network is built from (gmmvit.run.train.build_model): the weights fit only this
+NETWORK_DATASET_KEYS = ("img_size", "channels", "num_classes")
+
+
+def network(cfg: DictConfig) -> dict:
+    plain = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    keys = {**flatten({"model": plain["model"], "mask": plain["mask"]})}
+    keys.update({f"dataset.{k}": plain["dataset"][k] for k in NETWORK_DATASET_KEYS})
+    return keys
+
+
+def recorded_config(run_dir: Path) -> DictConfig:
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} holds no {CONFIG}: RUN names a run folder, multirun/<sweep>/<run>")
+    plain = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    return OmegaConf.create(current_targets(plain))
+
+
+def _parse(overrides: list[str]):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        return OverridesParser.create().parse_overrides(list(overrides))
+    except Exception as exc:
+        raise ConfigError(f"cannot read the override(s) {' '.join(overrides)}: {str(exc).splitlines()[0]}") from None
+
+
+def eval_config(run_dir: Path, overrides: list[str]) -> DictConfig:
+    """The run's recorded config with ``overrides`` applied, refused in one line where they would
+    change the network."""
+    recorded = recorded_config(run_dir)
+    base = [f"{group}={recorded[group].name}" for group in ("model", "mask", "dataset", "logger")]
+    data_dir = next((o.partition("=")[2] for o in overrides if o.startswith("paths.data=")), recorded.paths.data)
+    try:  # the overrides checked as a training command line would be, against the run's own choices
+        composed = compose_config(base + list(overrides), data_dir=data_dir)
+    except Exception as exc:
+        line = explain(exc)
+        if line is None:
+            raise ConfigError(f"make eval: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(line) from None
+    chosen = OmegaConf.create(OmegaConf.to_container(composed, resolve=True, enum_to_str=True))
+    cfg, before = recorded.copy(), network(recorded)
+    for text, override in zip(overrides, _parse(overrides)):
+        key = override.key_or_group
+        OmegaConf.update(cfg, key, OmegaConf.select(chosen, key), merge=False)
+        after = network(cfg)
+        changed = [k for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)]
+        if changed:
+            what = ", ".join(f"{k}: {before.get(k)} -> {after.get(k)}" for k in changed[:3])
+            raise ConfigError(
+                f"{text} changes the network the weights belong to ({what}); make eval takes only overrides "
+                "that keep it: another test set of the same image size, channels and classes, precision, "
+                "attention, device, limit_test")
+    check(cfg)
+    return cfg
+
+
+def eval_name(checkpoint: str, overrides: list[str]) -> str:
+    """``best`` or ``last``, then the overrides in order: ``best,dataset=fashion_mnist,precision=fp32``."""
+    return ",".join([checkpoint, *sorted(overrides)]).replace("/", "_")
+
+
+def run_eval(run_dir: Path, checkpoint: str, overrides: list[str]) -> dict:
+    cfg = eval_config(run_dir, overrides)
+    result = evaluate_run(cfg, run_dir, checkpoint, eval_name(checkpoint, overrides))
+    print(report(result), flush=True)
+    return result
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m gmmvit.config.evaluation", description=__doc__.split("\n\n")[0])
+    ap.add_argument("run", type=Path, nargs="?", help="a run folder, multirun/<sweep>/<run>")
+    ap.add_argument("--ckpt", choices=CHECKPOINTS, default="best", help="best.pt (default) or the last checkpoint")
+    ap.add_argument("overrides", nargs="*", help="KEY=VALUE or GROUP=OPTION, e.g. dataset=digits precision=fp32")
+    args = ap.parse_args(argv)
+    if args.run is None:
+        fail("make eval needs RUN=multirun/<sweep>/<run> (a run folder)")
+    guarded(run_eval, args.run, args.ckpt, args.overrides)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""make eval: a trained run evaluated again with its recorded config gives back its recorded numbers,
+takes another test set of the same shape, and refuses in one line what would change the network."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, compose_cfg
+from gmmvit.config.evaluation import eval_config, run_eval
+from gmmvit.errors import ConfigError
+from gmmvit.run.train import train
+
+TINY = ["dataset=digits", "mask=gmm", "model.depth=1", "model.embed_dim=32", "model.num_heads=2",
+        "recipe.batch_size=32", "recipe.epochs=3", "recipe.warmup_epochs=0", "recipe.passes_per_epoch=1",
+        "limit_train=256", "limit_test=96", "threads=1", "logger=none"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, data_dir):
+    run_dir = tmp_path_factory.mktemp("eval") / "run"
+    train(compose_cfg(TINY, run_dir=run_dir, data_dir=data_dir))
+    return run_dir
+
+
+def metrics(run_dir):
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_evaluating_best_pt_reproduces_the_recorded_best_top1_exactly(trained_run):
+    result = run_eval(trained_run, "best", [])
+    assert result["top1"] == metrics(trained_run)["best"]["test_top1"] == result["recorded_test_top1"]
+    assert result["epoch"] == metrics(trained_run)["best"]["epoch"]
+    written = json.loads((trained_run / "eval" / "best.json").read_text())
+    assert written["top1"] == result["top1"] and (trained_run / "eval" / "best.png").is_file()
+
+
+def test_evaluating_the_last_checkpoint_reproduces_the_last_epochs_top1(trained_run):
+    result = run_eval(trained_run, "last", [])
+    assert result["top1"] == metrics(trained_run)["history"][-1]["test_top1"]
+
+
+def test_the_report_holds_top5_per_class_accuracy_and_a_confusion_matrix_of_every_image(trained_run):
+    result = run_eval(trained_run, "best", [])
+    assert result["top5"] >= result["top1"]
+    assert len(result["per_class"]) == 10 and len(result["confusion"]) == 10
+    assert sum(map(sum, result["confusion"])) == result["n"] == 96
+
+
+def test_another_test_set_of_the_same_image_size_and_classes_is_evaluated(trained_run):
+    result = run_eval(trained_run, "best", ["dataset=fashion_mnist", "precision=fp32"])
+    assert result["dataset"] == "fashion_mnist" and result["n"] == 96 and result["recorded_test_top1"] is None
+    assert (trained_run / "eval" / "best,dataset=fashion_mnist,precision=fp32.json").is_file()
+
+
+@pytest.mark.parametrize("override, key", [("dataset=cifar100", "dataset.num_classes: 10 -> 100"),
+                                           ("dataset=cifar10", "dataset.channels: 1 -> 3"),
+                                           ("model.depth=2", "model.depth: 1 -> 2"),
+                                           ("mask=none", "mask._target_: gmmvit.nn.masks.GaussianMixtureMask -> gmmvit.nn.masks.NoMask")])
+def test_an_override_that_changes_the_network_is_refused_naming_it_and_the_key(trained_run, override, key):
+    with pytest.raises(ConfigError, match=rf"^{override} changes the network .*{key}"):
+        eval_config(trained_run, ["precision=fp32", override])
+
+
+def test_an_unknown_key_is_refused_in_one_line(trained_run):
+    with pytest.raises(ConfigError, match="precison"):
+        eval_config(trained_run, ["precison=fp32"])
+
+
+def test_make_eval_on_a_folder_without_a_run_exits_2_with_one_line(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "gmmvit.config.evaluation", str(tmp_path)], cwd=REPO,
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "config.yaml" in out.stderr

@@ -1,0 +1,85 @@
+"""dataset.val_fraction: a class-balanced, seeded hold-out of the training set, validated every epoch;
+the run records the test top-1 at the best validation epoch, and make table selects on it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import compose_cfg
+from gmmvit.data.datasets import Digits
+from gmmvit.data.sampling import hold_out, split_targets
+from gmmvit.errors import ConfigError
+from gmmvit.run.selection import load_weights
+from gmmvit.run.train import train
+from gmmvit.sweeps import folders, table as table_lib
+
+TINY = ["dataset=digits", "model.depth=1", "model.embed_dim=32", "model.num_heads=2", "recipe.batch_size=32",
+        "recipe.epochs=3", "recipe.warmup_epochs=0", "recipe.passes_per_epoch=1", "limit_train=256",
+        "limit_test=96", "threads=1", "logger=none", "dataset.val_fraction=0.1"]
+
+
+@pytest.fixture(scope="module")
+def clean_sweep(tmp_path_factory, data_dir):
+    sweep = tmp_path_factory.mktemp("clean") / "sweep"
+    for mask in ("none", "gmm"):
+        train(compose_cfg([*TINY, f"mask={mask}"], run_dir=sweep / f"mask={mask}", data_dir=data_dir))
+    return sweep
+
+
+def test_the_hold_out_takes_the_fraction_of_every_class_and_leaves_the_rest_to_train():
+    digits = Digits(train=True)
+    rest, val = hold_out(digits, 0.1, seed=0)
+    counts = np.bincount(split_targets(digits))
+    assert np.array_equal(np.bincount(split_targets(val)), np.round(0.1 * counts).astype(int))
+    assert not set(rest.indices) & set(val.indices) and len(rest) + len(val) == len(digits)
+
+
+def test_the_hold_out_depends_on_the_seed_alone():
+    assert hold_out(Digits(train=True), 0.1, seed=3)[1].indices == hold_out(Digits(train=True), 0.1, seed=3)[1].indices
+    assert hold_out(Digits(train=True), 0.1, seed=3)[1].indices != hold_out(Digits(train=True), 0.1, seed=4)[1].indices
+
+
+def test_val_fraction_zero_is_the_papers_protocol_without_a_validation_split():
+    digits = Digits(train=True)
+    assert hold_out(digits, 0.0) == (digits, None)
+    with pytest.raises(ConfigError, match="dataset.val_fraction"):
+        hold_out(digits, 1.0)
+
+
+def test_a_run_records_val_top1_per_epoch_and_the_test_top1_at_the_best_validation_epoch(clean_sweep):
+    metrics = json.loads((clean_sweep / "mask=gmm" / "metrics.json").read_text())
+    history, final = metrics["history"], metrics["final"]
+    assert all("val_top1" in row for row in history)
+    best = max(history, key=lambda r: r["val_top1"])
+    assert final["best_val_epoch"] == best["epoch"] and final["test_top1_at_best_val"] == best["test_top1"]
+    assert load_weights(clean_sweep / "mask=gmm" / "best.pt")["epoch"] == best["epoch"]
+    assert metrics["best"]["metric"] == "val_top1"
+
+
+def test_make_table_prints_the_papers_protocol_then_the_clean_one(clean_sweep, capsys):
+    assert table_lib.main([str(clean_sweep)]) == 0
+    out = capsys.readouterr().out
+    assert out.index("best test top-1") < out.index("test top-1 at the best validation epoch")
+    assert "`--select val` (the clean protocol)" in out
+    assert (clean_sweep / "table.md").is_file() and (clean_sweep / "table_val.md").is_file()
+
+
+def test_select_val_cells_are_the_test_top1_at_the_best_validation_epoch(clean_sweep):
+    runs = folders.collect([clean_sweep])[clean_sweep]
+    _, t = table_lib.build(clean_sweep, runs, "val", write=False)
+    at_best_val = json.loads((clean_sweep / "mask=none" / "metrics.json").read_text())["final"]["test_top1_at_best_val"]
+    assert t.cell("vit", "none", (), "digits").values == [(0, at_best_val)]
+
+
+def test_select_rejects_an_unknown_selection_in_one_line(clean_sweep, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        table_lib.main([str(clean_sweep), "--select", "best"])
+    assert exit_.value.code == 2 and "--select takes test, val, final" in capsys.readouterr().err
+
+
+def test_the_clean_preset_holds_out_a_tenth_in_a_sweep_of_its_own():
+    cfg = compose_cfg(["experiment=demo", "+experiment@_global_=protocol/clean"])
+    assert cfg.dataset.val_fraction == 0.1 and cfg.sweep == "protocol_clean"
