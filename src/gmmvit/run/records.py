@@ -36,6 +36,7 @@ PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"
 STATUS_RUNNING = "running"
 STATUS_FINISHED = "finished"
 STATUS_FAILED = "failed"
+STATUS_STOPPED = "stopped"  # Ctrl-C or SIGTERM: a clean stop, relaunch to resume
 
 
 # torch's weights-only unpickler names the class or function a file would have it import and call
@@ -55,6 +56,12 @@ def _atomic_write(path: Path, write) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def remove_temporaries(run_dir: Path) -> None:
+    """The half-written temporary files of a trainer killed while writing (``_atomic_write``'s)."""
+    for tmp in Path(run_dir).glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 def check_writable(folder) -> None:

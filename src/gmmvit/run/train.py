@@ -28,12 +28,13 @@ from gmmvit.nn.complexity import count_macs, count_params
 from gmmvit.nn.kernels import paths_taken
 from gmmvit.run import devices, runlock
 from gmmvit.run.compiling import Compiled
+from gmmvit.run.ending import recorded_end
 from gmmvit.run.figures import MaskFigures
 from gmmvit.run.profiling import StepProfiler
 from gmmvit.run.progress import Progress
 from gmmvit.run.recipe import build_criterion, build_mixup, build_optimizer, build_scheduler
 from gmmvit.run.records import (STATUS_FAILED, STATUS_FINISHED, STATUS_RUNNING, RunRecord, check_writable,
-                                load_checkpoint, rng_state, save_checkpoint, set_rng_state)
+                                load_checkpoint, remove_temporaries, rng_state, save_checkpoint, set_rng_state)
 from gmmvit.run.step import build_step, step_graph_setting
 from gmmvit.run.tracking import build_tracker
 
@@ -117,7 +118,9 @@ def train(cfg: DictConfig) -> dict:
         record = RunRecord(run_dir)  # as the previous holder left it
         if _finished(record):
             return record.data
-        return _train(cfg, run_dir, record)
+        remove_temporaries(run_dir)  # a killed trainer's half-written files
+        with recorded_end(record, run_dir, cfg.recipe.epochs):  # stopped / failed, before the lock goes
+            return _train(cfg, run_dir, record)
 
 
 def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:

@@ -109,6 +109,8 @@ def read_run(path: Path, stale_after: Optional[float] = None, now: Optional[floa
         state = "incomplete" if epochs and done < epochs else "finished"
     elif status == "failed":
         state = "failed"
+    elif status == "stopped":   # Ctrl-C or SIGTERM, written by the trainer as it left
+        state = "incomplete"
     else:                       # "running", or no metrics.json yet (config written, job starting)
         state = "running" if age <= stale_after else "incomplete"
     held = runlock.trainer(path, now=now)
