@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from gmmvit.errors import CheckpointError, ConfigError
+from gmmvit.run.metrics_schema import read_metrics
 
 METRICS = "metrics.json"
 CHECKPOINT = "checkpoint.pt"
@@ -95,7 +96,8 @@ class RunRecord:
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / METRICS
-        self.data: dict[str, Any] = read_json(self.path) or {"status": None, "history": [], "final": {}}
+        data, self.fault = read_metrics(self.path)  # fault: why the file there is not a record
+        self.data: dict[str, Any] = data or {"status": None, "history": [], "final": {}}
 
     @property
     def status(self) -> Optional[str]:

@@ -35,6 +35,7 @@ from gmmvit.run.progress import Progress
 from gmmvit.run.recipe import build_criterion, build_mixup, build_optimizer, build_scheduler
 from gmmvit.run.records import (STATUS_FAILED, STATUS_FINISHED, STATUS_RUNNING, RunRecord, check_writable,
                                 load_checkpoint, remove_temporaries, rng_state, save_checkpoint, set_rng_state)
+from gmmvit.run.repair import continue_from, usable_record
 from gmmvit.run.step import build_step, step_graph_setting
 from gmmvit.run.tracking import build_tracker
 
@@ -119,6 +120,7 @@ def train(cfg: DictConfig) -> dict:
         if _finished(record):
             return record.data
         remove_temporaries(run_dir)  # a killed trainer's half-written files
+        record = usable_record(record)  # an unreadable metrics.json: rebuilt from the checkpoint, or one line
         with recorded_end(record, run_dir, cfg.recipe.epochs):  # stopped / failed, before the lock goes
             return _train(cfg, run_dir, record)
 
@@ -184,7 +186,7 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
         scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
         start_epoch, wall_before, wandb_id = state["epoch"], state["wall_s"], state.get("wandb_id")
-        record.truncate(start_epoch)
+        continue_from(record, state)  # epochs 0..N-1 recorded, or rebuilt from the checkpoint, or one line
         print(f"[gmmvit] resuming {run_dir.name} from epoch {start_epoch}", flush=True)
     elif any(r["epoch"] >= 1 for r in record.history):
         # epochs were recorded, so checkpoints were written: starting over would overwrite history
@@ -245,7 +247,8 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
             save_checkpoint(run_dir, {
                 "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "rng": rng_state(),
-                "wall_s": wall_before + time.time() - started, "wandb_id": tracker.run_id})
+                "wall_s": wall_before + time.time() - started, "wandb_id": tracker.run_id,
+                "history": record.history})  # what metrics.json is rebuilt from, should it be lost
             print(f"[gmmvit] {run_dir.name} epoch {epoch + 1}/{recipe.epochs} loss {row['train_loss']:.4f} "
                   f"top-1 {top1:.2f} lr {row['lr']:.2e} {row['img_per_s']:.0f} img/s", flush=True)
     except TrainingDiverged as exc:
