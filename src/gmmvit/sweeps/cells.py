@@ -12,7 +12,7 @@ from typing import Optional
 
 from gmmvit import paper
 from gmmvit.catalog import DATASETS, MODELS, SPEED_SETTINGS, TABLE_BOOKKEEPING
-from gmmvit.sweeps.folders import Run, variant_text
+from gmmvit.sweeps.folders import Run, scalar, variant_text
 from gmmvit.sweeps.stats import paired_interval, significant
 
 MASK_ORDER = ("none", "gmm", "elm")  # rows: the paper's table lists GMM before ELM
@@ -68,7 +68,7 @@ def assign_variants(runs: list[Run]) -> None:
             if _relevant(k) and len({repr(m.config.get(k)) for m in members}) > 1:
                 varying.add(k)
     for r in runs:
-        r.variant = tuple((k, r.config.get(k)) for k in sorted(varying) if k in r.config)
+        r.variant = tuple((k, scalar(r.config.get(k))) for k in sorted(varying) if k in r.config)
 
 
 def _order(value, order):
@@ -126,11 +126,14 @@ class Gain:
 class SweepTable:
     def __init__(self, folder: Path, runs: list[Run], use_final: bool = False):
         self.folder = folder
+        self.unreadable = [r for r in runs if r.state == "unreadable"]  # listed under the table, with why
+        runs = [r for r in runs if r.state != "unreadable"]
         self.runs = runs
         self.use_final = use_final
         self.paper = paper.results()  # {(model, mask): {dataset: top1, params_M, macs_M}}
         assign_variants(runs)
-        references = {tuple(r.config["gain_reference"]) for r in runs if r.config.get("gain_reference")}
+        references = {tuple(r.config["gain_reference"]) for r in runs
+                      if isinstance(r.config.get("gain_reference"), list)}
         self.reference_items = references.pop() if len(references) == 1 else DEFAULT_REFERENCE
         self.reference = parse_reference(self.reference_items)
         names = {r.config.get("sweep") for r in runs if r.config.get("sweep")}
@@ -236,11 +239,11 @@ class SweepTable:
                     if c is not None and c.seeds_missing:
                         seeds = ", ".join(str(s) for s in c.seeds_missing)
                         lines.append(f"missing: {model}/{mask}{variant_text(variant)}/{ds} seed {seeds}")
-        return lines
+        return lines + [f"unreadable: {r.path}: {r.reason}" for r in self.unreadable]
 
     def counts(self) -> dict:
         out = defaultdict(int)
-        for r in self.runs:
+        for r in self.runs + self.unreadable:
             out[r.state] += 1
         return dict(out)
 

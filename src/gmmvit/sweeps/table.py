@@ -42,7 +42,8 @@ def build(folder: Path, runs: list[Run], use_final: bool = False, write: bool = 
     t = SweepTable(Path(folder), runs, use_final)
     if not any(r.state == "finished" for r in runs):
         counts = ", ".join(f"{v} {k}" for k, v in sorted(t.counts().items()))
-        return f"{t.name} ({folder}): nothing finished yet ({counts}).\n", None
+        listed = "".join(f"- {line}\n" for line in t.notices() if line.startswith("unreadable: "))
+        return f"{t.name} ({folder}): nothing finished yet ({counts}).\n{listed}", None
     text = render.render_markdown(t)
     if write:
         (t.folder / "table.md").write_text(text)
