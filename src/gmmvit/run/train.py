@@ -26,7 +26,7 @@ from gmmvit.errors import CheckpointError
 from gmmvit.nn.attention import use_attention
 from gmmvit.nn.complexity import count_macs, count_params
 from gmmvit.nn.kernels import paths_taken
-from gmmvit.run import devices, runlock
+from gmmvit.run import devices, identity, runlock
 from gmmvit.run.compiling import Compiled
 from gmmvit.run.ending import recorded_end
 from gmmvit.run.figures import MaskFigures
@@ -106,6 +106,11 @@ def train(cfg: DictConfig) -> dict:
     """Train the run ``cfg`` describes (a config composed from conf/ and checked by
     ``gmmvit.config.checks``, as the Hydra entry point does before each job)."""
     run_dir = Path(cfg.run_dir)
+    try:
+        identity.same_run_or_refuse(cfg, run_dir)  # another config's folder: one line, nothing written
+    except identity.DifferentRun as exc:
+        identity.refuse_or_skip(exc)
+        return {}
     record = RunRecord(run_dir)
     if _finished(record):
         return record.data
@@ -126,7 +131,7 @@ def train(cfg: DictConfig) -> dict:
 
 
 def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    identity.record_config(cfg, run_dir)  # once, as the run starts
 
     # --- machine --------------------------------------------------------------------------
     runs_per_gpu = cfg.get("runs_per_gpu", 1)
