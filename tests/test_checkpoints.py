@@ -45,6 +45,16 @@ def test_a_checkpoint_carrying_a_pickled_object_is_refused_and_its_code_never_ru
     assert not marker.exists()
 
 
+def test_upgrade_without_trust_refuses_a_pickled_object_in_one_line_and_never_runs_it(tmp_path):
+    marker = tmp_path / "code-ran"
+    save_checkpoint(tmp_path, {"epoch": 1, "model": {}, "payload": WritesAFile(marker)})
+    out = subprocess.run([sys.executable, "-m", "gmmvit.run.records", "upgrade", str(tmp_path)], cwd=REPO,
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.startswith("gmmvit: error:") and "upgrade --trust" in out.stderr
+    assert not marker.exists()
+
+
 @pytest.mark.timeout(120)
 def test_an_earlier_format_checkpoint_is_refused_then_upgraded_once_and_resumed(compose_config, tmp_path,
                                                                              data_dir, monkeypatch):
@@ -54,9 +64,9 @@ def test_an_earlier_format_checkpoint_is_refused_then_upgraded_once_and_resumed(
         state = torch.load(run_dir / name, weights_only=True)
         state["rng"].update(python=random.getstate(), numpy=np.random.get_state())
         torch.save(state, run_dir / name)
-    with pytest.raises(CheckpointError, match="python -m gmmvit.run.records upgrade"):
+    with pytest.raises(CheckpointError, match="python -m gmmvit.run.records upgrade --trust"):
         load_checkpoint(run_dir)
-    out = subprocess.run([sys.executable, "-m", "gmmvit.run.records", "upgrade", str(run_dir)], cwd=REPO,
+    out = subprocess.run([sys.executable, "-m", "gmmvit.run.records", "upgrade", "--trust", str(run_dir)], cwd=REPO,
                          capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.count("rewrote") == 2, out.stderr
     result = train_mod.train(cfg)

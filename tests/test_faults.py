@@ -85,6 +85,13 @@ def interrupted_run(compose_config, run_dir, data_dir, monkeypatch, after_checkp
     return cfg
 
 
+def history_kept_and_failed_with(run_dir, before, error_line):
+    """The refused relaunch kept every recorded epoch and says why the run stands still."""
+    after = json.loads((run_dir / "metrics.json").read_text())
+    assert after["history"] == before["history"] and after["final"] == before["final"]
+    assert after["status"] == "failed" and after["reason"].split(": ", 1)[1] in error_line
+
+
 def truncate(path):
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 3])
@@ -111,11 +118,11 @@ def test_every_checkpoint_corrupt_is_one_line_error_and_leaves_metrics_alone(com
     interrupted_run(compose_config, run_dir, data_dir, monkeypatch)
     truncate(run_dir / CHECKPOINT)
     (run_dir / PREVIOUS_CHECKPOINT).write_bytes(b"not a checkpoint")
-    before = (run_dir / "metrics.json").read_bytes()
+    before = json.loads((run_dir / "metrics.json").read_text())
     out = run_cli(["mask=gmm", *TINY, "recipe.epochs=3", f"paths.data={data_dir}", f"hydra.run.dir={run_dir}"])
     lines = one_line_error(out)
     assert lines[-1].startswith("gmmvit: error:") and "corrupt" in lines[-1] and "delete" in lines[-1]
-    assert (run_dir / "metrics.json").read_bytes() == before
+    history_kept_and_failed_with(run_dir, before, lines[-1])
 
 
 @pytest.mark.timeout(120)
@@ -125,11 +132,11 @@ def test_history_without_any_checkpoint_is_not_silently_restarted(compose_config
     interrupted_run(compose_config, run_dir, data_dir, monkeypatch)
     (run_dir / CHECKPOINT).unlink()
     (run_dir / PREVIOUS_CHECKPOINT).unlink()
-    before = (run_dir / "metrics.json").read_bytes()
+    before = json.loads((run_dir / "metrics.json").read_text())
     out = run_cli(["mask=gmm", *TINY, "recipe.epochs=3", f"paths.data={data_dir}", f"hydra.run.dir={run_dir}"])
     lines = one_line_error(out)
     assert "no checkpoint" in lines[-1]
-    assert (run_dir / "metrics.json").read_bytes() == before
+    history_kept_and_failed_with(run_dir, before, lines[-1])
 
 
 # --- bad input ------------------------------------------------------------------------------------

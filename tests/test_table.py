@@ -34,8 +34,8 @@ SILENT_S = 7 * 3600
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182}     # t quantiles for n-1 degrees of freedom
 
 
-class Killed(Exception):
-    pass
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing in the trainer sees it, so nothing records how the run ended."""
 
 
 def _run(sweep, name, overrides, data_dir):

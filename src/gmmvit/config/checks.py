@@ -5,6 +5,7 @@ before a sweep and before each job)."""
 from __future__ import annotations
 
 from dataclasses import fields, is_dataclass
+from pathlib import PurePath
 from typing import Optional
 
 import torch
@@ -78,6 +79,10 @@ def check(cfg: DictConfig, machine: bool = True) -> None:
     pool = cfg.model.get("pool") if isinstance(cfg.model, DictConfig) else None
     if pool is not None and pool not in [p.value for p in Pool]:
         raise ConfigError(f"model.pool={pool}: model.pool takes one of {', '.join(p.value for p in Pool)}")
+    sweep = PurePath(str(cfg.get("sweep", "")))
+    if sweep.is_absolute() or ".." in sweep.parts:  # runs outside multirun/ are runs no reader finds
+        raise ConfigError(f"sweep={sweep}: a sweep lives inside multirun/; use sweep=NAME or sweep=GROUP/NAME "
+                          "(no '..', not an absolute path)")
     check_device(str(cfg.device), machine)
 
 

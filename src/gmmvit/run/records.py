@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from gmmvit.errors import CheckpointError, ConfigError
+from gmmvit.run.metrics_schema import read_metrics
 
 METRICS = "metrics.json"
 CHECKPOINT = "checkpoint.pt"
@@ -36,6 +37,7 @@ PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"
 STATUS_RUNNING = "running"
 STATUS_FINISHED = "finished"
 STATUS_FAILED = "failed"
+STATUS_STOPPED = "stopped"  # Ctrl-C or SIGTERM: a clean stop, relaunch to resume
 
 
 # torch's weights-only unpickler names the class or function a file would have it import and call
@@ -55,6 +57,12 @@ def _atomic_write(path: Path, write) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def remove_temporaries(run_dir: Path) -> None:
+    """The half-written temporary files of a trainer killed while writing (``_atomic_write``'s)."""
+    for tmp in Path(run_dir).glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 def check_writable(folder) -> None:
@@ -88,7 +96,8 @@ class RunRecord:
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / METRICS
-        self.data: dict[str, Any] = read_json(self.path) or {"status": None, "history": [], "final": {}}
+        data, self.fault = read_metrics(self.path)  # fault: why the file there is not a record
+        self.data: dict[str, Any] = data or {"status": None, "history": [], "final": {}}
 
     @property
     def status(self) -> Optional[str]:
@@ -219,7 +228,8 @@ def load_checkpoint(run_dir: Path) -> Optional[dict]:
                 raise CheckpointError(
                     f"{path} holds a pickled object ({pickled.group(1)}) that loading would run, so it is "
                     f"not loaded; if you wrote it with an earlier gmmvit and trust it, rewrite it once with "
-                    f"`python -m gmmvit.run.records upgrade {run_dir}`, else delete {run_dir} to retrain") from None
+                    f"`python -m gmmvit.run.records upgrade --trust {run_dir}`, else delete {run_dir} to retrain"
+                ) from None
             print(f"[gmmvit] checkpoint {path} is unreadable; trying the previous one", flush=True)
             continue
         if isinstance(state, dict) and "epoch" in state:
@@ -228,14 +238,27 @@ def load_checkpoint(run_dir: Path) -> Optional[dict]:
         f"every checkpoint in {run_dir} is corrupt; delete {run_dir} to retrain this run from scratch")
 
 
-def upgrade_checkpoints(run_dir: Path) -> list[Path]:
-    """Rewrite a trusted run folder's checkpoints of an earlier gmmvit as tensors and plain types.
-    Loading them this once runs whatever they pickled: only for files you wrote."""
+def upgrade_checkpoints(run_dir: Path, trust: bool = False) -> list[Path]:
+    """Rewrite a run folder's checkpoints of an earlier gmmvit as tensors and plain types. Each is read
+    with ``weights_only=True`` first; one that pickles an object is unpickled (running whatever it
+    pickled) only with ``trust``, the user's word that they wrote it; else ``CheckpointError``."""
     done = []
     for path in (Path(run_dir) / CHECKPOINT, Path(run_dir) / PREVIOUS_CHECKPOINT):
         if not path.exists():
             continue
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            pickled = _PICKLED_GLOBAL.search(str(exc))
+            if pickled is None:
+                raise CheckpointError(f"{path} is unreadable ({type(exc).__name__}); delete {run_dir} to retrain "
+                                      "this run") from None
+            if not trust:
+                raise CheckpointError(
+                    f"{path} holds a pickled object ({pickled.group(1)}) that loading would run; only if you "
+                    f"wrote it with an earlier gmmvit, rewrite it with `python -m gmmvit.run.records upgrade "
+                    f"--trust {run_dir}`") from None
+            state = torch.load(path, map_location="cpu", weights_only=False)
         if "rng" in state:
             state["rng"] = _plain_rng(state["rng"])
         _atomic_write(path, lambda f: torch.save(state, f))
@@ -249,10 +272,18 @@ def main(argv=None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     upgrade = commands.add_parser("upgrade", help="rewrite a trusted run folder's checkpoints of an earlier "
                                   "gmmvit so that they load with weights_only=True")
+    upgrade.add_argument("--trust", action="store_true", help="unpickle checkpoints that need it: they run "
+                         "whatever they pickled, so only for files you wrote")
     upgrade.add_argument("run_dir", type=Path)
     args = parser.parse_args(argv)
-    for path in upgrade_checkpoints(args.run_dir):
+    try:
+        upgraded = upgrade_checkpoints(args.run_dir, trust=args.trust)
+    except CheckpointError as exc:
+        print(f"gmmvit: error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    for path in upgraded:
         print(f"[gmmvit] rewrote {path} as tensors and plain types", flush=True)
+    return 0
 
 
 if __name__ == "__main__":

@@ -26,8 +26,9 @@ from gmmvit.errors import CheckpointError
 from gmmvit.nn.attention import use_attention
 from gmmvit.nn.complexity import count_macs, count_params
 from gmmvit.nn.kernels import paths_taken
-from gmmvit.run import devices, runlock
+from gmmvit.run import devices, identity, runlock
 from gmmvit.run.compiling import Compiled
+from gmmvit.run.ending import recorded_end
 from gmmvit.run.figures import MaskFigures
 from gmmvit.run.loaders import eval_loader
 from gmmvit.run.profiling import StepProfiler
@@ -35,7 +36,8 @@ from gmmvit.run.progress import Progress
 from gmmvit.run.provenance import record_environment
 from gmmvit.run.recipe import build_criterion, build_mixup, build_optimizer, build_scheduler
 from gmmvit.run.records import (STATUS_FAILED, STATUS_FINISHED, STATUS_RUNNING, RunRecord, check_writable,
-                                load_checkpoint, rng_state, save_checkpoint, set_rng_state)
+                                load_checkpoint, remove_temporaries, rng_state, save_checkpoint, set_rng_state)
+from gmmvit.run.repair import continue_from, usable_record
 from gmmvit.run.selection import BestWeights, selection_metric, validation_figures
 from gmmvit.run.step import build_step, step_graph_setting
 from gmmvit.run.tracking import build_tracker
@@ -107,6 +109,11 @@ def train(cfg: DictConfig) -> dict:
     """Train the run ``cfg`` describes (a config composed from conf/ and checked by
     ``gmmvit.config.checks``, as the Hydra entry point does before each job)."""
     run_dir = Path(cfg.run_dir)
+    try:
+        identity.same_run_or_refuse(cfg, run_dir)  # another config's folder: one line, nothing written
+    except identity.DifferentRun as exc:
+        identity.refuse_or_skip(exc)
+        return {}
     record = RunRecord(run_dir)
     if _finished(record):
         return record.data
@@ -120,11 +127,14 @@ def train(cfg: DictConfig) -> dict:
         record = RunRecord(run_dir)  # as the previous holder left it
         if _finished(record):
             return record.data
-        return _train(cfg, run_dir, record)
+        remove_temporaries(run_dir)  # a killed trainer's half-written files
+        record = usable_record(record)  # an unreadable metrics.json: rebuilt from the checkpoint, or one line
+        with recorded_end(record, run_dir, cfg.recipe.epochs):  # stopped / failed, before the lock goes
+            return _train(cfg, run_dir, record)
 
 
 def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    identity.record_config(cfg, run_dir)  # once, as the run starts
 
     # --- machine --------------------------------------------------------------------------
     runs_per_gpu = cfg.get("runs_per_gpu", 1)
@@ -184,7 +194,7 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
         scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
         start_epoch, wall_before, wandb_id = state["epoch"], state["wall_s"], state.get("wandb_id")
-        record.truncate(start_epoch)
+        continue_from(record, state)  # epochs 0..N-1 recorded, or rebuilt from the checkpoint, or one line
         print(f"[gmmvit] resuming {run_dir.name} from epoch {start_epoch}", flush=True)
     elif any(r["epoch"] >= 1 for r in record.history):
         # epochs were recorded, so checkpoints were written: starting over would overwrite history
@@ -250,7 +260,8 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
             save_checkpoint(run_dir, {
                 "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "rng": rng_state(),
-                "wall_s": wall_before + time.time() - started, "wandb_id": tracker.run_id})
+                "wall_s": wall_before + time.time() - started, "wandb_id": tracker.run_id,
+                "history": record.history})  # what metrics.json is rebuilt from, should it be lost
             best_weights.after_epoch(row, model)
             print(f"[gmmvit] {run_dir.name} epoch {epoch + 1}/{recipe.epochs} loss {row['train_loss']:.4f} "
                   f"top-1 {top1:.2f} lr {row['lr']:.2e} {row['img_per_s']:.0f} img/s", flush=True)

@@ -13,12 +13,12 @@ from typing import Optional
 from gmmvit import paper
 from gmmvit.catalog import DATASETS, MODELS, SPEED_SETTINGS, TABLE_BOOKKEEPING
 from gmmvit.run.provenance import environment_label
-from gmmvit.sweeps.folders import Run, variant_text
+from gmmvit.sweeps.folders import Run, scalar, variant_text
 from gmmvit.sweeps.stats import paired_interval, significant
 
-MASK_ORDER = ("none", "gmm", "elm")
+MASK_ORDER = ("none", "gmm", "elm")  # rows: the paper's table lists GMM before ELM
 # a cell's epoch: best on the test set (the paper's), best on the validation split (dataset.val_fraction), last
-SELECTIONS = ("test", "val", "final")  # rows: the paper's table lists GMM before ELM
+SELECTIONS = ("test", "val", "final")
 
 # settings that never split a cell (where and how a run ran, not what it trained)
 IGNORED_KEYS = {*SPEED_SETTINGS, *TABLE_BOOKKEEPING}
@@ -71,7 +71,7 @@ def assign_variants(runs: list[Run]) -> None:
             if _relevant(k) and len({repr(m.config.get(k)) for m in members}) > 1:
                 varying.add(k)
     for r in runs:
-        r.variant = tuple((k, r.config.get(k)) for k in sorted(varying) if k in r.config)
+        r.variant = tuple((k, scalar(r.config.get(k))) for k in sorted(varying) if k in r.config)
 
 
 def _order(value, order):
@@ -129,11 +129,14 @@ class Gain:
 class SweepTable:
     def __init__(self, folder: Path, runs: list[Run], select: str = "test"):
         self.folder = folder
+        self.unreadable = [r for r in runs if r.state == "unreadable"]  # listed under the table, with why
+        runs = [r for r in runs if r.state != "unreadable"]
         self.runs = runs
         self.select = select             # one of SELECTIONS: which epoch's test top-1 a cell holds
         self.paper = paper.results()  # {(model, mask): {dataset: top1, params_M, macs_M}}
         assign_variants(runs)
-        references = {tuple(r.config["gain_reference"]) for r in runs if r.config.get("gain_reference")}
+        references = {tuple(r.config["gain_reference"]) for r in runs
+                      if isinstance(r.config.get("gain_reference"), list)}
         self.reference_items = references.pop() if len(references) == 1 else DEFAULT_REFERENCE
         self.reference = parse_reference(self.reference_items)
         names = {r.config.get("sweep") for r in runs if r.config.get("sweep")}
@@ -239,7 +242,7 @@ class SweepTable:
                     if c is not None and c.seeds_missing:
                         seeds = ", ".join(str(s) for s in c.seeds_missing)
                         lines.append(f"missing: {model}/{mask}{variant_text(variant)}/{ds} seed {seeds}")
-        return lines
+        return lines + [f"unreadable: {r.path}: {r.reason}" for r in self.unreadable]
 
     def environments(self) -> dict[str, int]:
         """Each environment that produced a finished run, with how many (most first)."""
@@ -259,7 +262,7 @@ class SweepTable:
 
     def counts(self) -> dict:
         out = defaultdict(int)
-        for r in self.runs:
+        for r in self.runs + self.unreadable:
             out[r.state] += 1
         return dict(out)
 

@@ -287,6 +287,10 @@ def dashboard(folder: Path, runs: list, at_sweep_end: bool = False) -> bool:
     """Build, write the specification, publish when W&B can be reached (at a sweep's end: only when
     its runs were online). One line on every outcome; False when something failed."""
     folder = Path(folder)
+    for run in runs:
+        if run.state == "unreadable":
+            print(f"[gmmvit] W&B dashboard: {run.path} left out, unreadable: {run.reason}", flush=True)
+    runs = [r for r in runs if r.state != "unreadable"]
     spec_path = folder / SPEC_FILE
     later = f"wandb sync {folder}/*/wandb/offline-run-*, then make dashboard SWEEP={folder}"
     try:

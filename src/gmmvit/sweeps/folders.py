@@ -19,18 +19,40 @@ from typing import Optional
 
 from gmmvit.catalog import ADDED_SETTINGS
 from gmmvit.run import runlock
-from gmmvit.run.records import METRICS, current_targets, read_json
+from gmmvit.run.metrics_schema import read_metrics
+from gmmvit.run.records import METRICS, current_targets
 from gmmvit.run.tracking import flatten
 
 CONFIG = "config.yaml"
 
 
-def _load_yaml(path: Path) -> dict:
+def _load_yaml(path: Path) -> tuple[dict, Optional[str]]:
+    """(config, None), or ({}, why it cannot be read)."""
+    from omegaconf import OmegaConf
     try:
-        from omegaconf import OmegaConf
-        return current_targets(OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {})
-    except Exception:
-        return {}
+        config = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except Exception as exc:
+        return {}, f"config.yaml cannot be read ({' '.join(str(exc).split())[:120]})"
+    if config is None:
+        return {}, "config.yaml is empty"
+    if not isinstance(config, dict):
+        return {}, f"config.yaml holds a {type(config).__name__}, not a config"
+    for group in ("model", "mask", "dataset", "recipe"):
+        if group in config and not isinstance(config[group], dict):
+            return {}, f"config.yaml has the wrong shape: {group} is {config[group]!r:.40}"
+    if "seed" in config and not isinstance(config["seed"], (int, str)):
+        return {}, f"config.yaml has the wrong shape: seed is {config['seed']!r:.40}"
+    return current_targets(config), None
+
+
+def scalar(value):
+    """A list or dict value (``mask.sigma_init=[10.0,10.0]``) as the text an override writes, so that it
+    groups, sorts and prints like a number or a word."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(str(scalar(v)) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{scalar(v)}" for k, v in value.items()) + "}"
+    return value
 
 
 @dataclass
@@ -40,7 +62,7 @@ class Run:
     mask: str
     dataset: str
     seed: object
-    state: str                      # finished | running | failed | incomplete
+    state: str                      # finished | running | failed | incomplete | unreadable (reason: why)
     epochs: Optional[int]
     done: int
     best: Optional[float]
@@ -54,9 +76,12 @@ class Run:
     trainer: Optional[str] = None   # "pid P on HOST since T" from the run's lock, while it has one
     at_best_val: Optional[float] = None  # dataset.val_fraction > 0: the test top-1 at the best validation epoch
     environment: Optional[dict] = None  # what made it (gmmvit.run.provenance), None before it was recorded
+    metrics: dict = field(default_factory=dict)  # its metrics.json, of the record's shape ({} if none)
 
     @property
     def label(self) -> str:
+        if self.state == "unreadable":
+            return str(self.path)
         return f"{self.model}/{self.mask}{variant_text(self.variant)}/{self.dataset} seed {self.seed}"
 
 
@@ -81,8 +106,11 @@ def find_run_dirs(root: Path) -> list[Path]:
 
 def read_run(path: Path, stale_after: Optional[float] = None, now: Optional[float] = None) -> Run:
     now = time.time() if now is None else now
-    metrics = read_json(path / METRICS) or {}
-    config = _load_yaml(path / CONFIG) if (path / CONFIG).is_file() else {}
+    metrics, bad_metrics = read_metrics(path / METRICS)
+    metrics = metrics or {}
+    config, bad_config = _load_yaml(path / CONFIG) if (path / CONFIG).is_file() else ({}, None)
+    if bad_metrics or bad_config:
+        return unreadable(path, f"metrics.json {bad_metrics}" if bad_metrics else bad_config)
     meta = metrics.get("meta") or {}
 
     def pick(meta_key, cfg_path):
@@ -96,8 +124,9 @@ def read_run(path: Path, stale_after: Optional[float] = None, now: Optional[floa
     model = pick("model", ("model", "name")) or "?"
     mask = pick("mask", ("mask", "name")) or "?"
     dataset = pick("dataset", ("dataset", "name")) or "?"
-    seed = pick("seed", ("seed",))
-    epochs = metrics.get("epochs") or (config.get("recipe") or {}).get("epochs")
+    seed = scalar(pick("seed", ("seed",)))
+    epochs = metrics.get("epochs") or pick("epochs", ("recipe", "epochs"))
+    epochs = epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
     history = metrics.get("history") or []
     done = len(history)
     final = metrics.get("final") or {}
@@ -112,6 +141,8 @@ def read_run(path: Path, stale_after: Optional[float] = None, now: Optional[floa
         state = "incomplete" if epochs and done < epochs else "finished"
     elif status == "failed":
         state = "failed"
+    elif status == "stopped":   # Ctrl-C or SIGTERM, written by the trainer as it left
+        state = "incomplete"
     else:                       # "running", or no metrics.json yet (config written, job starting)
         state = "running" if age <= stale_after else "incomplete"
     held = runlock.trainer(path, now=now)
@@ -135,8 +166,14 @@ def read_run(path: Path, stale_after: Optional[float] = None, now: Optional[floa
     return Run(path=path, model=str(model), mask=str(mask), dataset=str(dataset), seed=seed, state=state,
                epochs=epochs, done=done, best=_num(best), final=_num(last),
                params=metrics.get("params") or final.get("params"), macs=metrics.get("macs") or final.get("macs"),
-               reason=metrics.get("reason"), age_s=age, config={**ADDED_SETTINGS, **flatten(config)} if config else {}, trainer=trainer,
-               at_best_val=_num(at_best_val), environment=metrics.get("environment"))
+               reason=metrics.get("reason"), age_s=age, config={**ADDED_SETTINGS, **flatten(config)} if config else {},
+               trainer=trainer, at_best_val=_num(at_best_val), environment=metrics.get("environment"), metrics=metrics)
+
+
+def unreadable(path: Path, why: str) -> Run:
+    """A folder no reader can use, listed with why (never a crash of the reader)."""
+    return Run(path=path, model="?", mask="?", dataset="?", seed=None, state="unreadable", epochs=None, done=0,
+               best=None, final=None, params=None, macs=None, reason=why)
 
 
 def _num(x) -> Optional[float]:
@@ -151,11 +188,19 @@ def variant_text(variant: tuple) -> str:
     return f" [{', '.join(f'{k}={v}' for k, v in variant)}]" if variant else ""
 
 
+def read_any(path: Path, stale_after: Optional[float] = None) -> Run:
+    """``read_run``, and whatever a folder holds, a Run: an unreadable one says why."""
+    try:
+        return read_run(path, stale_after)
+    except Exception as exc:
+        return unreadable(path, f"{type(exc).__name__}: {' '.join(str(exc).split())[:120]}")
+
+
 def collect(paths: list[Path], stale_after: Optional[float] = None) -> dict[Path, list[Run]]:
     sweeps: dict[Path, list[Run]] = defaultdict(list)
     for root in paths:
         for run_dir in find_run_dirs(root):
-            sweeps[run_dir.parent].append(read_run(run_dir, stale_after))
+            sweeps[run_dir.parent].append(read_any(run_dir, stale_after))
     return dict(sorted(sweeps.items()))
 
 

@@ -12,17 +12,17 @@ left (``gmmvit.sweeps.cost``).
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 from gmmvit.catalog import CONF, MASKS, MODELS, MULTIRUN, PAPER_DATASETS, REPO, TRAIN_SCRIPT
+from gmmvit.run import metrics_schema
 from gmmvit.run.records import METRICS
 from gmmvit.sweeps.cost import (DEFAULT_IMG_PER_S, GPU_IMG_PER_S, GPU_RATE_SOURCE, PACKING_GAIN, estimate,
                                 measured_rates, recipe_length)
 from gmmvit.sweeps.expand import is_task_override, run_name
-from gmmvit.sweeps.folders import is_run_dir, read_run
+from gmmvit.sweeps.folders import is_run_dir, read_any
 from gmmvit.sweeps.status import run_detail
 
 
@@ -31,10 +31,8 @@ def csv(text: str) -> list[str]:
 
 
 def read_metrics(run_dir: Path) -> dict | None:
-    try:
-        return json.loads((Path(run_dir) / METRICS).read_text())
-    except (OSError, ValueError):
-        return None
+    """A run folder's record when it has the record's shape (gmmvit.run.metrics_schema), else None."""
+    return metrics_schema.read_metrics(Path(run_dir) / METRICS)[0]
 
 
 def jobs(args) -> list[dict]:
@@ -55,13 +53,13 @@ def dry_run(args) -> int:
     listed = jobs(args)
     records = {str(j["dir"]): read_metrics(j["dir"]) for j in listed}
     measured = measured_rates(listed, records)
-    counts = {"finished": 0, "running": 0, "incomplete": 0, "failed": 0, "todo": 0}
+    counts = {"finished": 0, "running": 0, "incomplete": 0, "failed": 0, "unreadable": 0, "todo": 0}
     hours = 0.0
     print(f"{len(listed)} jobs in {Path(args.multirun) / args.sweep} (recipe: {epochs:g} epochs x "
           f"{passes:g} passes; launcher: {args.launcher})")
     for job in listed:
         m = records[str(job["dir"])]
-        run = read_run(job["dir"]) if is_run_dir(job["dir"]) else None
+        run = read_any(job["dir"]) if is_run_dir(job["dir"]) else None
         state = run.state if run is not None and run.state in counts else "todo"
         counts[state] += 1
         left = estimate(job, m, measured, epochs, passes) if state != "finished" else 0.0

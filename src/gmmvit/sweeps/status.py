@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Optional
 
 from gmmvit.run.progress import duration
-from gmmvit.run.records import METRICS, read_json
 from gmmvit.sweeps.expand import sweep_size
 from gmmvit.sweeps.folders import collect_sweeps
 
@@ -44,6 +43,8 @@ def run_detail(run, metrics: dict) -> str:
         return f"failed: {metrics.get('reason')}"
     if run.state == "incomplete":
         return f"stopped at {done}/{total or '?'} epochs (relaunch to resume)"
+    if run.state == "unreadable":
+        return f"unreadable: {run.reason}"
     return "not started"
 
 
@@ -51,9 +52,9 @@ def sweep_status(folder: Path, runs: list, now: Optional[float] = None) -> str:
     """The text ``make status`` prints for one sweep (runs: ``gmmvit.sweeps.folders.Run``)."""
     now = time.time() if now is None else now
     lines, left, full_runs = [], [], []
-    counts = {"finished": 0, "running": 0, "failed": 0, "incomplete": 0, "todo": 0}
+    counts = {"finished": 0, "running": 0, "failed": 0, "incomplete": 0, "unreadable": 0, "todo": 0}
     for run in sorted(runs, key=lambda r: r.label):
-        m = read_json(run.path / METRICS) or {}
+        m = run.metrics
         total = m.get("epochs")
         times = [r["epoch_s"] for r in m.get("history") or [] if r.get("epoch_s")]
         if times and total:

@@ -60,7 +60,8 @@ def build(folder: Path, runs: list[Run], select: str = "test", write: bool = Tru
     t = SweepTable(Path(folder), runs, select)
     if not any(r.state == "finished" for r in runs):
         counts = ", ".join(f"{v} {k}" for k, v in sorted(t.counts().items()))
-        return f"{t.name} ({folder}): nothing finished yet ({counts}).\n", None
+        listed = "".join(f"- {line}\n" for line in t.notices() if line.startswith("unreadable: "))
+        return f"{t.name} ({folder}): nothing finished yet ({counts}).\n{listed}", None
     text = render.render_markdown(t)
     if write:
         md, csv, tex, png = (t.folder / name for name in outputs(stem))

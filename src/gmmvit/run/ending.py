@@ -1,0 +1,60 @@
+"""How a trainer ends is written down before its lock goes, so that every reader tells the truth at
+once: ``finished`` (train.py), ``failed`` with its reason (NaN, an exception), ``stopped`` (Ctrl-C,
+SIGTERM). A run killed outright (SIGKILL, OOM, node lost) cannot write; its lock tells instead
+(``gmmvit.run.runlock``)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+from gmmvit.run.records import STATUS_FAILED, STATUS_FINISHED, STATUS_STOPPED, RunRecord
+
+# the shell's codes for a process ended by the signal: 128 + its number
+EXIT_CODE = {"Ctrl-C": 128 + signal.SIGINT, "SIGTERM": 128 + signal.SIGTERM}
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated
+
+
+def reason_of(exc: BaseException) -> str:
+    """An exception as one line of a run's record."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def epochs_done(record: RunRecord) -> int:
+    return len(record.history)
+
+
+@contextmanager
+def recorded_end(record: RunRecord, run_dir: Path, epochs: int):
+    """Around a run's training: Ctrl-C and SIGTERM record ``stopped`` and exit with the shell's code
+    after one line; any other exception records ``failed`` with its reason and goes on up. SIGTERM is
+    taken only where nobody else handles it (submitit, under SLURM, has its own plan for it)."""
+    own_sigterm = (threading.current_thread() is threading.main_thread()
+                   and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)
+    if own_sigterm:
+        signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    except (KeyboardInterrupt, Terminated) as exc:
+        how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+        where = f"epoch {epochs_done(record)}/{epochs}"
+        record.update(status=STATUS_STOPPED, reason=f"{how} at {where}")
+        print(f"\n[gmmvit] {Path(run_dir).name} stopped at {where}; relaunch to resume", flush=True)
+        raise SystemExit(EXIT_CODE[how]) from None
+    except Exception as exc:
+        if record.status != STATUS_FINISHED:
+            record.update(status=STATUS_FAILED, reason=reason_of(exc))
+        raise
+    finally:
+        if own_sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)

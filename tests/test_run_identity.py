@@ -1,0 +1,86 @@
+"""A run is what its config says: config.yaml is written once, and a relaunch into a folder whose
+recorded config trains something else is refused in one line naming each differing key with both
+values, nothing written; in a sweep that job is skipped and the others go on."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import REPO
+from gmmvit.run import train as train_mod
+from gmmvit.run.identity import DifferentRun, differences
+
+TINY = ["dataset=digits", "model.depth=1", "model.embed_dim=32", "model.num_heads=2", "recipe.batch_size=32",
+        "recipe.epochs=1", "recipe.warmup_epochs=0", "recipe.passes_per_epoch=1", "limit_train=64",
+        "limit_test=32", "threads=1", "workers=0", "logger=none"]
+
+
+def test_speed_settings_and_bookkeeping_are_not_differences():
+    recorded = {"threads": 1, "device": "cpu", "sweep": "a", "logger": {"name": "none"}, "run_dir": "/x",
+                "dataset": {"source": {"root": "/old/digits"}}, "recipe": {"grad_clip": None}}
+    current = {"threads": 2, "device": "cuda", "sweep": "b", "logger": {"name": "wandb"}, "run_dir": "/y",
+               "dataset": {"source": {"root": "/new/digits"}}, "recipe": {"grad_clip": None}}
+    assert differences(recorded, current) == []
+
+
+def test_list_values_and_moved_targets_compare_as_what_they_train():
+    recorded = {"mask": {"_target_": "gmmvit.masks.GmmMask", "sigma_init": [10.0, 10.0]}}
+    assert differences(recorded, {"mask": {"_target_": "gmmvit.nn.masks.GmmMask", "sigma_init": [10.0, 10.0]}}) == []
+    assert differences(recorded, {"mask": {"_target_": "gmmvit.nn.masks.GmmMask", "sigma_init": [3.0, 1.0]}}) == [
+        ("mask.sigma_init", [10.0, 10.0], [3.0, 1.0])]
+
+
+@pytest.mark.timeout(120)
+def test_a_relaunch_with_another_recipe_is_refused_naming_the_keys_and_writes_nothing(compose_config, tmp_path,
+                                                                                       data_dir):
+    run_dir = tmp_path / "run"
+    train_mod.train(compose_config(TINY, run_dir=run_dir, data_dir=data_dir))
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    other = compose_config([*TINY, "recipe.label_smoothing=0.0", "model.drop_path=0.0"], run_dir=run_dir,
+                           data_dir=data_dir)
+    with pytest.raises(DifferentRun, match=r"holds a run of another config: model.drop_path=0.1 there, 0.0 now; "
+                                           r"recipe.label_smoothing=0.1 there, 0.0 now; relaunch with its values, or "
+                                           r"give this config its own folder \(sweep=NEW_NAME\)"):
+        train_mod.train(other)
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
+
+
+@pytest.mark.timeout(120)
+def test_config_yaml_is_written_once_and_a_relaunch_with_other_speed_settings_resumes(compose_config, tmp_path,
+                                                                                      data_dir, monkeypatch):
+    from test_faults import TINY as INTERRUPTED, interrupted_run
+
+    run_dir = tmp_path / "run"
+    interrupted_run(compose_config, run_dir, data_dir, monkeypatch)
+    recorded = (run_dir / "config.yaml").read_bytes()
+    result = train_mod.train(compose_config(["mask=gmm", *INTERRUPTED, "recipe.epochs=3", "threads=2",
+                                             "attention=explicit"], run_dir=run_dir, data_dir=data_dir))
+    assert result["status"] == "finished" and [r["epoch"] for r in result["history"]] == [0, 1, 2]
+    assert (run_dir / "config.yaml").read_bytes() == recorded
+
+
+@pytest.mark.timeout(170)
+def test_in_a_sweep_the_refused_job_is_one_line_and_the_other_jobs_train(tmp_path, data_dir):
+    sweep_dir = tmp_path / "sweep"
+    args = [sys.executable, "src/train.py", "-m", *TINY, f"paths.data={data_dir}", f"hydra.sweep.dir={sweep_dir}"]
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    first = subprocess.run([*args, "seed=0"], cwd=REPO, capture_output=True, text=True, env=env, timeout=150)
+    assert first.returncode == 0, first.stderr[-3000:]
+    [run_dir] = [p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config["recipe"]["label_smoothing"] = 0.3  # as a preset left out of the folder name would have trained it
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    out = subprocess.run([*args, "seed=0,1"], cwd=REPO, capture_output=True, text=True, env=env, timeout=150)
+    assert out.returncode == 0, out.stderr[-3000:]
+    refusals = [line for line in out.stderr.splitlines() if line.startswith("gmmvit: error:")]
+    assert len(refusals) == 1 and "recipe.label_smoothing=0.3 there, 0.1 now" in refusals[0]
+    assert "already finished" not in out.stdout
+    statuses = [json.loads((p / "metrics.json").read_text())["status"] for p in sweep_dir.iterdir()
+                if (p / "metrics.json").exists()]
+    assert statuses == ["finished", "finished"]

@@ -1,0 +1,111 @@
+"""A run's state is true the moment its trainer ends: Ctrl-C and SIGTERM record ``stopped`` and say
+so in one line, an exception records ``failed`` with its reason, and the readers report both at once;
+a killed trainer's half-written files are removed when the run starts again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO
+from gmmvit.run import train as train_mod
+from gmmvit.run.records import write_json
+from gmmvit.sweeps.folders import read_run
+
+TINY = ["dataset=digits", "mask=gmm", "model.depth=1", "model.embed_dim=32", "model.num_heads=2",
+        "recipe.batch_size=32", "recipe.warmup_epochs=0", "recipe.passes_per_epoch=1", "limit_train=128",
+        "limit_test=64", "threads=1", "workers=0", "logger=none"]
+
+
+def metrics(run_dir):
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def stop_after_first_checkpoint(monkeypatch, stop):
+    real_save = train_mod.save_checkpoint
+
+    def save_then_stop(path, state):
+        real_save(path, state)
+        stop()
+
+    monkeypatch.setattr(train_mod, "save_checkpoint", save_then_stop)
+
+
+def ctrl_c():
+    raise KeyboardInterrupt
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_records_stopped_and_exits_130_with_one_line(compose_config, tmp_path, data_dir, monkeypatch, capsys):
+    run_dir = tmp_path / "run"
+    cfg = compose_config([*TINY, "recipe.epochs=3"], run_dir=run_dir, data_dir=data_dir)
+    stop_after_first_checkpoint(monkeypatch, ctrl_c)
+    with pytest.raises(SystemExit) as ended:
+        train_mod.train(cfg)
+    assert ended.value.code == 130
+    assert f"[gmmvit] {run_dir.name} stopped at epoch 1/3; relaunch to resume" in capsys.readouterr().out
+    assert metrics(run_dir)["status"] == "stopped" and metrics(run_dir)["reason"] == "Ctrl-C at epoch 1/3"
+    assert not (run_dir / "trainer.lock").exists()
+    assert read_run(run_dir).state == "incomplete"
+
+
+@pytest.mark.timeout(120)
+def test_an_exception_records_failed_with_its_reason(compose_config, tmp_path, data_dir, monkeypatch):
+    run_dir = tmp_path / "run"
+    cfg = compose_config([*TINY, "recipe.epochs=1"], run_dir=run_dir, data_dir=data_dir)
+
+    def broken(ds):
+        raise RuntimeError("the data\nserver went away")
+
+    monkeypatch.setattr(train_mod, "load_splits", broken)
+    with pytest.raises(RuntimeError):
+        train_mod.train(cfg)
+    assert metrics(run_dir)["status"] == "failed"
+    assert metrics(run_dir)["reason"] == "RuntimeError: the data server went away"
+    run = read_run(run_dir)
+    assert run.state == "failed" and run.reason == "RuntimeError: the data server went away"
+
+
+def test_a_stopped_record_reads_as_stopped_at_once_however_fresh(tmp_path):
+    write_json(tmp_path / "metrics.json", {"status": "stopped", "reason": "SIGTERM at epoch 1/3", "epochs": 3,
+                                          "history": [{"epoch": 0, "test_top1": 10.0}], "final": {}})
+    assert read_run(tmp_path, now=time.time()).state == "incomplete"
+
+
+@pytest.mark.timeout(120)
+def test_half_written_temporary_files_of_a_killed_trainer_are_removed_at_start(compose_config, tmp_path, data_dir):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    leftovers = [run_dir / ".checkpoint.pt.k1ll3d.tmp", run_dir / ".metrics.json.k1ll3d.tmp"]
+    for path in leftovers:
+        path.write_bytes(b"half a file")
+    train_mod.train(compose_config([*TINY, "recipe.epochs=1"], run_dir=run_dir, data_dir=data_dir))
+    assert not any(path.exists() for path in leftovers)
+    assert metrics(run_dir)["status"] == "finished"
+
+
+@pytest.mark.timeout(150)
+def test_sigterm_mid_run_records_stopped_prints_one_line_and_exits_143(tmp_path, data_dir):
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "src/train.py", *TINY, "recipe.epochs=50", f"paths.data={data_dir}",
+                             f"hydra.run.dir={run_dir}"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    deadline = time.time() + 120
+    while not (run_dir / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err[-3000:]
+    assert "Traceback" not in err, err
+    done = metrics(run_dir)
+    assert done["status"] == "stopped" and done["reason"].startswith("SIGTERM at epoch ")
+    k = len(done["history"])
+    assert f"stopped at epoch {k}/50; relaunch to resume" in out
+    assert read_run(run_dir).state == "incomplete"
