@@ -18,6 +18,8 @@ C. **packing**: 1, 2 and 4 ViT-GMM processes at once on the card; they meet on a
    warm-up, then each trains a fixed number of steps; img/s = all their images over the common
    window (``gmmvit.bench.packing``), and whether MPS was running.
 D. **estimates**: one 300-pass CIFAR-10 run per model, and the 60-run table's GPU-hours.
+E. **fused runs**: every model, none and gmm, G = 1, 2, 4, 8, 16 members trained as one model
+   (``gmmvit.bench.fused_rate``): img/s of all members, per member, peak memory.
 
 Figures go to ``--out`` (markdown) and beside it ``gpu_check.json``; each phase is capped so one
 failure or a slow phase loses nothing else.
@@ -159,6 +161,7 @@ sys.path.insert(0, "src")
 import torch
 from gmmvit.bench.epoch import gpu_data_rate, gpu_epoch
 from gmmvit.bench.steps import time_train_step
+from gmmvit.bench.fused_rate import time_fused_steps
 plan = json.loads(sys.argv[1])
 for item in plan:
     kind = item.pop("kind")
@@ -171,6 +174,9 @@ for item in plan:
                                       precision="bf16", compile=item["compile"], attention="auto")
         elif kind == "data":
             r = gpu_data_rate(n_train=12_800)
+        elif kind == "fused":
+            r = time_fused_steps(item["model"], item["mask"], sizes=[item["members"]], batch=128, steps=20,
+                                 warmup=3, device="cuda", precision="bf16")[0]
         r = {**item, "kind": kind, **{k: v for k, v in r.items() if k not in item}, "wall": time.time() - t}
     except Exception as exc:
         r = {**item, "kind": kind, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"}
@@ -291,6 +297,28 @@ def phase_d(args) -> None:
            for k, g in gains.items()), "")
 
 
+# --- E. fused runs ----------------------------------------------------------------------------------
+
+FUSED_SIZES = (1, 2, 4, 8, 16)
+
+
+def phase_e(args, logs: Path, cap: float) -> None:
+    """Every model, none and gmm, G members trained as one model (``gmmvit.run.fused``: vmap over
+    stacked weights, explicit attention, eager: no compile, no CUDA graph), G = 1, 2, 4, ...; a size
+    that does not fit shows its error (out of memory), and the cap ends the phase."""
+    plan = [{"kind": "fused", "model": m, "mask": k, "members": g} for m in MODELS for k in ("none", "gmm")
+            for g in FUSED_SIZES]
+    results = run_serial(plan, cap, logs / "fused.log")
+    RESULTS["fused"] = results
+    rows = [[r["model"], r["mask"], r["members"], *(["error " + r["error"], "-", "-"] if "error" in r else
+             [f"{r['img_s']:,.0f}", f"{r['member_img_s']:,.0f}", f"{r['peak_mib']:,.0f}"])] for r in results]
+    emit(f"### 5. Fused runs: G members of one model as one (phase E ended at {elapsed():.0f}s)", "",
+         "Random CIFAR-sized batches of 128 per member, bf16, 20 steps after 3; img/s of all members "
+         "together, per member, and peak memory. Compare G = 1 with the unfused rows above (compiled and "
+         "graphed there, eager here).", "")
+    emit(*table(["model", "mask", "members", "img/s, all members", "img/s per member", "peak MiB"], rows))
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--fmnist", required=True, help="folder with Fashion-MNIST's *-ubyte.gz")
@@ -301,7 +329,7 @@ def main() -> None:
                    help="the second compile setting, timed for ViT-GMM without step_graph")
     p.add_argument("--step-graph", default="true", help="step_graph for the timed runs (phases B, C)")
     p.add_argument("--warm", action="store_true", help="compile every model x mask in phase A")
-    p.add_argument("--phases", default="a,b,c,d")
+    p.add_argument("--phases", default="a,b,c,d,e")
     p.add_argument("--logs", default="/tmp/gpu_check_logs", help="each process's log")
     args = p.parse_args()
     out = Path(args.out)
@@ -324,6 +352,8 @@ def main() -> None:
                 phase_c(args, min(caps["c"] * args.budget, args.budget - elapsed() - 10))
             elif phase == "d":
                 phase_d(args)
+            elif phase == "e":
+                phase_e(args, logs, args.budget - elapsed() - 10)
         except Exception as exc:  # noqa: BLE001 - a phase's failure must not lose the others
             import traceback
 
