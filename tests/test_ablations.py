@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from gmmvit.nn import kernels
-from gmmvit.sweeps import ablations
+from gmmvit.sweeps import ablations, cost
 from gmmvit.data import datasets, sampling
 from gmmvit.sweeps import table as table_lib
 from gmmvit.nn.attention import MaskedAttention
@@ -231,6 +231,8 @@ def test_ablations_dry_run_counts_jobs_and_gpu_hours(capsys):
     for name, n in (("pooling", 18), ("placement", 6), ("combine", 12), ("kernels", 12), ("data_fraction", 36)):
         line = next(l for l in out.splitlines() if l.strip().startswith(name))
         assert f"{n} jobs" in line and "GPU-h left" in line and "vit on cifar10" in line
+    assert "runs_per_gpu=" not in out.replace(cost.NO_PACKING, "")  # no hours divided by an unmeasured gain
+    assert cost.NO_PACKING in next(l for l in out.splitlines() if l.strip().startswith("all"))
     assert ablations.main(["--dry", "--only", "pooling", "model=vit,pit", "seed=0,1,2,3,4"]) == 0
     assert " 60 jobs" in capsys.readouterr().out
 

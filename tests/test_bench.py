@@ -83,3 +83,12 @@ def test_side_by_side_columns_give_the_authors_speed_and_overhead_measured_along
 def test_authors_option_without_their_checkout_is_one_line_error(tmp_path):
     with pytest.raises(SystemExit, match="no models/create_model.py"):
         suite.main(["--models", "vit", "--no-loader", "--authors", str(tmp_path)])
+
+
+def test_tiny_bench_prints_fused_throughput_for_each_group_size(tiny_report):
+    stdout, _ = tiny_report
+    header, rows = report.parse_markdown_table(stdout.split("### Fused runs")[1], "model")
+    assert header[:5] == ["model", "mask", "members", "img/s, all members", "img/s per member"]
+    assert [(r[0], r[1], r[2]) for r in rows] == [("vit", "gmm", "1"), ("vit", "gmm", "2")]
+    for r in rows:  # all members' images over the same steps: G x the per-member rate
+        assert float(r[3].replace(",", "")) == pytest.approx(int(r[2]) * float(r[4].replace(",", "")), rel=0.01)

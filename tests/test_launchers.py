@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 
@@ -100,11 +101,12 @@ def dry(*argv):
     return out.stdout
 
 
-def test_dry_run_divides_the_gpu_hours_by_the_measured_packing_gain(tmp_path):
+def test_dry_run_prints_one_run_per_gpu_hours_and_no_unmeasured_packing_gain(tmp_path):
     text = dry("--multirun", str(tmp_path), "--seeds", "0")
-    alone = float(text.split("about ")[1].split(" GPU-hours")[0])
-    four = float(text.split(" with runs_per_gpu=4")[0].split("; ")[-1])
-    assert four == pytest.approx(alone / cost.PACKING_GAIN[4], abs=0.05)
+    summary = next(line for line in text.splitlines() if "GPU-hours left" in line)
+    assert cost.NO_PACKING in summary
+    assert len(re.findall(r"\d+\.\d GPU-h", summary)) == 1  # the one-run-per-GPU figure, no divided one
+    assert not hasattr(cost, "PACKING_GAIN")
 
 
 def test_dry_run_lists_the_table_reads_status_and_estimates_gpu_hours(tmp_path):

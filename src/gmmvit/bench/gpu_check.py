@@ -14,8 +14,12 @@ A. (in parallel: the machine's cores are many) **accuracy pairs**: short real tr
 B. (alone on the GPU, one after another) **end-to-end img/s** through ``train()`` for every model
    with none and gmm (CIFAR-sized synthetic uint8 data on the GPU, the paper's augmentation, batch
    128), the last of two epochs; ViT-GMM also under the other compile mode and with a profile.
-C. **packing**: 2 and 4 ViT-GMM runs at once on the card, img/s summed.
+C. **packing**: 1, 2 and 4 ViT-GMM processes at once on the card; they meet on a barrier after their
+   warm-up, then each trains a fixed number of steps; img/s = all their images over the common
+   window (``gmmvit.bench.packing``), and whether MPS was running.
 D. **estimates**: one 300-pass CIFAR-10 run per model, and the 60-run table's GPU-hours.
+E. **fused runs**: every model, none and gmm, G = 1, 2, 4, 8, 16 members trained as one model
+   (``gmmvit.bench.fused_rate``): img/s of all members, per member, peak memory.
 
 Figures go to ``--out`` (markdown) and beside it ``gpu_check.json``; each phase is capped so one
 failure or a slow phase loses nothing else.
@@ -31,12 +35,14 @@ import sys
 import time
 from pathlib import Path
 
+from gmmvit.bench import packing
 from gmmvit.catalog import MODELS, PAPER_DATASETS, REPO, TEST_SIZE, TRAIN_SIZE
 from gmmvit.data.datasets import fashion_mnist
 from gmmvit.sweeps.cost import EVAL_COST, GPU_IMG_PER_S, recipe_length
 
 
 T0 = time.time()
+PACK_STEPS, PACK_WARMUP = 400, 20  # 400 x 128 images: several seconds a process at ViT-GMM's graphed rate
 LINES: list[str] = []
 RESULTS: dict = {}
 
@@ -155,6 +161,7 @@ sys.path.insert(0, "src")
 import torch
 from gmmvit.bench.epoch import gpu_data_rate, gpu_epoch
 from gmmvit.bench.steps import time_train_step
+from gmmvit.bench.fused_rate import time_fused_steps
 plan = json.loads(sys.argv[1])
 for item in plan:
     kind = item.pop("kind")
@@ -167,6 +174,9 @@ for item in plan:
                                       precision="bf16", compile=item["compile"], attention="auto")
         elif kind == "data":
             r = gpu_data_rate(n_train=12_800)
+        elif kind == "fused":
+            r = time_fused_steps(item["model"], item["mask"], sizes=[item["members"]], batch=128, steps=20,
+                                 warmup=3, device="cuda", precision="bf16")[0]
         r = {**item, "kind": kind, **{k: v for k, v in r.items() if k not in item}, "wall": time.time() - t}
     except Exception as exc:
         r = {**item, "kind": kind, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"}
@@ -231,41 +241,33 @@ def phase_b(args, logs: Path, cap: float) -> None:
 
 # --- C. packing --------------------------------------------------------------------------------------
 
-PACK = """
-import json, sys
-sys.path.insert(0, "src")
-from gmmvit.bench.epoch import gpu_epoch
-r = gpu_epoch("vit", "gmm", n_train=12_800, n_test=2_000, epochs=3, compile=sys.argv[1],
-                    step_graph=sys.argv[2])
-print("IMG_S", r["img_s"], flush=True)
-"""
-
-
 def phase_c(args, cap: float) -> None:
-    single = next((r for r in RESULTS.get("serial", []) if r["kind"] == "e2e" and r["model"] == "vit"
-                   and r["mask"] == "gmm" and r["compile"] == args.mode and "img_s" in r), None)
-    rows = [[1, f"{single['img_s']:,.0f}" if single else "-", "-"]]
-    RESULTS["packing"] = {1: single["img_s"] if single else None}
+    """1, 2 and 4 ViT-GMM processes at once, timed over a common window after a barrier
+    (``gmmvit.bench.packing``): the gain is what they train together over what one trains alone."""
+    mps = packing.mps_state()
+    RESULTS["packing"] = {"mps": mps}
     deadline = time.time() + cap
-    for k in (2, 4):
-        if deadline - time.time() < 30:
-            rows.append([k, "-", "skipped: time"])
+    rows, alone = [], None
+    for k in (1, 2, 4):
+        if deadline - time.time() < 40:
+            rows.append([k, "-", "-", "-", "skipped: time"])
             continue
-        procs = [subprocess.Popen([sys.executable, "-c", PACK, args.mode, args.step_graph], cwd=REPO,
-                                  stdout=subprocess.PIPE,
-                                  stderr=subprocess.DEVNULL, text=True) for _ in range(k)]
-        rates = []
-        for proc in procs:
-            try:
-                out, _ = proc.communicate(timeout=max(deadline - time.time(), 1))
-                rates += [float(line.split()[1]) for line in out.splitlines() if line.startswith("IMG_S")]
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        RESULTS["packing"][k] = sum(rates) if len(rates) == k else None
-        rows.append([k, f"{sum(rates):,.0f} (each {', '.join(f'{r:,.0f}' for r in rates)})",
-                     "ok" if len(rates) == k else f"{len(rates)}/{k} finished"])
-    emit(f"### 3. Several ViT-GMM runs at once on the card (phase C ended at {elapsed():.0f}s)", "")
-    emit(*table(["runs on the GPU", "img/s, all runs together (last epoch)", "result"], rows))
+        r = packing.measure(k, ["model=vit", "mask=gmm", "dataset=cifar10"], steps=PACK_STEPS, warmup=PACK_WARMUP,
+                            device="cuda", compile=args.mode, step_graph=args.step_graph,
+                            timeout_s=max(deadline - time.time(), 10))
+        RESULTS["packing"][k] = r
+        if "error" in r:
+            rows.append([k, "-", "-", "-", r["error"]])
+            continue
+        alone = alone or (r["img_s"] if k == 1 else None)
+        rows.append([k, f"{r['img_s']:,.0f}", f"x{r['img_s'] / alone:.2f}" if alone else "-",
+                     f"{r['window_s']:.1f} (all at once {r['overlap_s']:.1f})",
+                     "each " + ", ".join(f"{e:,.0f}" for e in r["each_img_s"])])
+    emit(f"### 3. Several ViT-GMM processes at once on the card (phase C ended at {elapsed():.0f}s)", "",
+         f"Each process warms up ({PACK_WARMUP} steps: compile, graph capture), waits on a barrier, then trains "
+         f"{PACK_STEPS} steps of batch 128 (GPU-resident synthetic CIFAR data, the paper's augmentation); "
+         f"img/s = all images / (first start to last end). MPS: {mps}.", "")
+    emit(*table(["processes", "img/s together", "gain over one", "common window, s", "per process img/s"], rows))
 
 
 # --- D. estimates ------------------------------------------------------------------------------------
@@ -281,16 +283,40 @@ def phase_d(args) -> None:
         for ds in PAPER_DATASETS:
             images = TRAIN_SIZE[ds] * passes + EVAL_COST * TEST_SIZE[ds]
             hours += 3 * epochs * images / rates.get(m, GPU_IMG_PER_S[m]) / 3600
-    packing = RESULTS.get("packing", {})
-    gains = {k: packing[k] / packing[1] for k in (2, 4) if packing.get(k) and packing.get(1)}
+    packed = RESULTS.get("packing", {})
+    one = (packed.get(1) or {}).get("img_s")
+    gains = {k: packed[k]["img_s"] / one for k in (2, 4) if one and (packed.get(k) or {}).get("img_s")}
     RESULTS["rates"], RESULTS["packing_gain"], RESULTS["table_hours"] = rates, gains, hours
     emit("### 4. Estimates", "",
          f"- measured img/s per model (mean of none and gmm, compile={args.mode}): "
          + ", ".join(f"{m} {r:,.0f}" for m, r in rates.items()),
          f"- the 60-run table (5 models x 3 masks x 4 datasets, one seed), one run per GPU: **{hours:.1f} GPU-hours**"
          + (" (models without a measurement use gmmvit.sweeps.cost.GPU_IMG_PER_S)" if len(rates) < len(MODELS) else ""),
-         *(f"- with {k} runs per GPU (ViT-GMM's packing gain x{g:.2f} applied to all): **{hours / g:.1f} GPU-hours**"
+         *(f"- with {k} runs per GPU (ViT-GMM's packing gain x{g:.2f}, measured over a common window, applied to "
+           f"all): **{hours / g:.1f} GPU-hours**"
            for k, g in gains.items()), "")
+
+
+# --- E. fused runs ----------------------------------------------------------------------------------
+
+FUSED_SIZES = (1, 2, 4, 8, 16)
+
+
+def phase_e(args, logs: Path, cap: float) -> None:
+    """Every model, none and gmm, G members trained as one model (``gmmvit.run.fused``: vmap over
+    stacked weights, explicit attention, eager: no compile, no CUDA graph), G = 1, 2, 4, ...; a size
+    that does not fit shows its error (out of memory), and the cap ends the phase."""
+    plan = [{"kind": "fused", "model": m, "mask": k, "members": g} for m in MODELS for k in ("none", "gmm")
+            for g in FUSED_SIZES]
+    results = run_serial(plan, cap, logs / "fused.log")
+    RESULTS["fused"] = results
+    rows = [[r["model"], r["mask"], r["members"], *(["error " + r["error"], "-", "-"] if "error" in r else
+             [f"{r['img_s']:,.0f}", f"{r['member_img_s']:,.0f}", f"{r['peak_mib']:,.0f}"])] for r in results]
+    emit(f"### 5. Fused runs: G members of one model as one (phase E ended at {elapsed():.0f}s)", "",
+         "Random CIFAR-sized batches of 128 per member, bf16, 20 steps after 3; img/s of all members "
+         "together, per member, and peak memory. Compare G = 1 with the unfused rows above (compiled and "
+         "graphed there, eager here).", "")
+    emit(*table(["model", "mask", "members", "img/s, all members", "img/s per member", "peak MiB"], rows))
 
 
 def main() -> None:
@@ -303,7 +329,7 @@ def main() -> None:
                    help="the second compile setting, timed for ViT-GMM without step_graph")
     p.add_argument("--step-graph", default="true", help="step_graph for the timed runs (phases B, C)")
     p.add_argument("--warm", action="store_true", help="compile every model x mask in phase A")
-    p.add_argument("--phases", default="a,b,c,d")
+    p.add_argument("--phases", default="a,b,c,d,e")
     p.add_argument("--logs", default="/tmp/gpu_check_logs", help="each process's log")
     args = p.parse_args()
     out = Path(args.out)
@@ -326,6 +352,8 @@ def main() -> None:
                 phase_c(args, min(caps["c"] * args.budget, args.budget - elapsed() - 10))
             elif phase == "d":
                 phase_d(args)
+            elif phase == "e":
+                phase_e(args, logs, args.budget - elapsed() - 10)
         except Exception as exc:  # noqa: BLE001 - a phase's failure must not lose the others
             import traceback
 

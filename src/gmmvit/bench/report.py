@@ -63,7 +63,7 @@ EPOCH_HEADER = ["model", "mask", "images/epoch", "img/s (last epoch)", "epoch s"
 
 
 def render(command: str, machine_line: str, settings: str, steps: list[dict], loaders: list[dict],
-           epochs: list[dict], notes: Sequence[str] = ()) -> str:
+           epochs: list[dict], notes: Sequence[str] = (), fused: Sequence[dict] = ()) -> str:
     out = ["## gmmvit bench", "", f"- command: `{command}`", f"- machine: {machine_line}",
            f"- settings: {settings}", ""]
     if steps:
@@ -96,6 +96,15 @@ def render(command: str, machine_line: str, settings: str, steps: list[dict], lo
                          fmt(r["first_epoch_s"], 1), r["compile"], r["attention"], r["data_on_gpu"]])
         out += ["### End-to-end training epoch on the GPU (train() on synthetic CIFAR-sized data)", ""]
         out += table(EPOCH_HEADER, rows) + [""]
+    if fused:
+        from gmmvit.bench.fused_rate import FUSED_HEADER
+
+        rows = [[r["model"], r["mask"], r["members"], fmt(r.get("img_s"), 1), fmt(r.get("member_img_s"), 1),
+                 fmt(r.get("step_ms"), 1), fmt(r.get("peak_mib"))] if "error" not in r else
+                [r["model"], r["mask"], r["members"], "error", "-", "-", r["error"][:80]] for r in fused]
+        out += ["### Fused runs: G members of one model trained as one (gmmvit.run.fused, explicit attention)", ""]
+        out += table(FUSED_HEADER, rows) + ["", "Members at seeds 0..G-1, each its own batch; img/s, all members "
+                                            "= G x batch x steps over the same timed steps.", ""]
     out += [f"- {n}" for n in notes]
     return "\n".join(out).rstrip() + "\n"
 

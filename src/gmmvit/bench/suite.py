@@ -11,6 +11,8 @@ One run measures and prints one markdown report (command and machine included):
   augmentation on synthetic images of the dataset's size: the per-image PIL pipeline
   (``gmmvit.data.transforms``, what the DataLoader runs) and the batched tensor pipeline
   (``gmmvit.data.batched``, what ``data_on_gpu`` runs on the GPU) on the CPU;
+* fused runs (``--fused 1,2,4``): G members of one model x mask trained as one model
+  (``gmmvit.run.fused``), aggregate and per-member img/s and peak memory for each G;
 * on a GPU, one end-to-end training epoch (``train()`` itself on GPU-resident synthetic data).
 
     python -m gmmvit.bench                      # everything, CPU defaults: 2 threads, 10 steps
@@ -31,6 +33,7 @@ from typing import Optional, Sequence
 import torch
 
 from gmmvit.bench.epoch import gpu_epoch
+from gmmvit.bench.fused_rate import time_fused_steps
 from gmmvit.bench.loader import loader_throughput
 from gmmvit.bench.machine import all_models, available, machine
 from gmmvit.bench.report import fmt, render
@@ -67,10 +70,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--authors", default=None, metavar="PATH",
                    help="a checkout of the authors' repository (needs einops): time their model of the same "
                         "name and mask too, steps alternating with ours")
+    p.add_argument("--fused", default="1,2,4", help="fused group sizes for the fused row ('' skips it)")
+    p.add_argument("--fused-model", default="vit", help="model x mask of the fused row")
+    p.add_argument("--fused-mask", default="gmm")
     p.add_argument("--out", default=None, help="also write the markdown report to this file")
     args = p.parse_args(argv)
     if args.tiny:
         args.batch, args.steps, args.loader_images, args.epoch_images = 8, 1, 32, 512
+        args.fused = "1,2" if args.fused == "1,2,4" else args.fused
         args.warmup = 1 if args.warmup is None else args.warmup
     return args
 
@@ -136,11 +143,20 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
             except Exception as exc:
                 epochs.append({"model": "vit", "mask": mask, "error": f"{type(exc).__name__}: {exc}"})
 
+    fused_rows: list[dict] = []
+    for size in [int(s) for s in _csv(args.fused)]:
+        try:
+            fused_rows += time_fused_steps(args.fused_model, args.fused_mask, sizes=[size], batch=args.batch,
+                                           steps=args.steps, warmup=warmup, device=str(device), precision=precision)
+        except Exception as exc:  # a size that does not fit must not lose the rest of the report
+            fused_rows.append({"model": args.fused_model, "mask": args.fused_mask, "members": size,
+                               "error": f"{type(exc).__name__}: {exc}"})
+
     notes = ["authors' figures: gmmvit/paper (their code, same machine as their report: 2 CPU threads, "
              "batch 128, median of 10 steps); compare only like with like."]
     if device.type == "cpu" and os.cpu_count() and os.cpu_count() <= 4:
         notes.append("timings on a small shared CPU are noisy: re-measure on a quiet machine before quoting.")
-    report = render(command, machine(device, threads), settings, steps, loaders, epochs, notes)
+    report = render(command, machine(device, threads), settings, steps, loaders, epochs, notes, fused_rows)
     print(report, flush=True)
     if args.out:
         Path(args.out).write_text(report)

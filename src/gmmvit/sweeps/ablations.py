@@ -22,7 +22,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from gmmvit.catalog import CONF, MULTIRUN, REPO, TRAIN_SCRIPT
-from gmmvit.sweeps.cost import estimate, measured_rates, recipe_length
+from gmmvit.sweeps.cost import NO_PACKING, estimate, measured_rates, recipe_length
 from gmmvit.sweeps.expand import BASIC_SWEEPER, is_task_override, run_name, sweep_jobs
 from gmmvit.sweeps.paper_grid import csv, read_metrics
 
@@ -95,7 +95,7 @@ def dry_run(names: list[str], overrides: list[str], multirun: Path) -> int:
               f"[{keys}; {where}]  -> {Path(multirun) / _value(overrides, 'sweep', preset(name).sweep)}")
         total_jobs += len(listed)
         total_hours += hours
-    print(f"  {'all':<14} {total_jobs:4d} jobs {'':<14} {total_hours:8.1f} GPU-h left")
+    print(f"  {'all':<14} {total_jobs:4d} jobs {'':<14} {total_hours:8.1f} GPU-h left ({NO_PACKING})")
     return 0
 
 

@@ -20,9 +20,13 @@ from gmmvit.catalog import CONF, TEST_SIZE, TRAIN_SIZE
 GPU_IMG_PER_S = {"vit": 20_800, "swin": 15_800, "cait": 7_300, "pit": 14_800, "t2t": 9_400}
 GPU_RATE_SOURCE = {"vit": "measured, H200", "swin": "measured, H200", "cait": "measured, H200",
                    "pit": "measured none, H200", "t2t": "assumed"}
-# Several runs sharing one GPU (runs_per_gpu): their summed img/s over one run's, MEASURED for ViT-GMM
-# on the H200 above (2 runs: 41,209; 4 runs: 74,259 against 20,037 alone); applied to every model.
-PACKING_GAIN = {1: 1.0, 2: 2.06, 4: 3.71}
+# No gain is applied for several runs sharing one GPU (runs_per_gpu): the only figures there were
+# (x2.06 for 2, x3.71 for 4) summed each process's last-epoch img/s in processes that barely
+# overlapped, so each measured the card nearly alone. Without MPS, kernels of different processes
+# time-slice the device: packing fills only the gaps one run leaves (README "GPU figures").
+# gmmvit.bench.packing measures it over a common window; an estimate may use only such a figure.
+NO_PACKING = ("one run per GPU; runs_per_gpu shares a GPU by time slices and no packing gain measured over "
+              "a common window is applied")
 DEFAULT_IMG_PER_S = 5_000
 EVAL_COST = 1 / 3  # a test image costs about a third of a training image (forward only)
 

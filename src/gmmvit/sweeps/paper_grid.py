@@ -19,7 +19,7 @@ from pathlib import Path
 from gmmvit.catalog import CONF, MASKS, MODELS, MULTIRUN, PAPER_DATASETS, REPO, TRAIN_SCRIPT
 from gmmvit.run import metrics_schema
 from gmmvit.run.records import METRICS
-from gmmvit.sweeps.cost import (DEFAULT_IMG_PER_S, GPU_IMG_PER_S, GPU_RATE_SOURCE, PACKING_GAIN, estimate,
+from gmmvit.sweeps.cost import (DEFAULT_IMG_PER_S, GPU_IMG_PER_S, GPU_RATE_SOURCE, NO_PACKING, estimate,
                                 measured_rates, recipe_length)
 from gmmvit.sweeps.expand import is_task_override, run_name
 from gmmvit.sweeps.folders import is_run_dir, read_any
@@ -66,8 +66,7 @@ def dry_run(args) -> int:
         hours += left
         print(f"  {job['model']:>5} {job['mask']:>4} {job['dataset']:>12} seed {job['seed']:>2}  "
               f"{run_detail(run, m or {}):<44} {left:7.2f} GPU-h  {job['dir'].name}")
-    print(", ".join(f"{v} {k}" for k, v in counts.items()) + f"; about {hours:.1f} GPU-hours left"
-          + "".join(f"; {hours / gain:.1f} with runs_per_gpu={k}" for k, gain in PACKING_GAIN.items() if k > 1))
+    print(", ".join(f"{v} {k}" for k, v in counts.items()) + f"; about {hours:.1f} GPU-hours left ({NO_PACKING})")
     rates = ", ".join(f"{m} {measured[m]:.0f} (measured)" if m in measured else
                       f"{m} {GPU_IMG_PER_S.get(m, DEFAULT_IMG_PER_S)} ({GPU_RATE_SOURCE.get(m, 'assumed')})" for m in csv(args.models))
     print(f"training img/s per GPU: {rates}; failed runs count as starting over")

@@ -1,0 +1,185 @@
+"""Several runs packed on one device, measured over a common time window.
+
+N worker processes start together; each builds its model and its device-resident data, takes
+``warmup`` training steps (compilation, the CUDA graph's capture), then waits on a file barrier
+until all N have warmed up, and only then trains ``steps`` timed steps. The packed rate is the
+images all of them trained, over the window from the first timed start to the last end; the gain
+is that rate over one process's rate measured the same way (N = 1).
+
+Why: the figures this replaces summed each process's last-epoch img/s, in processes that finished
+compiling at different times and so barely overlapped: each measured the card nearly alone.
+Without MPS, kernels of different processes do not run concurrently on an NVIDIA GPU; they share
+it by time slices, so packing can only fill the gaps one process leaves. ``mps_state`` says
+whether an MPS daemon was running when it was measured.
+
+    python -m gmmvit.bench.packing --sizes 1,2,4 --steps 100 [--device cuda] [override ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+from gmmvit.catalog import REPO
+
+BARRIER_POLL_S = 0.001
+
+
+class FileBarrier:
+    """``parties`` processes meet in ``folder``: each leaves a file, then waits for all of them."""
+
+    def __init__(self, folder: Path, parties: int, timeout_s: float = 600.0):
+        self.folder, self.parties, self.timeout_s = Path(folder), parties, timeout_s
+
+    def wait(self, rank: int) -> None:
+        (self.folder / f"ready-{rank}").touch()
+        deadline = time.time() + self.timeout_s
+        while len(list(self.folder.glob("ready-*"))) < self.parties:
+            if time.time() > deadline:
+                raise TimeoutError(f"barrier in {self.folder}: {self.parties} parties expected, "
+                                   f"{len(list(self.folder.glob('ready-*')))} arrived")
+            time.sleep(BARRIER_POLL_S)
+
+
+def aggregate(results: Sequence[dict]) -> dict:
+    """Images of every process over the common window (first timed start to last end), and the
+    span in which all of them were training at once (``overlap_s``)."""
+    start, end = min(r["start"] for r in results), max(r["end"] for r in results)
+    images = sum(r["images"] for r in results)
+    overlap = max(0.0, min(r["end"] for r in results) - max(r["start"] for r in results))
+    return {"processes": len(results), "images": images, "window_s": end - start, "img_s": images / (end - start),
+            "overlap_s": overlap, "each_img_s": [r["images"] / (r["end"] - r["start"]) for r in results]}
+
+
+def mps_state() -> str:
+    """Whether an NVIDIA MPS control daemon is running here: its pipe, or its process."""
+    pipe = Path(os.environ.get("CUDA_MPS_PIPE_DIRECTORY", "/tmp/nvidia-mps")) / "control"
+    if pipe.exists():
+        return f"running (control pipe {pipe})"
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().startswith("nvidia-cuda-mps"):
+                return f"running (process {comm.parent.name})"
+        except OSError:
+            continue
+    return "not running"
+
+
+def worker(spec: dict) -> dict:
+    """One packed process: build, warm up, meet the others, then ``steps`` timed steps."""
+    import torch
+
+    from gmmvit.bench.epoch import synthetic_split
+    from gmmvit.bench.machine import compose, sync
+    from gmmvit.data.resident import GpuBatches
+    from gmmvit.data.sampling import RepeatedPassSampler
+    from gmmvit.run.compiling import Compiled
+    from gmmvit.run.recipe import build_criterion, build_mixup, build_optimizer
+    from gmmvit.run.step import build_step, step_graph_setting
+    from gmmvit.run.train import build_model
+
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
+    cfg = compose(spec["overrides"])
+    dev = torch.device(spec["device"])
+    torch.manual_seed(spec["rank"])
+    model = build_model(cfg).to(dev).train()
+    compiled = Compiled(model, spec.get("compile", "false"), dev)
+    how = step_graph_setting(spec.get("step_graph", "false"), dev, compiled.mode, cfg.recipe.drop_last)
+    bf16 = dev.type == "cuda"
+    autocast = lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16, cache_enabled=False)  # noqa: E731
+    mixup = build_mixup(cfg.recipe, cfg.dataset.num_classes)
+    step = build_step(how, model, compiled.model, build_optimizer(cfg.recipe, model),
+                      build_criterion(cfg.recipe, mixup), autocast, cfg.recipe.grad_clip)
+    ds = cfg.dataset
+    split = synthetic_split(True, n_train=spec["images"], size=ds.img_size, channels=ds.channels,
+                            classes=ds.num_classes)
+    batches = GpuBatches.from_split(split, ds, cfg.recipe, dev, RepeatedPassSampler(len(split), 1, spec["rank"]))
+
+    def run(n: int) -> int:
+        seen = 0
+        while seen < n * cfg.recipe.batch_size:
+            for images, targets in batches:
+                if mixup is not None:
+                    images, targets = mixup(images, targets)
+                step(images, targets)
+                seen += images.shape[0]
+                if seen >= n * cfg.recipe.batch_size:
+                    break
+        sync(dev)
+        return seen
+
+    run(spec["warmup"])
+    arrived = time.time()
+    FileBarrier(Path(spec["barrier"]), spec["parties"]).wait(spec["rank"])
+    start = time.time()
+    images = run(spec["steps"])
+    return {"rank": spec["rank"], "arrived": arrived, "start": start, "end": time.time(), "images": images}
+
+
+def measure(parties: int, overrides: Sequence[str] = (), steps: int = 50, warmup: int = 5, device: str = "cuda",
+            compile: str = "false", step_graph: str = "false", images: int = 12_800, threads=None,
+            timeout_s: float = 600.0) -> dict:
+    """``parties`` workers at once on ``device``: their results and ``aggregate`` of them."""
+    with tempfile.TemporaryDirectory(prefix="gmmvit-packing-") as barrier:
+        specs = [{"rank": r, "parties": parties, "barrier": barrier, "overrides": ["logger=none", *overrides],
+                  "steps": steps, "warmup": warmup, "device": device, "compile": compile, "step_graph": step_graph,
+                  "images": images, "threads": threads} for r in range(parties)]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+        procs = [subprocess.Popen([sys.executable, "-m", "gmmvit.bench.packing", "--worker", json.dumps(s)], cwd=REPO,
+                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for s in specs]
+        results, errors = [], []
+        deadline = time.time() + timeout_s
+        for proc in procs:
+            try:
+                out, err = proc.communicate(timeout=max(deadline - time.time(), 1))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, err = proc.communicate()
+            lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
+            if proc.returncode == 0 and lines:
+                results.append(json.loads(lines[-1][7:]))
+            else:
+                errors.append(f"exit {proc.returncode}: {(err.strip().splitlines() or ['-'])[-1][:200]}")
+    if errors:
+        return {"processes": parties, "results": results, "error": "; ".join(errors)}
+    return {**aggregate(results), "results": results}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m gmmvit.bench.packing", description=__doc__.split("\n\n")[0])
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--sizes", default="1,2,4")
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--compile", default="false")
+    p.add_argument("--step-graph", default="false")
+    p.add_argument("overrides", nargs="*", help="config overrides, e.g. model=vit mask=gmm")
+    args = p.parse_args(argv)
+    if args.worker:
+        print("RESULT " + json.dumps(worker(json.loads(args.worker))), flush=True)
+        return 0
+    print(f"MPS: {mps_state()}")
+    alone = None
+    for n in (int(s) for s in args.sizes.split(",")):
+        r = measure(n, args.overrides, args.steps, args.warmup, args.device, args.compile, args.step_graph)
+        if "error" in r:
+            print(f"{n} processes: {r['error']}")
+            continue
+        alone = alone or (r["img_s"] if n == 1 else None)
+        gain = f", x{r['img_s'] / alone:.2f} over one" if alone else ""
+        print(f"{n} processes: {r['img_s']:,.0f} img/s together over a common {r['window_s']:.1f}s "
+              f"(all training at once for {r['overlap_s']:.1f}s){gain}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""Fused runs (gmmvit.run.fused): each member of a fused model is the run it stands for.
+
+Equivalence is checked on the CPU in fp32 for every model x mask, on 1-block models of each
+architecture: with the same weights and the same batch, each member's loss and every gradient
+equal those of the same model alone on the same (explicit) attention path, to a relative 1e-5 of
+each tensor's scale; each member's init and data order equal the unfused run's at its seed,
+exactly. Stochastic depth is off where losses are compared (its draws are each member's own).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+
+import pytest
+import torch
+from timm.loss import SoftTargetCrossEntropy
+from torch.utils.data import DataLoader, Dataset
+
+from gmmvit.config.compose import compose_config
+from gmmvit.data.sampling import RepeatedPassSampler
+from gmmvit.errors import ConfigError
+from gmmvit.run import fused
+from gmmvit.run.recipe import build_optimizer
+from gmmvit.run.step import EagerStep
+from gmmvit.run.train import build_model, seed_everything
+
+MODELS = ["vit", "swin", "cait", "pit", "t2t"]
+MASKS = ["none", "elm", "gmm"]
+ONE_BLOCK = {
+    "vit": ["model.depth=1", "model.embed_dim=32", "model.num_heads=2"],
+    "swin": ["model.depths=[1,1]", "model.num_heads=[1,2]", "model.embed_dim=16"],
+    "cait": ["model.depth=1", "model.cls_depth=1", "model.embed_dim=32", "model.num_heads=2", "model.head_dim=8",
+             "model.mlp_hidden=32"],
+    "pit": ["model.depths=[1,1,1]", "model.num_heads=[1,2,4]", "model.embed_dim=16", "model.head_dim=8"],
+    "t2t": ["model.depth=1", "model.embed_dim=32", "model.num_heads=2", "model.token_dim=16"],
+}
+SEEDS = (0, 1)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def member_cfgs(model, mask, *extra, seeds=SEEDS):
+    return [compose_config([f"model={model}", f"mask={mask}", "dataset=digits", f"seed={s}", "model.drop_path=0",
+                            *ONE_BLOCK[model], *extra]) for s in seeds]
+
+
+def batch(cfg, members=len(SEEDS), n=4):
+    g = torch.Generator().manual_seed(7)
+    images = torch.randn(members, n, cfg.dataset.channels, cfg.dataset.img_size, cfg.dataset.img_size, generator=g)
+    targets = torch.randn(members, n, cfg.dataset.num_classes, generator=g).softmax(-1)  # Mixup-style soft targets
+    return images, targets
+
+
+def assert_relatively_close(actual, expected, what):
+    scale = expected.abs().max().clamp(min=1e-12)
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5 * float(scale), msg=lambda m: f"{what}: {m}")
+
+
+@pytest.mark.parametrize("mask", MASKS)
+@pytest.mark.parametrize("model", MODELS)
+def test_each_fused_member_has_the_loss_and_gradients_of_its_model_alone(model, mask):
+    cfgs = member_cfgs(model, mask)
+    members = [fused.build_member(c) for c in cfgs]
+    alone = [copy.deepcopy(m).train() for m in members]
+    net = fused.FusedModel(members).train()
+    images, targets = batch(cfgs[0])
+    criterion = SoftTargetCrossEntropy()
+    losses = fused.member_losses(criterion, net(images), targets)
+    losses.sum().backward()
+    for g, ref in enumerate(alone):
+        loss = criterion(ref(images[g]), targets[g])
+        loss.backward()
+        assert_relatively_close(losses[g].detach(), loss.detach(), f"member {g} loss")
+        for name, p in ref.named_parameters():
+            if p.grad is None:  # T2T's unused class token and LayerNorm (the authors' parameter count)
+                assert net.params[name].grad is None, f"member {g}: {name} has a gradient alone it has not"
+                continue
+            assert_relatively_close(net.params[name].grad[g], p.grad, f"member {g} grad {name}")
+
+
+@pytest.mark.parametrize("mask", MASKS)
+@pytest.mark.parametrize("model", MODELS)
+def test_each_fused_member_starts_from_the_unfused_runs_init_at_its_seed(model, mask):
+    cfgs = member_cfgs(model, mask, "model.drop_path=0.1")
+    net = fused.FusedModel([fused.build_member(c) for c in cfgs])
+    for g, cfg in enumerate(cfgs):
+        seed_everything(cfg.seed, cfg.deterministic)  # as train() does before build_model
+        unfused = build_model(cfg)
+        state = net.member_state(g)
+        assert state.keys() == unfused.state_dict().keys()
+        assert all(torch.equal(state[k], v) for k, v in unfused.state_dict().items()), f"member {g} init"
+        unfused.load_state_dict(state, strict=True)
+
+
+class Indices(Dataset):
+    """Item i is (i, i): a batch shows which items it holds and in which order."""
+
+    def __len__(self):
+        return 40
+
+    def __getitem__(self, i):
+        return torch.tensor([float(i)]), i
+
+
+def test_each_fused_member_draws_the_unfused_runs_data_order_at_its_seed():
+    cfgs = member_cfgs("vit", "gmm", seeds=(0, 1, 2))
+    loaders = [DataLoader(Indices(), batch_size=8, sampler=fused.member_sampler(c, len(Indices())), drop_last=True)
+               for c in cfgs]
+    randoms = [fused.MemberRandom(c.seed) for c in cfgs]
+    drawn = [[] for _ in cfgs]
+    for _, targets in fused.stacked_batches(loaders, randoms):
+        for g, t in enumerate(targets):
+            drawn[g] += t.tolist()
+    for g, cfg in enumerate(cfgs):  # train() draws its order from this sampler
+        assert drawn[g] == list(RepeatedPassSampler(40, cfg.recipe.passes_per_epoch, cfg.seed)), f"member {g}"
+    assert drawn[0] != drawn[1]
+
+
+def test_member_random_states_are_each_seeds_own_and_leave_the_global_stream_alone():
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    a, b, a_again = fused.MemberRandom(0), fused.MemberRandom(1), fused.MemberRandom(0)
+    with a:
+        first = torch.rand(3)
+    with b:
+        other = torch.rand(3)
+    with a_again:
+        repeat = torch.rand(3)
+    with a:
+        second = torch.rand(3)
+    assert torch.equal(first, repeat) and not torch.equal(first, other) and not torch.equal(first, second)
+    assert torch.equal(torch.rand(3), expected_next)
+
+
+def test_one_fused_step_with_clipping_updates_each_member_as_its_own_step_would():
+    cfgs = member_cfgs("vit", "gmm", "recipe.grad_clip=0.05")
+    members = [fused.build_member(c) for c in cfgs]
+    alone = [copy.deepcopy(m).train() for m in members]
+    net = fused.FusedModel(members).train()
+    criterion = SoftTargetCrossEntropy()
+    step = fused.FusedStep(net, build_optimizer(cfgs[0].recipe, net), criterion, contextlib.nullcontext, 0.05)
+    images, targets = batch(cfgs[0])
+    step(images, targets)
+    for g, ref in enumerate(alone):
+        EagerStep(ref, ref, build_optimizer(cfgs[0].recipe, ref), criterion, contextlib.nullcontext, 0.05)(images[g], targets[g])
+        for name, p in ref.named_parameters():
+            assert_relatively_close(net.params[name][g].detach(), p.detach(), f"member {g} {name} after the step")
+
+
+def test_a_member_whose_loss_is_not_finite_leaves_the_others_updates_their_own():
+    cfgs = member_cfgs("vit", "gmm")
+    members = [fused.build_member(c) for c in cfgs]
+    alone = copy.deepcopy(members[0]).train()
+    net = fused.FusedModel(members).train()
+    criterion = SoftTargetCrossEntropy()
+    step = fused.FusedStep(net, build_optimizer(cfgs[0].recipe, net), criterion, contextlib.nullcontext)
+    images, targets = batch(cfgs[0])
+    images[1] = float("nan")
+    losses = step(images, targets, active=torch.tensor([True, False]))
+    assert torch.isfinite(losses[0]) and not torch.isfinite(losses[1])
+    EagerStep(alone, alone, build_optimizer(cfgs[0].recipe, alone), criterion, contextlib.nullcontext)(images[0], targets[0])
+    for name, p in alone.named_parameters():
+        assert_relatively_close(net.params[name][0].detach(), p.detach(), f"member 0 {name}")
+
+
+def test_runs_whose_parameters_differ_refuse_to_fuse_naming_the_parameter():
+    none, gmm = member_cfgs("vit", "none", seeds=(0,))[0], member_cfgs("vit", "gmm", seeds=(1,))[0]
+    with pytest.raises(ConfigError, match="fused: member 1 does not stack with member 0 .*param"):
+        fused.FusedModel([fused.build_member(none), fused.build_member(gmm)])

@@ -1,0 +1,37 @@
+"""The packing measurement (gmmvit.bench.packing): processes meet on a barrier after their warm-up,
+and the rate is every process's images over one common window."""
+
+from __future__ import annotations
+
+import pytest
+
+from gmmvit.bench import packing
+
+TINY = ["model=vit", "mask=gmm", "dataset=digits", "model.depth=1", "model.embed_dim=32", "model.num_heads=2",
+        "recipe.batch_size=8"]
+
+
+def test_packed_workers_start_timing_only_after_all_of_them_warmed_up():
+    r = packing.measure(2, TINY, steps=2, warmup=1, device="cpu", images=64, threads=1, timeout_s=240)
+    assert "error" not in r, r.get("error")
+    starts, arrivals = [w["start"] for w in r["results"]], [w["arrived"] for w in r["results"]]
+    assert min(starts) >= max(arrivals)  # nobody's timed steps began before the last one arrived
+    assert r["images"] == 2 * 2 * 8 and sorted(w["rank"] for w in r["results"]) == [0, 1]
+
+
+def test_packed_rate_is_all_images_over_the_window_from_first_start_to_last_end():
+    results = [{"start": 10.0, "end": 14.0, "images": 400}, {"start": 11.0, "end": 16.0, "images": 600}]
+    r = packing.aggregate(results)
+    assert r["window_s"] == 6.0 and r["img_s"] == pytest.approx(1000 / 6.0)
+    assert r["overlap_s"] == 3.0 and r["each_img_s"] == [100.0, 120.0]
+
+
+def test_barrier_names_how_many_arrived_when_it_times_out(tmp_path):
+    with pytest.raises(TimeoutError, match="2 parties expected, 1 arrived"):
+        packing.FileBarrier(tmp_path, 2, timeout_s=0.0).wait(0)
+
+
+def test_mps_reads_running_from_its_control_pipe(tmp_path, monkeypatch):
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(tmp_path))
+    (tmp_path / "control").touch()
+    assert packing.mps_state().startswith("running")
