@@ -66,7 +66,8 @@ def dry_run(args) -> int:
         hours += left
         print(f"  {job['model']:>5} {job['mask']:>4} {job['dataset']:>12} seed {job['seed']:>2}  "
               f"{run_detail(run, m or {}):<44} {left:7.2f} GPU-h  {job['dir'].name}")
-    print(", ".join(f"{v} {k}" for k, v in counts.items()) + f"; about {hours:.1f} GPU-hours left ({NO_PACKING})")
+    shown = {k: v for k, v in counts.items() if v or k != "unreadable"}  # unreadable folders only when there are some
+    print(", ".join(f"{v} {k}" for k, v in shown.items()) + f"; about {hours:.1f} GPU-hours left ({NO_PACKING})")
     rates = ", ".join(f"{m} {measured[m]:.0f} (measured)" if m in measured else
                       f"{m} {GPU_IMG_PER_S.get(m, DEFAULT_IMG_PER_S)} ({GPU_RATE_SOURCE.get(m, 'assumed')})" for m in csv(args.models))
     print(f"training img/s per GPU: {rates}; failed runs count as starting over")
