@@ -371,3 +371,83 @@ def test_per_image_and_batched_erasing_agree(erased):
     assert abs(pa - pb) <= SIGMAS * math.sqrt((pa * (1 - pa) + pb * (1 - pb)) / N_ERASE)
     aa_, ab = ha * wa, hb * wb
     assert abs(aa_.mean() - ab.mean()) <= SIGMAS * math.sqrt((aa_.var() + ab.var()) / N_ERASE)
+
+
+# --- recipe.aug.ops reaches both paths ----------------------------------------------------------
+
+def _svhn(compose_config, ops):
+    cfg = compose_config(["dataset=svhn"] + ([] if ops is None else [f"recipe.aug.ops={ops}"]))
+    return cfg.dataset, cfg.recipe.aug
+
+
+def _autoaugment_of(path: str, ds, aug):
+    """The AutoAugment step of that path's training pipeline, on uint8 [N, H, W, 3] -> the same."""
+    from gmmvit.data.batched import BatchAugment
+    from gmmvit.data.transforms import build_transforms
+    if path == "per_image":
+        step = build_transforms(ds, aug, train=True).transforms[2]            # after flip and crop
+        return lambda a: np.stack([np.asarray(step(Image.fromarray(img))) for img in a])
+    step = BatchAugment(ds, aug).auto_augment
+    return lambda a: step(torch.from_numpy(a).permute(0, 3, 1, 2).contiguous()).permute(0, 2, 3, 1).numpy()
+
+
+def _erasing_of(path: str, ds, aug):
+    """The random erasing step of that path's training pipeline, on a float batch [N, 3, H, W]."""
+    from gmmvit.data.batched import BatchAugment
+    from gmmvit.data.transforms import build_transforms
+    if path == "per_image":
+        step = build_transforms(ds, aug, train=True).transforms[-1]
+        return lambda x: torch.stack([step(img) for img in x])
+    return BatchAugment(ds, aug).erase
+
+
+@pytest.mark.parametrize("path", ["per_image", "batched"])
+@pytest.mark.parametrize("ops", [None, "authors", "torchvision"])       # None: the recipe's default
+def test_the_key_chooses_the_fill_of_both_paths_autoaugment(compose_config, path, ops):
+    """SVHN's policy fills a region grey (the authors') in about 63% of images; torchvision's black fill
+    leaves only the few grey pixels per-channel ops (equalize, autocontrast) happen to make."""
+    ds, aug = _svhn(compose_config, ops)
+    torch.manual_seed(0)
+    out = _autoaugment_of(path, ds, aug)(no_grey_images(200, seed=7))
+    share = (out == 128).all(-1).any(axis=(1, 2)).mean()
+    if ops == "torchvision":
+        assert share < 0.05
+    else:
+        assert share > 0.4
+
+
+@pytest.mark.parametrize("path", ["per_image", "batched"])
+@pytest.mark.parametrize("ops", [None, "authors", "torchvision"])
+def test_the_key_chooses_the_erased_box_aspect_of_both_paths(compose_config, path, ops):
+    """The authors' uniform aspect makes about 75% of boxes taller than wide; torchvision's log-uniform
+    aspect as many wider as taller."""
+    ds, aug = _svhn(compose_config, ops)
+    torch.manual_seed(0)
+    x = torch.full((N_ERASE, 3, 32, 32), -5.0)                  # never the fill (the dataset mean)
+    h, w = measured_boxes((_erasing_of(path, ds, aug)(x) != -5.0).float())
+    erased = h > 0
+    assert abs(erased.mean() - 0.25) <= SIGMAS * math.sqrt(0.25 * 0.75 / N_ERASE)
+    taller, wider = np.mean(h[erased] > w[erased]), np.mean(h[erased] < w[erased])
+    se = math.sqrt(0.25 / erased.sum())
+    if ops == "torchvision":
+        assert abs(taller - wider) <= 2 * SIGMAS * se
+    else:
+        rh, rw = authors_boxes(200_000)
+        assert abs(taller - np.mean(rh > rw)) <= SIGMAS * se
+
+
+def test_the_torchvision_option_is_the_per_image_pipeline_of_before_the_key(compose_config):
+    from torchvision import transforms
+    from gmmvit.data.transforms import build_transforms
+    ds, aug = _svhn(compose_config, "torchvision")
+    before = transforms.Compose([
+        transforms.RandomHorizontalFlip(), transforms.RandomCrop(32, padding=4),
+        transforms.AutoAugment(transforms.AutoAugmentPolicy.SVHN), transforms.ToTensor(),
+        transforms.Normalize(list(ds.mean), list(ds.std)),
+        transforms.RandomErasing(p=0.25, scale=(0.02, 0.4), ratio=(0.3, 1 / 0.3), value=list(ds.mean))])
+    now = build_transforms(ds, aug, train=True)
+
+    def outputs(pipeline):
+        torch.manual_seed(1)
+        return torch.stack([pipeline(img) for img in PILS * 8])
+    assert torch.equal(outputs(before), outputs(now))

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from gmmvit.run import runlock
-from gmmvit.run.records import METRICS, current_targets, read_json
+from gmmvit.run.records import METRICS, read_back, read_json
 from gmmvit.run.tracking import flatten
 
 CONFIG = "config.yaml"
@@ -27,7 +27,7 @@ CONFIG = "config.yaml"
 def _load_yaml(path: Path) -> dict:
     try:
         from omegaconf import OmegaConf
-        return current_targets(OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {})
+        return read_back(OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {})
     except Exception:
         return {}
 
