@@ -82,8 +82,9 @@ def render(command: str, machine_line: str, settings: str, steps: list[dict], lo
         out += ["### Loader: training augmentation, one process, one thread", ""]
         out += table(LOADER_HEADER, rows) + [""]
         out += ["PIL per-image = `data.build_transforms` (the DataLoader path). Tensor batch = "
-                "`gpu_data.BatchAugment` on calls of 1,024 uint8 images (as the training loader makes them), here on the CPU: per-image AA "
-                "draws one AutoAugment sub-policy per image (faithful); v2 AA per chunk calls "
+                "`data.batched.BatchAugment` on calls of 1,024 uint8 images (as the training loader makes them), here on the CPU; "
+                "both with the recipe's `recipe.aug.ops`. Per-image AA "
+                "draws one AutoAugment sub-policy per image (faithful, what training runs); v2 AA per chunk calls "
                 "`torchvision.transforms.v2.AutoAugment`, which applies ONE sub-policy to each whole "
                 "call (chunks of 16 images).", ""]
     if epochs:

@@ -179,16 +179,20 @@ def sharpness(x: torch.Tensor, factor: float) -> torch.Tensor:
 
 
 def autocontrast(x: torch.Tensor) -> torch.Tensor:
-    """``ImageOps.autocontrast`` per channel: PIL's LUT int(x * scale + offset) in double, exact.
-    (torchvision's computes (x - lo) * scale in float32: 2% of pixels one level apart.)"""
-    lo = x.amin(dim=(-2, -1), keepdim=True).double()
-    hi = x.amax(dim=(-2, -1), keepdim=True).double()
+    """``ImageOps.autocontrast`` per channel: PIL's LUT int(v * scale + offset) for v = 0..255 in
+    double, looked up per pixel, exact. (torchvision's computes (x - lo) * scale in float32 per
+    pixel: 2% of pixels one level apart.)"""
+    *lead, h, w = x.shape
+    lo = x.amin(dim=(-2, -1)).reshape(-1, 1).double()
+    hi = x.amax(dim=(-2, -1)).reshape(-1, 1).double()
     flat = hi <= lo
     # a true division (Python's 255.0 / tensor is torch's reciprocal times 255, not bit-equal)
     scale = torch.full_like(hi, 255.0).div_(torch.where(flat, torch.ones_like(hi), hi - lo))
     offset = -lo * scale
-    out = as_uint8((x.double() * scale + offset).floor_())
-    return torch.where(flat, x, out)
+    levels = torch.arange(256, dtype=torch.float64, device=x.device)
+    lut = torch.where(flat, levels, (levels * scale + offset).floor_())      # a flat channel stays
+    lut = as_uint8(lut)                                                       # [channels, 256]
+    return lut.gather(1, x.reshape(-1, h * w).long()).reshape(*lead, h, w)
 
 
 __all__ = ["GREY", "as_uint8", "affine_nearest", "shear_bicubic", "rotate_matrix", "grey", "blend", "contrast",
