@@ -296,6 +296,7 @@ def test_per_image_and_batched_agree_in_distribution(runs):
 # --- random erasing ---------------------------------------------------------------------------------
 
 N_ERASE = 2000
+N_FLIP = 2000
 
 
 def authors_boxes(n: int, h: int = 32, w: int = 32, sl=0.02, sh=0.4, r1=0.3, seed: int = 0):
@@ -451,3 +452,41 @@ def test_the_torchvision_option_is_the_per_image_pipeline_of_before_the_key(comp
         torch.manual_seed(1)
         return torch.stack([pipeline(img) for img in PILS * 8])
     assert torch.equal(outputs(before), outputs(now))
+
+
+def position_images(n: int, seed: int = 3) -> np.ndarray:
+    """uint8 [n, 32, 32, 3]: red = column + 1, green = row + 1 (so a pixel says where it came from), blue random."""
+    rows, cols = np.mgrid[1:33, 1:33]
+    blue = np.random.RandomState(seed).randint(1, 256, (n, 32, 32))
+    return np.stack([np.broadcast_to(cols, (n, 32, 32)), np.broadcast_to(rows, (n, 32, 32)), blue], -1).astype(np.uint8)
+
+
+def _flip_and_offsets(path: str, ds, aug, images: np.ndarray) -> np.ndarray:
+    """Per image of ``position_images``, (flipped, top, left) of the window of its padded (and maybe
+    flipped) image that the path's flip and crop took, read from the output's centre pixel."""
+    from gmmvit.data.batched import BatchAugment
+    from gmmvit.data.transforms import build_transforms
+    if path == "per_image":
+        t = build_transforms(ds, aug, train=True)
+        out = torch.stack([t(Image.fromarray(a)) for a in images])
+        out = (out * torch.tensor(list(ds.std))[:, None, None] + torch.tensor(list(ds.mean))[:, None, None]) * 255
+        out = out.round().long()
+    else:
+        augment = BatchAugment(ds, aug)
+        out = augment.crop(augment.flip(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous())).long()
+    column, row = out[:, 0, 16, 16] - 1, out[:, 1, 16, 16] - 1
+    flipped = out[:, 0, 16, 17] < out[:, 0, 16, 16]
+    column = torch.where(flipped, 31 - column, column)              # the column in the flipped image
+    return torch.stack([flipped.long(), row - 16 + 4, column - 16 + 4], 1).numpy()
+
+
+@pytest.mark.parametrize("path", ["per_image", "batched"])
+def test_flip_rate_and_crop_offsets_of_both_paths(compose_config, path):
+    cfg = compose_config(["dataset=cifar10", "recipe.aug.autoaugment=false", "recipe.aug.random_erasing=0"])
+    torch.manual_seed(0)
+    found = _flip_and_offsets(path, cfg.dataset, cfg.recipe.aug, position_images(N_FLIP))
+    assert found[:, 1:].min() >= 0 and found[:, 1:].max() <= 8
+    assert abs(found[:, 0].mean() - 0.5) <= SIGMAS * math.sqrt(0.25 / N_FLIP)
+    for axis in (1, 2):                                       # top and left: uniform over the 9 offsets
+        share = np.bincount(found[:, axis], minlength=9) / N_FLIP
+        assert (np.abs(share - 1 / 9) <= SIGMAS * math.sqrt(1 / 9 * 8 / 9 / N_FLIP)).all(), share

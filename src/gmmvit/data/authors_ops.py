@@ -57,7 +57,7 @@ from torchvision.transforms.v2 import functional as TF
 from gmmvit.data import pil_kernels as pk
 from gmmvit.data.pil_kernels import GREY
 
-# recipe.aug.ops: whose AutoAugment ops and random erasing the recipe runs
+# recipe.aug.ops: whose AutoAugment ops and random erasing the recipe runs (config.schema reads this)
 OPS = ("authors", "torchvision")
 # the dataset config's autoaugment_policy: the authors' policy classes are torchvision's tables
 AUTOAUGMENT_POLICIES = {
@@ -80,8 +80,6 @@ def policy_table(policy: str) -> list:
     if policy not in AUTOAUGMENT_POLICIES:
         raise ValueError(f"policy must be one of {tuple(AUTOAUGMENT_POLICIES)}, got {policy!r}")
     return transforms.AutoAugment(AUTOAUGMENT_POLICIES[policy]).policies
-
-
 
 
 # --- the authors' ops ------------------------------------------------------------------------------
@@ -191,7 +189,7 @@ AUTHORS_OPS: dict[str, Op] = {
 
 
 def _torchvision_ops() -> dict[str, Op]:
-    """torchvision's own ops (v2 AutoAugment: magnitudes, signs, nearest, black fill), as today."""
+    """torchvision's own ops (v2 AutoAugment: magnitudes, signs, nearest, black fill), as before recipe.aug.ops."""
     aa = v2.AutoAugment()
     v1 = transforms.AutoAugment()
 
