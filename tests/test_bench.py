@@ -51,9 +51,9 @@ def test_tiny_bench_loader_table_has_every_dataset(tiny_report):
     assert datasets == machine.available(catalog.DATASETS, "dataset")
     for r in rows:
         assert "error" not in r, r
-        assert all(float(c.replace(",", "")) > 0 for c in r[2:5])
+        assert all(float(c.replace(",", "")) > 0 for c in r[2:6])
     cifar = rows[datasets.index("cifar10")]
-    assert cifar[1] == "3x32x32" and "4,300" in cifar[5]
+    assert cifar[1] == "3x32x32" and "4,300" in cifar[6]
     assert "End-to-end" not in stdout                     # no GPU here: no epoch table
 
 

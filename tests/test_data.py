@@ -70,7 +70,7 @@ def test_an_epoch_is_three_fresh_permutations_and_depends_only_on_seed_and_epoch
 
 def _aug_cfg(**over):
     aug = {"hflip": True, "crop_padding": 4, "autoaugment": True, "random_erasing": 0.25,
-           "random_erasing_max_area": 0.4, "random_erasing_min_aspect": 0.3, **over}
+           "random_erasing_max_area": 0.4, "random_erasing_min_aspect": 0.3, "ops": "authors", **over}
     return OmegaConf.create(aug)
 
 

@@ -10,8 +10,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf, open_dict
 from PIL import Image
+from torchvision.transforms import v2
 
-from gmmvit.data import batched, resident
+from gmmvit.data import authors_ops, batched, resident
 from gmmvit.nn import kernels
 from gmmvit.run import compiling
 from gmmvit.nn.attention import MaskedAttention
@@ -261,8 +262,9 @@ def test_crop_and_flip_are_per_image_shifts_of_the_padded_image(compose_config):
     assert all(s or m for s, m in zip(same, mirrored)) and 10 < sum(mirrored) < 54
 
 
-def test_random_erasing_matches_torchvision_rate_and_fill(compose_config):
-    ds, recipe = _cifar_like(compose_config)
+@pytest.mark.parametrize("ops", ["authors", "torchvision"])
+def test_random_erasing_rate_area_and_fill(compose_config, ops):
+    ds, recipe = _cifar_like(compose_config, ops=ops)
     augment = batched.BatchAugment(ds, recipe.aug)
     torch.manual_seed(0)
     x = torch.randn(2000, 3, 32, 32) * 10 + 100   # never equal to the fill value
@@ -276,11 +278,12 @@ def test_random_erasing_matches_torchvision_rate_and_fill(compose_config):
     torch.testing.assert_close(fill, torch.tensor(list(ds.mean)).expand_as(fill))
 
 
-@pytest.mark.parametrize("mode", ["sample", "batch"])
-def test_batch_pipeline_shapes_and_statistics_match_the_per_image_pipeline(compose_config, mode):
-    """Full paper recipe: the batched tensor pipeline and torchvision's per-image PIL pipeline give
-    outputs of the same shape, dtype and (per channel) mean and spread on the same images."""
-    ds, recipe = _cifar_like(compose_config)
+@pytest.mark.parametrize("mode,ops", [("sample", "authors"), ("sample", "torchvision"), ("batch", "torchvision")])
+def test_batch_pipeline_shapes_and_statistics_match_the_per_image_pipeline(compose_config, mode, ops):
+    """Full paper recipe: the batched tensor pipeline and the per-image PIL pipeline of the same
+    ``recipe.aug.ops`` give outputs of the same shape, dtype and (per channel) mean and spread on
+    the same images."""
+    ds, recipe = _cifar_like(compose_config, ops=ops)
     arrays = _structured_images(512)
     torch.manual_seed(0)
     transform = build_transforms(ds, recipe.aug, train=True)
@@ -322,32 +325,44 @@ def test_batch_pipeline_other_datasets(compose_config, dataset):
     assert torch.isfinite(out).all()
 
 
-def test_sample_autoaugment_gives_each_image_exactly_its_own_draw():
-    """Grouping images by (op, magnitude) is only an implementation: the batch equals transforming
-    each image alone with the sub-policy, coins and signs it drew."""
-    from gmmvit.data.transforms import AUTOAUGMENT_POLICIES
+def _reference_op(ops: str, h: int, w: int):
+    """(name -> (magnitudes, signed), apply(img, name, magnitude)): torchvision's v2 AutoAugment's own
+    table and op, or the authors' ops (each checked against their PIL op in test_authors_ops)."""
+    if ops == "torchvision":
+        v2aa = v2.AutoAugment()
+        space = {name: (fn(10, h, w), signed and fn(10, h, w) is not None)
+                 for name, (fn, signed) in v2aa._AUGMENTATION_SPACE.items()}
+        return space, lambda img, name, m: v2aa._apply_image_or_video_transform(
+            img, name, m, interpolation=v2aa.interpolation, fill=v2aa._fill)
+    space = {name: (op.levels(h, w), op.signed) for name, op in authors_ops.AUTHORS_OPS.items()}
+    return space, lambda img, name, m: authors_ops.AUTHORS_OPS[name].tensor(img, m)
 
-    aa = batched.SampleAutoAugment(AUTOAUGMENT_POLICIES["cifar10"])
+
+@pytest.mark.parametrize("ops", ["authors", "torchvision"])
+def test_batched_autoaugment_gives_each_image_exactly_its_own_draw(ops):
+    """Grouping images by (op, magnitude) is only an implementation: the batch equals transforming
+    each image alone with the sub-policy, coins and signs it drew, drawn in this order (torchvision's
+    is the batched path's order from before recipe.aug.ops, so its images are the same as then)."""
+    aa = authors_ops.batch_autoaugment("cifar10", ops)
     images = torch.from_numpy(_structured_images(64)).permute(0, 3, 1, 2).contiguous()
     b, (h, w) = images.shape[0], images.shape[-2:]
+    space, apply = _reference_op(ops, h, w)
     torch.manual_seed(3)
     batch = aa(images)
-    torch.manual_seed(3)                                   # the same draws, in forward's order
-    choice = torch.randint(len(aa._policies), (b,)).tolist()
+    torch.manual_seed(3)                                   # the same draws, in the call's order
+    choice = torch.randint(len(aa.policies), (b,)).tolist()
     draws = [(torch.rand(b).tolist(), torch.rand(b).tolist()) for _ in range(2)]
     for i in range(b):
         img = images[i:i + 1]
         for stage, (coin, sign) in enumerate(draws):
-            op, probability, magnitude_idx = aa._policies[choice[i]][stage]
-            if coin[i] > probability:
+            op, probability, magnitude_idx = aa.policies[choice[i]][stage]
+            if not coin[i] < probability:
                 continue
-            magnitudes_fn, signed = aa._AUGMENTATION_SPACE[op]
-            magnitudes = magnitudes_fn(10, h, w)
-            magnitude = 0.0 if magnitudes is None else float(magnitudes[magnitude_idx])
-            if signed and magnitudes is not None and sign[i] <= 0.5:
+            magnitudes, signed = space[op]
+            magnitude = 0.0 if magnitudes is None else float(magnitudes[magnitude_idx or 0])
+            if signed and sign[i] <= 0.5:
                 magnitude = -magnitude
-            img = aa._apply_image_or_video_transform(img, op, magnitude, interpolation=aa.interpolation,
-                                                     fill=aa._fill)
+            img = apply(img, op, magnitude)
         assert torch.equal(batch[i:i + 1], img), f"image {i}"
 
 

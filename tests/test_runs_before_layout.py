@@ -1,7 +1,9 @@
 """Run folders written before the package was laid out by concern (their config.yaml names the old
 modules: gmmvit.models.vit.ViT, gmmvit.masks..., gmmvit.data.digits) read, resume and group exactly
 as folders written after it. tests/fixtures/run_before_layout/ holds two such folders, made by the
-code before the move: one finished, one stopped after its first of two epochs."""
+code before the move: one finished, one stopped after its first of two epochs. They were also
+recorded before ``recipe.aug.ops`` existed, and trained with torchvision's ops: they resume with
+``recipe.aug.ops=torchvision``, what they started with."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from gmmvit.sweeps.status import sweep_status
 
 FIXTURES = REPO / "tests" / "fixtures" / "run_before_layout"
 # the overrides the fixtures were trained with (seed 0: finished_seed0, seed 1: stopped_seed1)
-TINY = ["dataset=digits", "mask=gmm", "model.depth=1", "model.embed_dim=32", "model.num_heads=2",
+TINY = ["recipe.aug.ops=torchvision", "dataset=digits", "mask=gmm", "model.depth=1", "model.embed_dim=32", "model.num_heads=2",
         "recipe.batch_size=32", "recipe.epochs=2", "recipe.warmup_epochs=1", "recipe.passes_per_epoch=1",
         "limit_train=320", "limit_test=64", "threads=1", "workers=0", "logger=none", "sweep=before_layout"]
 
@@ -44,3 +46,10 @@ def test_runs_from_before_and_after_the_layout_share_one_cell(compose_config, tm
     cell = table.cell("vit", "gmm", (), "digits")
     assert [seed for seed, _ in cell.values] == [0, 1]
     assert "2 finished" in sweep_status(sweep, runs)
+
+
+def test_a_run_recorded_before_the_aug_ops_key_reads_back_as_the_torchvision_ops_it_trained_with(tmp_path):
+    sweep = old_sweep(tmp_path)
+    assert "ops:" not in (sweep / "finished_seed0" / "config.yaml").read_text()
+    runs = collect([sweep])[sweep]
+    assert [r.config["recipe.aug.ops"] for r in runs] == ["torchvision", "torchvision"]

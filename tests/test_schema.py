@@ -51,6 +51,7 @@ REFUSED = {
     "recipe.aug.random_erasing_max_area=0": ("recipe.aug.random_erasing_max_area=0.0: recipe.aug.random_erasing_max_area "
                                              "must be in (0, 1]"),
     "recipe.mix.prob=1.5": "recipe.mix.prob=1.5: recipe.mix.prob must be in [0, 1]",
+    "recipe.aug.ops=timm": "recipe.aug.ops=timm: recipe.aug.ops takes one of authors, torchvision",
     "workers=-1": "workers=-1: workers takes auto or a whole number >= 0",
     "recipe.optimizer.lr=fast": "recipe.optimizer.lr=fast: recipe.optimizer.lr takes a number >= 0",
     # keys a user is likely to mistype or put in the wrong group

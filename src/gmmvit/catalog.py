@@ -30,9 +30,6 @@ SPEED_SETTINGS = ("device", "runs_per_gpu", "workers", "threads", "compile", "pr
                   "data_on_gpu", "step_graph", "profile_steps")
 # Bookkeeping that names no setting of the training: also out of the folder name.
 RUN_NAME_BOOKKEEPING = ("sweep", "gain_reference", "paths.data", "logger", "logger.mode", "experiment")
-# Settings added after runs were first recorded, with the value every run that does not record one
-# ran with: a run folder read back gets it, so old and new runs of one setting share a cell.
-ADDED_SETTINGS = {"dataset.val_fraction": 0.0}
 # make table: besides the speed settings, what tells runs of one cell apart without changing it
 TABLE_BOOKKEEPING = ("seed", "run_dir", "sweep", "gain_reference", "deterministic")
 

@@ -21,8 +21,9 @@ def synthetic_images(ds, n: int, seed: int = 0) -> np.ndarray:
 
 
 def loader_throughput(dataset: str, n: int = 2048, batch: int = 128, chunk: int = 16) -> dict:
-    """img/s on one core: PIL per-image pipeline vs batched tensor pipeline (both AutoAugment modes),
-    the latter on calls of ``IMAGES_PER_CALL["cpu"]`` images as the training loader makes them."""
+    """img/s on one core: PIL per-image pipeline vs batched tensor pipeline (both AutoAugment modes;
+    per-image AA with the recipe's ``recipe.aug.ops`` and with torchvision's), the latter on calls of
+    ``IMAGES_PER_CALL["cpu"]`` images as the training loader makes them."""
     cfg = compose([f"dataset={dataset}"])
     ds, aug = cfg.dataset, cfg.recipe.aug
     arrays = synthetic_images(ds, n)
@@ -39,14 +40,21 @@ def loader_throughput(dataset: str, n: int = 2048, batch: int = 128, chunk: int 
         tensor = torch.from_numpy(arrays)
         tensor = tensor.unsqueeze(1) if tensor.dim() == 3 else tensor.permute(0, 3, 1, 2)
         tensor = to_model_size(tensor.contiguous(), ds)
-        for key, aa in (("tensor_sample", "sample"), ("tensor_batch", "batch")):
-            augment = BatchAugment(ds, aug, autoaugment=aa, chunk=chunk)
+        # the recipe's ops (the authors' by default) and torchvision's (the batched path before
+        # recipe.aug.ops, the same images) take turns pass by pass, so both see the same machine load
+        torchvision_ops = aug.copy()
+        torchvision_ops.ops = "torchvision"
+        augments = {"tensor_sample": BatchAugment(ds, aug, chunk=chunk),
+                    "tensor_sample_torchvision": BatchAugment(ds, torchvision_ops, chunk=chunk),
+                    "tensor_batch": BatchAugment(ds, aug, autoaugment="batch", chunk=chunk)}
+        timings = {key: [] for key in augments}
+        for augment in augments.values():
             augment(tensor[:batch])
-            timings = []
-            for _ in range(2):  # the first pass also pays for allocating the larger buffers
+        for _ in range(2):  # the first pass also pays for allocating the larger buffers
+            for key, augment in augments.items():
                 t0 = time.perf_counter()
                 for part in tensor.split(IMAGES_PER_CALL["cpu"]):
                     augment(part)
-                timings.append(time.perf_counter() - t0)
-            row[key] = n / min(timings)
+                timings[key].append(time.perf_counter() - t0)
+        row.update({key: n / min(t) for key, t in timings.items()})
     return row

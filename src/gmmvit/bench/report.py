@@ -57,7 +57,8 @@ STEP_HEADER = ["model", "mask", "img/s", "step ms", "mask overhead", "authors im
                "authors overhead", "params"]
 SIDE_BY_SIDE_HEADER = ["authors img/s, here, interleaved", "their mask overhead, here", "ours / theirs"]
 LOADER_HEADER = ["dataset", "image", "PIL per-image img/s/core", "tensor batch, per-image AA img/s/core",
-                 "tensor batch, v2 AA per chunk img/s/core", "authors img/s/core"]
+                 "the same, ops=torchvision img/s/core", "tensor batch, v2 AA per chunk img/s/core",
+                 "authors img/s/core"]
 EPOCH_HEADER = ["model", "mask", "images/epoch", "img/s (last epoch)", "epoch s", "first epoch s",
                 "compile", "attention", "data on GPU"]
 
@@ -73,17 +74,19 @@ def render(command: str, machine_line: str, settings: str, steps: list[dict], lo
         rows = []
         for r in loaders:
             if "error" in r:
-                rows.append([r["dataset"], "-", "error", "-", "-", r["error"][:80]])
+                rows.append([r["dataset"], "-", "error", "-", "-", "-", r["error"][:80]])
                 continue
             authors = (f"{AUTHORS_LOADER['hand-written']:,} hand-written / {AUTHORS_LOADER['torchvision']:,} "
                        "torchvision" if r["dataset"].startswith("cifar") else "-")
             rows.append([r["dataset"], r["image"], fmt(r["pil"]), fmt(r["tensor_sample"]),
-                         fmt(r["tensor_batch"]), authors])
+                         fmt(r["tensor_sample_torchvision"]), fmt(r["tensor_batch"]), authors])
         out += ["### Loader: training augmentation, one process, one thread", ""]
         out += table(LOADER_HEADER, rows) + [""]
         out += ["PIL per-image = `data.build_transforms` (the DataLoader path). Tensor batch = "
-                "`gpu_data.BatchAugment` on calls of 1,024 uint8 images (as the training loader makes them), here on the CPU: per-image AA "
-                "draws one AutoAugment sub-policy per image (faithful); v2 AA per chunk calls "
+                "`data.batched.BatchAugment` on calls of 1,024 uint8 images (as the training loader makes them), here on the CPU; "
+                "both with the recipe's `recipe.aug.ops` (the authors' ops by default); \"the same, ops=torchvision\" "
+                "is the batched path with torchvision's ops (as before that key), timed in turn with it. Per-image AA "
+                "draws one AutoAugment sub-policy per image (faithful, what training runs); v2 AA per chunk calls "
                 "`torchvision.transforms.v2.AutoAugment`, which applies ONE sub-policy to each whole "
                 "call (chunks of 16 images).", ""]
     if epochs:

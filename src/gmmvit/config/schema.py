@@ -28,7 +28,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from gmmvit.data.resident import DATA_ON_GPU
-from gmmvit.data.transforms import AUTOAUGMENT_POLICIES, RESIZES
+from gmmvit.data.authors_ops import AUTOAUGMENT_POLICIES, OPS
+from gmmvit.data.transforms import RESIZES
 from gmmvit.nn.kernels import ATTENTION_MODES
 from gmmvit.nn.masks import COMBINATIONS, PLACEMENTS
 from gmmvit.nn.models.checks import POOLS
@@ -69,6 +70,7 @@ Placement = choice("Placement", PLACEMENTS)
 Pool = choice("Pool", POOLS)
 Resize = choice("Resize", RESIZES)
 AutoAugmentPolicy = choice("AutoAugmentPolicy", AUTOAUGMENT_POLICIES)
+AugOps = choice("AugOps", OPS)
 
 # keys whose values mix words and booleans or numbers (``compile: false``, ``workers: 4``): YAML and
 # the command line type those, so they are checked by ``check`` rather than by an enum
@@ -144,6 +146,7 @@ class AugConfig:
     random_erasing: float = probability(0.25)
     random_erasing_max_area: float = fraction(0.4)
     random_erasing_min_aspect: float = fraction(0.3)
+    ops: AugOps = AugOps["authors"]   # the AutoAugment ops and random erasing: the authors' or torchvision's
 
 
 @dataclass

@@ -9,16 +9,23 @@ in the same order, as batched tensor operations:
 
 1. horizontal flip (p = 0.5, per image);
 2. random crop with zero padding ``aug.crop_padding`` (per-image offsets);
-3. AutoAugment with the dataset's policy, on uint8 (torchvision's v2 ops).
-   ``autoaugment="sample"`` (default) is faithful to the per-image pipeline:
-   each image draws its own sub-policy, probabilities and signs, and images
-   that drew the same (op, magnitude) are transformed together.
-   ``autoaugment="batch"`` calls ``torchvision.transforms.v2.AutoAugment`` on
-   chunks of ``chunk`` images: v2 draws ONE sub-policy (and one coin per op,
-   one sign) per call, shared by the whole chunk - cheaper, less diverse;
+3. AutoAugment with the dataset's policy, on uint8, with the ops of ``recipe.aug.ops``
+   (``gmmvit.data.authors_ops``). ``autoaugment="sample"`` (default, what training runs) is
+   faithful to the per-image pipeline: each image draws its own sub-policy, coins and signs, and
+   images that drew the same (op, magnitude) are transformed together.
+   ``ops="authors"`` (default) matches the authors' ops (their ``utils/autoaug.py`` and
+   ``utils/transforms.py``): every op bit-exact to their PIL op but the bicubic shear, within one
+   level on 0.07% of pixels (float32 weights); grey fill, rotation always counter-clockwise,
+   fractional translate, solarize on a 256 scale.
+   ``ops="torchvision"`` runs torchvision's v2 ops (nearest, black fill, random rotation sign),
+   the same images for the same seed as before the key existed.
+   ``autoaugment="batch"`` (a speed reference of ``make bench``, never a training path) calls
+   ``torchvision.transforms.v2.AutoAugment`` on chunks of ``chunk`` images whatever ``ops``:
+   v2 draws ONE sub-policy (and one coin per op, one sign) per call, shared by the whole chunk;
 4. scaling to [0, 1] and normalisation;
-5. random erasing (per image: up to 10 attempts, as torchvision's
-   ``RandomErasing``, filled with the dataset mean as in ``build_transforms``).
+5. random erasing, per image, filled with the dataset mean as in ``build_transforms``:
+   ``ops="authors"`` as their ``utils/random_erasing.py`` (aspect uniform in [r1, 1/r1], up to
+   100 attempts), ``ops="torchvision"`` as torchvision's ``RandomErasing`` (log-uniform, 10).
 
 Mixup/CutMix stay in the train loop (timm's ``Mixup`` works on device tensors).
 Batches follow the ``RepeatedPassSampler`` order exactly, so resumes and
@@ -31,8 +38,6 @@ loader figure).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -40,7 +45,7 @@ from torch.utils.data import Dataset, Subset
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from gmmvit.data.transforms import AUTOAUGMENT_POLICIES
+from gmmvit.data.authors_ops import AUTOAUGMENT_POLICIES, batch_autoaugment, batch_erasing
 
 # Images augmented per call. A call costs ~1,200 small tensor ops whatever its size (one per
 # AutoAugment (op, magnitude) group and stage): on a GPU that launch cost is the price, so calls are
@@ -105,69 +110,9 @@ def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.T
     return (x.float().div_(255.0) - mean.to(x.device)[:, None, None]).div_(std.to(x.device)[:, None, None])
 
 
-class SampleAutoAugment(v2.AutoAugment):
-    """AutoAugment with one sub-policy per image (as per-image torchvision), on a uint8 batch.
-
-    Per stage of the two-op sub-policies, images are grouped by the (op, signed magnitude) they
-    drew and each group is transformed by one call of torchvision's v2 op.
-    """
-
-    def _stage_tables(self, h: int, w: int) -> list[dict]:
-        """Per stage, arrays over the sub-policies: probability, signed, and the ids of the
-        (op, +magnitude) and (op, -magnitude) groups in ``keys``."""
-        cache = self.__dict__.setdefault("_tables", {})
-        if (h, w) not in cache:
-            stages = []
-            for stage in range(2):
-                keys: list[tuple[str, float]] = []
-                prob, signed, key_pos, key_neg = [], [], [], []
-                for policy in self._policies:
-                    transform_id, probability, magnitude_idx = policy[stage]
-                    magnitudes_fn, is_signed = self._AUGMENTATION_SPACE[transform_id]
-                    magnitudes = magnitudes_fn(10, h, w)
-                    magnitude = 0.0 if magnitudes is None else float(magnitudes[magnitude_idx])
-                    for key, ids in (((transform_id, magnitude), key_pos), ((transform_id, -magnitude), key_neg)):
-                        if key not in keys:
-                            keys.append(key)
-                        ids.append(keys.index(key))
-                    prob.append(probability)
-                    signed.append(is_signed and magnitudes is not None)
-                stages.append({"keys": keys, "prob": np.array(prob), "signed": np.array(signed),
-                               "key_pos": np.array(key_pos), "key_neg": np.array(key_neg)})
-            cache[(h, w)] = stages
-        return cache[(h, w)]
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:  # [B, C, H, W] uint8
-        b = images.shape[0]
-        h, w = images.shape[-2:]
-        choice = torch.randint(len(self._policies), (b,)).numpy()
-        out = images
-        for table in self._stage_tables(h, w):
-            coin = torch.rand(b).numpy()
-            sign = torch.rand(b).numpy()
-            negative = table["signed"][choice] & (sign <= 0.5)
-            key = np.where(negative, table["key_neg"][choice], table["key_pos"][choice])
-            key[~(coin <= table["prob"][choice])] = -1          # this stage's op not applied
-            order = np.argsort(key, kind="stable")                 # images grouped by key, in index order
-            ids, starts = np.unique(key[order], return_index=True)
-            if not (ids >= 0).any():
-                continue
-            out = out.clone()
-            # one host-to-device copy per stage: every group's indices, back to back
-            order_dev = torch.from_numpy(order).to(images.device, non_blocking=True)
-            ends = list(starts[1:]) + [b]
-            for group, start, stop in zip(ids, starts, ends):
-                if group < 0:
-                    continue
-                transform_id, magnitude = table["keys"][group]
-                ix = order_dev[start:stop]
-                out[ix] = self._apply_image_or_video_transform(
-                    out[ix], transform_id, magnitude, interpolation=self.interpolation, fill=self._fill)
-        return out
-
-
 class BatchAugment:
-    """The paper's training augmentation (``build_transforms``) for a whole uint8 batch."""
+    """The paper's training augmentation (``build_transforms``) for a whole uint8 batch, with the
+    AutoAugment ops and random erasing of ``aug.ops`` (the module's docstring says what each matches)."""
 
     def __init__(self, ds, aug, autoaugment: str = "sample", chunk: int = 16):
         self.mean = torch.tensor(list(ds.mean), dtype=torch.float32)
@@ -175,17 +120,15 @@ class BatchAugment:
         self.hflip = bool(aug.hflip and ds.hflip)
         self.padding = int(aug.crop_padding or 0)
         self.erasing = float(aug.random_erasing or 0.0)
-        self.erasing_scale = (0.02, float(aug.get("random_erasing_max_area", 0.4)))
-        min_aspect = float(aug.get("random_erasing_min_aspect", 0.3))
-        self.erasing_log_ratio = (math.log(min_aspect), math.log(1 / min_aspect))
+        self.erase = batch_erasing(self.erasing, float(aug.get("random_erasing_max_area", 0.4)),
+                                   float(aug.get("random_erasing_min_aspect", 0.3)), list(ds.mean), str(aug.ops))
         self.autoaugment = None
         self.chunk = chunk
         if aug.autoaugment and ds.autoaugment_policy:
-            policy = AUTOAUGMENT_POLICIES[ds.autoaugment_policy]
             if autoaugment == "sample":
-                self.autoaugment = SampleAutoAugment(policy)
+                self.autoaugment = batch_autoaugment(str(ds.autoaugment_policy), str(aug.ops))
             elif autoaugment == "batch":
-                self.autoaugment = v2.AutoAugment(policy)
+                self.autoaugment = v2.AutoAugment(AUTOAUGMENT_POLICIES[ds.autoaugment_policy])
             else:
                 raise ValueError(f"autoaugment must be 'sample' or 'batch', got {autoaugment!r}")
         self.autoaugment_mode = autoaugment
@@ -211,31 +154,6 @@ class BatchAugment:
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return normalize(x, self.mean, self.std)
 
-    def erase(self, x: torch.Tensor, attempts: int = 10) -> torch.Tensor:
-        """torchvision's RandomErasing per image: up to 10 (area, aspect) draws, the first that fits."""
-        b, c, h, w = x.shape
-        dev = x.device
-        lo, hi = self.erasing_scale
-        area = h * w * (lo + (hi - lo) * torch.rand(b, attempts, device=dev))
-        llo, lhi = self.erasing_log_ratio
-        aspect = torch.exp(llo + (lhi - llo) * torch.rand(b, attempts, device=dev))
-        eh = torch.sqrt(area * aspect).round()
-        ew = torch.sqrt(area / aspect).round()
-        fits = (eh < h) & (ew < w)
-        first = torch.argmax(fits.int(), dim=1, keepdim=True)              # first fitting attempt
-        eh = eh.gather(1, first).squeeze(1)
-        ew = ew.gather(1, first).squeeze(1)
-        active = (torch.rand(b, device=dev) < self.erasing) & fits.any(1)
-        top = (torch.rand(b, device=dev) * (h - eh + 1)).floor()
-        left = (torch.rand(b, device=dev) * (w - ew + 1)).floor()
-        ys = torch.arange(h, device=dev)[None, :]
-        xs = torch.arange(w, device=dev)[None, :]
-        in_rows = (ys >= top[:, None]) & (ys < (top + eh)[:, None])         # [B, H]
-        in_cols = (xs >= left[:, None]) & (xs < (left + ew)[:, None])       # [B, W]
-        box = in_rows[:, :, None] & in_cols[:, None, :] & active[:, None, None]
-        value = self.mean.to(dev)[None, :, None, None]
-        return torch.where(box[:, None], value, x)
-
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 ``[B, C, H, W]`` -> float32 normalised, augmented."""
         if self.hflip:
@@ -250,4 +168,4 @@ class BatchAugment:
         return x
 
 
-__all__ = ["split_arrays", "to_model_size", "normalize", "SampleAutoAugment", "BatchAugment", "IMAGES_PER_CALL"]
+__all__ = ["split_arrays", "to_model_size", "normalize", "BatchAugment", "IMAGES_PER_CALL"]

@@ -1,11 +1,14 @@
 """The paper's training augmentation per image (PIL), as the DataLoader path runs it: flip, crop
-(pad 4), AutoAugment, tensor, normalise, random erasing. ``gmmvit.data.batched`` is the same recipe
-for a whole uint8 batch."""
+(pad 4), AutoAugment, tensor, normalise, random erasing, with the AutoAugment ops and erasing of
+``recipe.aug.ops`` (``gmmvit.data.authors_ops``: the authors' by default, or torchvision's).
+``gmmvit.data.batched`` is the same recipe for a whole uint8 batch."""
 
 from __future__ import annotations
 
 from torch.utils.data import Dataset
 from torchvision import transforms
+
+from gmmvit.data.authors_ops import per_image_autoaugment, per_image_erasing
 
 
 class Transformed(Dataset):
@@ -29,15 +32,10 @@ class Transformed(Dataset):
 # how small images (Fashion-MNIST 28px, digits 8px) reach the model's input size
 RESIZES = ("pad", "resize")
 
-AUTOAUGMENT_POLICIES = {
-    "cifar10": transforms.AutoAugmentPolicy.CIFAR10,
-    "svhn": transforms.AutoAugmentPolicy.SVHN,
-    "imagenet": transforms.AutoAugmentPolicy.IMAGENET,
-}
-
 
 def build_transforms(ds, aug, train: bool):
-    """The paper's pipeline: flip, crop (pad 4), AutoAugment, tensor, normalise, random erasing."""
+    """The paper's pipeline: flip, crop (pad 4), AutoAugment, tensor, normalise, random erasing; the
+    AutoAugment ops and the erasing are ``aug.ops``'s (the authors' or torchvision's)."""
     size = ds.img_size
     pre = []
     if ds.native_size != size:
@@ -54,11 +52,9 @@ def build_transforms(ds, aug, train: bool):
     if aug.crop_padding:
         steps.append(transforms.RandomCrop(size, padding=aug.crop_padding))
     if aug.autoaugment and ds.autoaugment_policy:
-        steps.append(transforms.AutoAugment(AUTOAUGMENT_POLICIES[ds.autoaugment_policy]))
+        steps.append(per_image_autoaugment(str(ds.autoaugment_policy), str(aug.ops)))
     steps += post
     if aug.random_erasing > 0:
-        steps.append(transforms.RandomErasing(
-            p=aug.random_erasing, scale=(0.02, aug.random_erasing_max_area),
-            ratio=(aug.random_erasing_min_aspect, 1 / aug.random_erasing_min_aspect),
-            value=list(ds.mean)))
+        steps.append(per_image_erasing(aug.random_erasing, aug.random_erasing_max_area,
+                                       aug.random_erasing_min_aspect, list(ds.mean), str(aug.ops)))
     return transforms.Compose(steps)

@@ -148,6 +148,32 @@ def current_targets(config):
     return config
 
 
+# Each config key added since runs were first recorded, with the value the runs recorded before it
+# trained with (what their code did then), so an old run reads back as what it ran, not as unknown.
+KEYS_ADDED = {
+    "recipe.aug.ops": "torchvision",   # issue 18: the authors' AutoAugment ops and erasing became the default
+    "dataset.val_fraction": 0.0,       # issue 19: the clean protocol's hold-out; before it, none
+}
+
+
+def with_keys_added(config: dict) -> dict:
+    """A recorded config (plain dicts) with every key of ``KEYS_ADDED`` it lacks set to the value it
+    trained with; only where the key's group was recorded (a config without ``recipe`` stays so)."""
+    for key, value in KEYS_ADDED.items():
+        *groups, leaf = key.split(".")
+        node = config
+        for group in groups:
+            node = node.get(group) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf not in node:
+            node[leaf] = value
+    return config
+
+
+def read_back(config):
+    """A recorded config as today's code reads it: targets named as today, keys added since filled in."""
+    return with_keys_added(current_targets(config))
+
+
 # --- random states as tensors and plain types ---------------------------------------------------
 
 def _python_state(state: tuple) -> dict:

@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from gmmvit.catalog import ADDED_SETTINGS
 from gmmvit.run import runlock
 from gmmvit.run.metrics_schema import read_metrics
-from gmmvit.run.records import METRICS, current_targets
+from gmmvit.run.records import METRICS, read_back
 from gmmvit.run.tracking import flatten
 
 CONFIG = "config.yaml"
@@ -42,7 +41,7 @@ def _load_yaml(path: Path) -> tuple[dict, Optional[str]]:
             return {}, f"config.yaml has the wrong shape: {group} is {config[group]!r:.40}"
     if "seed" in config and not isinstance(config["seed"], (int, str)):
         return {}, f"config.yaml has the wrong shape: seed is {config['seed']!r:.40}"
-    return current_targets(config), None
+    return read_back(config), None
 
 
 def scalar(value):
@@ -166,7 +165,7 @@ def read_run(path: Path, stale_after: Optional[float] = None, now: Optional[floa
     return Run(path=path, model=str(model), mask=str(mask), dataset=str(dataset), seed=seed, state=state,
                epochs=epochs, done=done, best=_num(best), final=_num(last),
                params=metrics.get("params") or final.get("params"), macs=metrics.get("macs") or final.get("macs"),
-               reason=metrics.get("reason"), age_s=age, config={**ADDED_SETTINGS, **flatten(config)} if config else {},
+               reason=metrics.get("reason"), age_s=age, config=flatten(config),
                trainer=trainer, at_best_val=_num(at_best_val), environment=metrics.get("environment"), metrics=metrics)
 
 
