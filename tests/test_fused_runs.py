@@ -148,3 +148,28 @@ def test_a_member_whose_loss_is_not_finite_fails_with_its_reason_while_the_other
     assert failed["status"] == "failed" and "loss became nan" in failed["reason"]
     assert [metrics(c)["status"] for c in (cfgs[0], cfgs[2])] == ["finished", "finished"]
     assert len(metrics(cfgs[0])["history"]) == 3
+
+
+def test_make_paper_dry_plans_fused_groups_and_prints_no_fused_figure_without_a_measured_rate(tmp_path, capsys):
+    from gmmvit.sweeps import paper_grid
+
+    argv = ["--dry", "--seeds", "0,1,2", "--models", "vit", "--masks", "none,gmm", "--datasets", "cifar10",
+            "--multirun", str(tmp_path), "fused=3"]
+    paper_grid.main(argv)
+    out = capsys.readouterr().out
+    assert "fused=3: 6 jobs in 2 groups (2 of 3)" in out
+    assert "fused GPU-hours: not estimated: no fused rate measured on a GPU for vit x3" in out
+    assert "fused GPU-hours: about" not in out
+
+
+def test_make_paper_dry_prints_fused_gpu_hours_from_a_measured_fused_rate(tmp_path, capsys, monkeypatch):
+    from gmmvit.sweeps import cost, paper_grid
+
+    monkeypatch.setitem(cost.FUSED_IMG_PER_S, ("vit", 3), 3 * cost.GPU_IMG_PER_S["vit"])  # as fast as alone
+    argv = ["--dry", "--seeds", "0,1,2", "--models", "vit", "--masks", "gmm", "--datasets", "cifar10",
+            "--multirun", str(tmp_path)]
+    paper_grid.main(argv)
+    alone = float(capsys.readouterr().out.split("about ")[1].split(" GPU-hours")[0])
+    paper_grid.main([*argv, "fused=3"])
+    fused = float(capsys.readouterr().out.split("fused GPU-hours: about ")[1].split(" left")[0])
+    assert fused == pytest.approx(alone, abs=0.1)

@@ -22,27 +22,11 @@ from typing import Optional
 
 from omegaconf import OmegaConf, open_dict
 
-from gmmvit.sweeps.expand import run_name, sweep_jobs
-
-# Keys whose values leave the parameters' names and shapes, the model's modules and the step's
-# schedule alike, so members differing in them stack: the seed, and settings read only at init.
-FUSABLE = ("seed", "mask.sigma_init", "mask.alpha_init_std")
-
-
-def _key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
-
+from gmmvit.sweeps.expand import FUSABLE, fused_groups, override_key, run_name, sweep_jobs
 
 def group_of(jobs: list[list[str]], own: int, size: int) -> list[int]:
-    """Job ``own``'s group (job indices, its own first): the jobs whose overrides differ from its own
-    only in ``FUSABLE`` keys, cut in job order into groups of up to ``size``."""
-    def kind(job: list[str]) -> tuple:
-        return (tuple(sorted(o for o in job if _key(o) not in FUSABLE)),
-                tuple(sorted(_key(o) for o in job if _key(o) in FUSABLE)))
-
-    alike = [j for j, job in enumerate(jobs) if kind(job) == kind(jobs[own])]
-    at = alike.index(own) // size * size
-    group = alike[at:at + size]
+    """Job ``own``'s fused group (job indices, its own first; ``gmmvit.sweeps.expand.fused_groups``)."""
+    group = next(g for g in fused_groups(jobs, size) if own in g)
     return [own] + [j for j in group if j != own]
 
 
@@ -54,7 +38,7 @@ def member_config(cfg, overrides: list[str], run_dir: Path):
     member = copy.deepcopy(cfg)
     parser = OverridesParser.create()
     with open_dict(member):
-        for override in parser.parse_overrides([o for o in overrides if _key(o) in FUSABLE]):
+        for override in parser.parse_overrides([o for o in overrides if override_key(o) in FUSABLE]):
             OmegaConf.update(member, override.key_or_group, override.value(), merge=False)
         member.run_dir = str(run_dir)
     return member
@@ -99,4 +83,4 @@ def train_job(cfg) -> dict:
     return train_group(cfgs) if len(cfgs) > 1 else train(cfg)
 
 
-__all__ = ["FUSABLE", "group_of", "member_config", "group_configs", "train_job"]
+__all__ = ["group_of", "member_config", "group_configs", "train_job"]
