@@ -5,6 +5,7 @@ members at one epoch share a group."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -174,3 +175,26 @@ def test_make_paper_dry_prints_fused_gpu_hours_from_a_measured_fused_rate(tmp_pa
     paper_grid.main([*argv, "fused=3"])
     fused = float(capsys.readouterr().out.split("fused GPU-hours: about ")[1].split(" left")[0])
     assert fused == pytest.approx(alone, abs=0.1)
+
+
+def test_each_member_of_a_fused_group_logs_its_own_whole_wandb_run(member, tmp_path, monkeypatch):
+    from gmmvit.run.tracking import read_offline_run
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    for var, folder in (("NETRC", "no.netrc"), ("WANDB_DIR", "wandb_dir"), ("WANDB_CACHE_DIR", "wandb_cache"),
+                        ("WANDB_CONFIG_DIR", "wandb_config")):
+        monkeypatch.setenv(var, str(tmp_path / folder))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfgs = [member(0, "logger=wandb", "logger.mode=offline"), member(1, "logger=wandb", "logger.mode=offline")]
+    fused_train.train_group(cfgs)
+    ids = set()
+    for cfg in cfgs:
+        [offline] = list((Path(cfg.run_dir) / "wandb").glob("offline-run-*"))
+        deadline = time.time() + 30
+        while not (logged := read_offline_run(offline))["complete"] and time.time() < deadline:
+            time.sleep(0.2)
+        epochs = [row["epoch"] for row in logged["history"] if "train/loss" in row]
+        assert logged["complete"] and epochs == [1, 2, 3], (cfg.seed, logged["history"])
+        assert logged["summary"]["final/best_top1"] == metrics(cfg)["final"]["best_top1"]
+        ids.add(logged["run"]["id"])
+    assert len(ids) == 2

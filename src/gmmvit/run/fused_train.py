@@ -253,7 +253,7 @@ def _train_group(members: list[Member], start_epoch: int) -> None:
         best.start(m.state)
         meta = {"model": m.cfg.model.name, "mask": m.cfg.mask.name, "dataset": ds.name, "seed": m.cfg.seed,
                 "sweep": m.cfg.sweep, "name": m.name}
-        tracker = build_tracker(m.cfg, m.run_dir, (m.state or {}).get("wandb_id"), meta)
+        tracker = build_tracker(m.cfg, m.run_dir, (m.state or {}).get("wandb_id"), meta, alongside=True)
         m.record.update(status=STATUS_RUNNING, reason=None, meta=meta, params=params, macs=macs,
                         epochs=recipe.epochs, wandb_id=tracker.run_id)
         tracker.log_summary(params=params, macs=macs)
