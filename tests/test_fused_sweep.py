@@ -73,3 +73,19 @@ def test_a_fused_sweep_killed_with_sigkill_resumes_every_member_where_it_stopped
         assert [r["epoch"] for r in history(folder)] == [0, 1, 2, 3]
     if len(set(killed.values())) == 1:  # killed between epochs of both: they resume as one group
         assert "resuming fused group" in out.stdout and "trains 2 runs as one model" in out.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(200)
+def test_a_fused_sweep_on_the_parallel_local_gpus_launcher_trains_every_run_once(sweeps, tmp_path):
+    # jobs of one group start at once: whichever locks a run first trains it, the other skips it
+    sweep = sweeps("fused-parallel")
+    out = subprocess.run(sweep_cli(sweep, tmp_path / "data", "recipe.epochs=2", "seed=0,1,2", "fused=3",
+                                   "hydra/launcher=local_gpus", "runs_per_gpu=2"),
+                         cwd=REPO, capture_output=True, text=True, env=dict(os.environ, HYDRA_FULL_ERROR="1"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    folders = runs(sweep)
+    assert len(folders) == 3
+    for folder in folders:
+        record = json.loads((folder / "metrics.json").read_text())
+        assert record["status"] == "finished" and [r["epoch"] for r in record["history"]] == [0, 1]
