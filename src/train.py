@@ -13,9 +13,9 @@ register_with_hydra()
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    from gmmvit.run.train import train
+    from gmmvit.config.fusing import train_job
 
-    result = guarded(train, cfg)
+    result = guarded(train_job, cfg)
     return (result or {}).get("final", {}).get("best_top1", float("nan"))
 
 

@@ -26,7 +26,7 @@ TEST_SIZE = {"cifar10": 10_000, "cifar100": 10_000, "svhn": 26_032, "tinyimagene
 # Settings that change where and how fast a run trains, not what it trains: they take no part in a
 # run folder's name (conf/config.yaml reads this list through the ``run_name_excluded`` resolver),
 # and they never split a cell of ``make table``.
-SPEED_SETTINGS = ("device", "runs_per_gpu", "workers", "threads", "compile", "precision", "attention",
+SPEED_SETTINGS = ("device", "runs_per_gpu", "fused", "workers", "threads", "compile", "precision", "attention",
                   "data_on_gpu", "step_graph", "profile_steps")
 # Bookkeeping that names no setting of the training: also out of the folder name.
 RUN_NAME_BOOKKEEPING = ("sweep", "gain_reference", "paths.data", "logger", "logger.mode", "experiment")

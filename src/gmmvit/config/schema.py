@@ -206,6 +206,7 @@ class Config:
     sweep: str = "default"
     device: str = "auto"  # auto, cpu, cuda, cuda:N (checked by ``check``)
     runs_per_gpu: int = at_least(1, 1)
+    fused: int = at_least(1, 1)
     precision: Precision = Precision.auto
     compile: Any = "auto"  # one of COMPILE_CHOICES
     attention: Attention = Attention["auto"]

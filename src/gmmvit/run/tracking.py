@@ -95,7 +95,7 @@ class Tracker:
 
 
 class WandbTracker(Tracker):
-    def __init__(self, cfg: DictConfig, run_dir: Path, run_id: Optional[str], meta: dict):
+    def __init__(self, cfg: DictConfig, run_dir: Path, run_id: Optional[str], meta: dict, alongside: bool = False):
         import wandb
 
         self.wandb = wandb
@@ -106,7 +106,8 @@ class WandbTracker(Tracker):
             project=cfg.logger.project, entity=cfg.logger.entity, mode=mode, dir=str(run_dir),
             id=run_id, resume="allow", group=meta.get("sweep"),
             job_type=f"{meta.get('model')}-{meta.get('mask')}", tags=tags,
-            name=meta.get("name"), config=config, reinit="finish_previous",
+            name=meta.get("name"), config=config,
+            reinit="create_new" if alongside else "finish_previous",  # alongside: a fused group's members
             settings=wandb.Settings(silent=True, console="off", init_timeout=60))
         self.run.define_metric(EPOCH)
         self.run.define_metric("*", step_metric=EPOCH)
@@ -198,11 +199,13 @@ class _Guarded(Tracker):
         return self.inner.run_id if self.inner is not None else None
 
 
-def build_tracker(cfg: DictConfig, run_dir: Path, run_id: Optional[str], meta: dict) -> Tracker:
+def build_tracker(cfg: DictConfig, run_dir: Path, run_id: Optional[str], meta: dict,
+                  alongside: bool = False) -> Tracker:
+    """The run's tracker; ``alongside``: one of several runs one process logs at once (fused)."""
     if cfg.logger.name != "wandb":
         return Tracker()
     try:
-        return _Guarded(WandbTracker(cfg, run_dir, run_id, meta))
+        return _Guarded(WandbTracker(cfg, run_dir, run_id, meta, alongside))
     except Exception as exc:
         print(f"[gmmvit] W&B could not start ({type(exc).__name__}: {exc}); training without it", flush=True)
         return Tracker()

@@ -27,6 +27,10 @@ GPU_RATE_SOURCE = {"vit": "measured, H200", "swin": "measured, H200", "cait": "m
 # gmmvit.bench.packing measures it over a common window; an estimate may use only such a figure.
 NO_PACKING = ("one run per GPU; runs_per_gpu shares a GPU by time slices and no packing gain measured over "
               "a common window is applied")
+# Fused training (``fused=G``): {(model, G): all members' img/s together on one GPU}, from the GPU
+# check's fused phase (``python -m gmmvit.bench.gpu_check``, phase E) only. None measured yet: an
+# estimate prints no fused figure until one is (README "Fused runs").
+FUSED_IMG_PER_S: dict[tuple[str, int], float] = {}
 DEFAULT_IMG_PER_S = 5_000
 EVAL_COST = 1 / 3  # a test image costs about a third of a training image (forward only)
 
@@ -36,15 +40,40 @@ def recipe_length() -> tuple[float, float]:
     return float(recipe.epochs), float(recipe.passes_per_epoch)
 
 
-def estimate(job: dict, m: dict | None, measured: dict, epochs: float, passes: float) -> float:
-    """GPU-hours this job still needs."""
+def epochs_left(m: dict | None, epochs: float) -> float:
+    """Epochs a job still trains (``m``: its metrics.json, None before it starts); a failed run starts over."""
     total = float((m or {}).get("epochs") or epochs)
     done = len((m or {}).get("history", [])) if (m or {}).get("status") != "failed" else 0
-    left = max(total - done, 0.0)
+    return max(total - done, 0.0)
+
+
+def estimate(job: dict, m: dict | None, measured: dict, epochs: float, passes: float) -> float:
+    """GPU-hours this job still needs."""
     rate = measured.get(job["model"]) or GPU_IMG_PER_S.get(job["model"], DEFAULT_IMG_PER_S)
+    return job_images(job, epochs_left(m, epochs), passes) / rate / 3600
+
+
+def job_images(job: dict, epochs_left: float, passes: float) -> float:
+    """Images a job still trains and evaluates (a test image counted at ``EVAL_COST``)."""
     train_images = TRAIN_SIZE.get(job["dataset"], 50_000) * job.get("train_fraction", 1.0)
-    images = train_images * passes + EVAL_COST * TEST_SIZE.get(job["dataset"], 10_000)
-    return left * images / rate / 3600
+    return epochs_left * (train_images * passes + EVAL_COST * TEST_SIZE.get(job["dataset"], 10_000))
+
+
+def fused_hours(groups: list[list[dict]], lefts: list[list[float]], epochs: float, passes: float,
+                rates: dict = FUSED_IMG_PER_S) -> tuple[float | None, list[tuple[str, int]]]:
+    """GPU-hours of fused groups (each a list of jobs, ``lefts`` their epochs left): a group trains
+    as long as its longest member, at the measured rate of its model and size, all members' images
+    together. (None, the (model, G) without a measured rate) when any group has none."""
+    missing = sorted({(g[0]["model"], len(g)) for g in groups if len(g) > 1 and (g[0]["model"], len(g)) not in rates})
+    if missing:
+        return None, missing
+    hours = 0.0
+    for group, left in zip(groups, lefts):
+        if len(group) > 1:
+            hours += len(group) * job_images(group[0], max(left), passes) / rates[(group[0]["model"], len(group))] / 3600
+        else:
+            hours += job_images(group[0], left[0], passes) / GPU_IMG_PER_S.get(group[0]["model"], DEFAULT_IMG_PER_S) / 3600
+    return hours, []
 
 
 def measured_rates(listed: list[dict], records: dict) -> dict[str, float]:

@@ -51,9 +51,34 @@ def run_name(overrides: list[str]) -> str:
     return get_overrides_dirname(parsed, run_name_excluded(), item_sep=",", kv_sep="=") or "defaults"
 
 
+# Keys whose values leave the parameters' names and shapes, the model's modules and the step's
+# schedule alike, so runs differing only in them stack into one fused model (``fused=G``): the seed,
+# and settings read only at init.
+FUSABLE = ("seed", "mask.sigma_init", "mask.alpha_init_std")
+
+
+def override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def fused_groups(jobs: list[list[str]], size: int) -> list[list[int]]:
+    """The sweep's jobs (their overrides) in fused groups of job indices: jobs whose overrides differ
+    only in ``FUSABLE`` keys, cut in job order into groups of up to ``size``."""
+    def kind(job: list[str]) -> tuple:
+        return (tuple(sorted(o for o in job if override_key(o) not in FUSABLE)),
+                tuple(sorted(override_key(o) for o in job if override_key(o) in FUSABLE)))
+
+    alike: dict[tuple, list[int]] = {}
+    for j, job in enumerate(jobs):
+        alike.setdefault(kind(job), []).append(j)
+    return sorted((same[at:at + size] for same in alike.values() for at in range(0, len(same), size)),
+                  key=lambda group: group[0])
+
+
 def is_task_override(text: str) -> bool:
     """An override of the run's config, not of Hydra's own (``hydra.launcher...``) or a flag."""
     return not text.startswith(("hydra.", "hydra/", "+hydra", "~hydra", "-"))
 
 
-__all__ = ["BASIC_SWEEPER", "sweep_jobs", "sweep_size", "run_name", "is_task_override"]
+__all__ = ["BASIC_SWEEPER", "FUSABLE", "sweep_jobs", "sweep_size", "run_name", "override_key", "fused_groups",
+           "is_task_override"]

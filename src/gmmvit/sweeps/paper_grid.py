@@ -12,6 +12,7 @@ left (``gmmvit.sweeps.cost``).
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 import subprocess
 import sys
 from pathlib import Path
@@ -19,9 +20,9 @@ from pathlib import Path
 from gmmvit.catalog import CONF, MASKS, MODELS, MULTIRUN, PAPER_DATASETS, REPO, TRAIN_SCRIPT
 from gmmvit.run import metrics_schema
 from gmmvit.run.records import METRICS
-from gmmvit.sweeps.cost import (DEFAULT_IMG_PER_S, GPU_IMG_PER_S, GPU_RATE_SOURCE, NO_PACKING, estimate,
-                                measured_rates, recipe_length)
-from gmmvit.sweeps.expand import is_task_override, run_name
+from gmmvit.sweeps.cost import (DEFAULT_IMG_PER_S, GPU_IMG_PER_S, GPU_RATE_SOURCE, NO_PACKING, epochs_left, estimate,
+                                fused_hours, measured_rates, recipe_length)
+from gmmvit.sweeps.expand import fused_groups, is_task_override, override_key, run_name
 from gmmvit.sweeps.folders import is_run_dir, read_any
 from gmmvit.sweeps.status import run_detail
 
@@ -44,7 +45,7 @@ def jobs(args) -> list[dict]:
                 for seed in csv(args.seeds):
                     overrides = [f"model={model}", f"mask={mask}", f"dataset={dataset}", f"seed={seed}", *extra]
                     out.append({"model": model, "mask": mask, "dataset": dataset, "seed": seed,
-                                "dir": Path(args.multirun) / args.sweep / run_name(overrides)})
+                                "overrides": overrides, "dir": Path(args.multirun) / args.sweep / run_name(overrides)})
     return out
 
 
@@ -71,7 +72,32 @@ def dry_run(args) -> int:
     rates = ", ".join(f"{m} {measured[m]:.0f} (measured)" if m in measured else
                       f"{m} {GPU_IMG_PER_S.get(m, DEFAULT_IMG_PER_S)} ({GPU_RATE_SOURCE.get(m, 'assumed')})" for m in csv(args.models))
     print(f"training img/s per GPU: {rates}; failed runs count as starting over")
+    fused_plan(args, listed, records, epochs, passes)
     return 0
+
+
+def fused_size(overrides: list[str]) -> int:
+    sizes = [o.split("=", 1)[1] for o in overrides if override_key(o) == "fused"]
+    return int(sizes[-1]) if sizes and sizes[-1].isdigit() else 1
+
+
+def fused_plan(args, listed: list[dict], records: dict, epochs: float, passes: float) -> None:
+    """With ``fused=G`` among the overrides: the groups the sweep's jobs form, and their GPU-hours
+    from measured fused rates only (none measured: it says so and prints no figure)."""
+    size = fused_size(args.overrides)
+    if size <= 1:
+        return
+    groups = [[listed[j] for j in g] for g in fused_groups([job["overrides"] for job in listed], size)]
+    lefts = [[epochs_left(records[str(job["dir"])], epochs) for job in g] for g in groups]
+    shapes = ", ".join(f"{n} of {k}" for k, n in sorted(Counter(len(g) for g in groups).items(), reverse=True))
+    print(f"fused={size}: {len(listed)} jobs in {len(groups)} groups ({shapes}), one process on one GPU each")
+    hours, missing = fused_hours(groups, lefts, epochs, passes)
+    if hours is None:
+        print("fused GPU-hours: not estimated: no fused rate measured on a GPU for "
+              + ", ".join(f"{m} x{g}" for m, g in missing)
+              + " (the GPU check's fused phase measures them: python -m gmmvit.bench.gpu_check)")
+    else:
+        print(f"fused GPU-hours: about {hours:.1f} left, from measured fused rates")
 
 
 def command(args) -> list[str]:

@@ -1,0 +1,344 @@
+"""``train_group(cfgs)``: runs of one architecture trained fused in one process, each still a run.
+
+The group's first config is the job that trains it. Every other member joins only where the job
+can take it over whole: its folder holds that member's own config, it is not finished, its lock is
+free (a member another process trains stays with that process), its record and checkpoint are
+readable, and its checkpoint is at the job's own epoch (members at the same epoch share the
+step's schedule: one scheduler, one AdamW step count). A member that cannot join is left to its
+own job, which trains it alone or in a group of its own; a job with nobody to join trains alone
+through ``train()``. So a run is trained once whichever job of the sweep gets to it first, on any
+launcher: fusing changes how fast runs are trained, never which.
+
+Each member keeps what ``train()`` gives a run: its folder, ``config.yaml``, ``metrics.json`` (the
+same rows), ``checkpoint.pt`` and ``best.pt`` holding its own unstacked weights and its own slice
+of AdamW's state (``train()`` resumes it, and a group resumes what ``train()`` wrote), its lock,
+its W&B run, its progress lines, and its end: a member whose loss is not finite is marked failed
+with its reason and drops out while the others train on; Ctrl-C or SIGTERM marks every member
+``stopped``; an exception marks every member ``failed``.
+
+Evaluation, ``best.pt`` and the mask figures run each member's own unfused model, loaded with its
+weights after each epoch. The data is the loader path (one loader per member, each at its seed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from gmmvit.data import sampling
+from gmmvit.data.datasets import load_splits
+from gmmvit.data.transforms import Transformed, build_transforms
+from gmmvit.errors import CheckpointError, ConfigError
+from gmmvit.nn.complexity import count_macs, count_params
+from gmmvit.run import devices, identity, runlock
+from gmmvit.run.ending import EXIT_CODE, Terminated, reason_of
+from gmmvit.run.figures import MaskFigures
+from gmmvit.run.fused import FusedModel, FusedStep, MemberRandom, build_member, member_sampler, stacked_batches
+from gmmvit.run.loaders import eval_loader
+from gmmvit.run.progress import Progress
+from gmmvit.run.provenance import record_environment
+from gmmvit.run.recipe import build_criterion, build_mixup, build_optimizer, build_scheduler
+from gmmvit.run.records import (STATUS_FAILED, STATUS_FINISHED, STATUS_RUNNING, STATUS_STOPPED, RunRecord,
+                                load_checkpoint, remove_temporaries, rng_state, save_checkpoint, set_rng_state)
+from gmmvit.run.repair import continue_from, usable_record
+from gmmvit.run.selection import BestWeights, selection_metric, validation_figures
+from gmmvit.run.tracking import build_tracker
+from gmmvit.run.train import DIVERGENCE_CHECK_EVERY, build_model, evaluate, seed_everything, train
+from torch.utils.data import DataLoader
+
+
+@dataclass
+class Member:
+    cfg: object
+    run_dir: Path
+    record: RunRecord
+    state: Optional[dict]  # the checkpoint it resumes from
+    lock: runlock.RunLock
+    failed: Optional[str] = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
+
+    @property
+    def epoch(self) -> int:
+        return 0 if self.state is None else int(self.state["epoch"])
+
+
+def _claim(cfg) -> Optional[Member]:
+    """Member ``cfg`` with its lock held, or None where it cannot join a group whole."""
+    run_dir = Path(cfg.run_dir)
+    lock = None
+    try:
+        identity.same_run_or_refuse(cfg, run_dir)
+        if RunRecord(run_dir).status == STATUS_FINISHED:
+            return None
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = runlock.acquire(run_dir, log=lambda *a, **k: None)
+        record = RunRecord(run_dir)
+        if record.status != STATUS_FINISHED:
+            remove_temporaries(run_dir)
+            record = usable_record(record)
+            state = load_checkpoint(run_dir)
+            if state is not None or not record.history:  # else train() refuses it in one line
+                return Member(cfg, run_dir, record, state, lock)
+    except (runlock.Held, ConfigError, CheckpointError, OSError):
+        pass  # its own job says why, in one line, when it gets to it
+    if lock is not None:
+        lock.release()
+    return None
+
+
+def train_group(cfgs: list) -> dict:
+    """Train ``cfgs[0]``'s run, fused with every other member of ``cfgs`` that can join it whole."""
+    lead = _claim(cfgs[0])
+    if lead is None:
+        return train(cfgs[0])  # finished, trained elsewhere, or refused: train() says so
+    claimed = [lead] + [m for m in map(_claim, cfgs[1:]) if m is not None]
+    members = [m for m in claimed if m.epoch == lead.epoch]
+    with contextlib.ExitStack() as locks:
+        for m in claimed:
+            locks.callback(m.lock.release)
+        for m in claimed:
+            if m.epoch != lead.epoch:
+                m.lock.release()  # at another epoch: its own job trains it
+        if len(members) == 1:
+            lead.lock.release()
+            return train(cfgs[0])
+        print(f"[gmmvit] fused: {lead.name} trains {len(members)} runs as one model: "
+              + ", ".join(m.name for m in members), flush=True)
+        with group_end(members):
+            _train_group(members, lead.epoch)
+        return lead.record.data
+
+
+def _terminated(signum, frame):
+    raise Terminated
+
+
+@contextlib.contextmanager
+def group_end(members: list[Member]):
+    """``recorded_end`` for a group: Ctrl-C and SIGTERM mark every unfinished member stopped (exit
+    with the shell's code), any other exception marks them failed and goes on up."""
+    own_sigterm = (threading.current_thread() is threading.main_thread()
+                   and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)
+    if own_sigterm:
+        signal.signal(signal.SIGTERM, _terminated)
+    try:
+        yield
+    except (KeyboardInterrupt, Terminated) as exc:
+        how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+        for m in members:
+            if m.record.status == STATUS_RUNNING:
+                where = f"epoch {len(m.record.history)}/{m.cfg.recipe.epochs}"
+                m.record.update(status=STATUS_STOPPED, reason=f"{how} at {where}")
+        print(f"\n[gmmvit] fused group of {members[0].name} stopped; relaunch to resume", flush=True)
+        raise SystemExit(EXIT_CODE[how]) from None
+    except Exception as exc:
+        for m in members:
+            if m.record.status not in (STATUS_FINISHED, STATUS_FAILED):
+                m.record.update(status=STATUS_FAILED, reason=reason_of(exc))
+        raise
+    finally:
+        if own_sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def stacked_optimizer_state(states: list[dict]) -> dict:
+    """The members' own AdamW ``state_dict``s as one over their stacked tensors (their step counts
+    and groups are alike: members of a group are at one epoch)."""
+    first = states[0]
+    merged = {i: {k: (v if k == "step" else torch.stack([s["state"][i][k] for s in states]))
+                  for k, v in entry.items()} for i, entry in first["state"].items()}
+    return {"state": merged, "param_groups": copy.deepcopy(first["param_groups"])}
+
+
+def member_optimizer_state(stacked: dict, g: int) -> dict:
+    """Member g's slice of the stacked AdamW ``state_dict``: what its unfused optimizer loads."""
+    state = {i: {k: (v.clone() if k == "step" else v[g].clone()) for k, v in entry.items()}
+             for i, entry in stacked["state"].items()}
+    return {"state": state, "param_groups": copy.deepcopy(stacked["param_groups"])}
+
+
+def _member_data(m: Member, splits, device, workers: int):
+    """Member m's training loader, sampler and test/validation loaders, drawn at its seed as
+    ``train()`` draws them."""
+    cfg, ds = m.cfg, m.cfg.dataset
+    train_split, test_split = splits
+    train_split, val_split = sampling.hold_out(train_split, ds.get("val_fraction", 0.0), cfg.seed)
+    train_split = sampling.class_balanced_subset(train_split, ds.get("train_fraction", 1.0), cfg.seed)
+    train_split = sampling.subset(train_split, cfg.limit_train, cfg.seed)
+    test_split = sampling.subset(test_split, cfg.limit_test, cfg.seed)
+    train_set = Transformed(train_split, build_transforms(ds, cfg.recipe.aug, train=True))
+    sampler = member_sampler(cfg, len(train_set))
+    loader = DataLoader(train_set, batch_size=cfg.recipe.batch_size, sampler=sampler,
+                        drop_last=cfg.recipe.drop_last, num_workers=workers, persistent_workers=workers > 0)
+    val = eval_loader(val_split, cfg, device, workers) if val_split is not None else None
+    return loader, sampler, eval_loader(test_split, cfg, device, workers), val
+
+
+def _fail(m: Member, reason: str, active: torch.Tensor, g: int) -> None:
+    m.failed = reason
+    active[g] = False
+    m.extra["progress"].close()
+    m.record.update(status=STATUS_FAILED, reason=reason)
+    m.extra["tracker"].log_summary(status=STATUS_FAILED, reason=reason)
+    m.extra["tracker"].finish(failed=True)
+    print(f"[gmmvit] {m.name} failed: {reason}; the rest of its fused group trains on", flush=True)
+
+
+def _train_group(members: list[Member], start_epoch: int) -> None:
+    lead = members[0].cfg
+    recipe, ds = lead.recipe, lead.dataset
+    for m in members:
+        identity.record_config(m.cfg, m.run_dir)
+    runs_per_gpu = lead.get("runs_per_gpu", 1)
+    device = devices.pick_device(lead.device, runs_per_gpu)
+    if lead.threads:
+        torch.set_num_threads(lead.threads)
+    use_bf16 = lead.precision == "bf16" or (lead.precision == "auto" and device.type == "cuda")
+    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16,  # noqa: E731
+                                      cache_enabled=False)
+
+    net = FusedModel([build_member(m.cfg) for m in members])  # each at its seed: the unfused init
+    evals = []
+    for m in members:
+        seed_everything(m.cfg.seed, m.cfg.deterministic)
+        evals.append(build_model(m.cfg))  # the member alone: evaluation, best.pt, mask figures
+    params, macs = count_params(evals[0]), count_macs(evals[0], ds.img_size, ds.channels)
+
+    splits = load_splits(ds)
+    workers = devices.loader_workers(lead.workers, device, runs_per_gpu)
+    data = [_member_data(m, splits, device, workers) for m in members]
+    loaders = [d[0] for d in data]
+    steps_per_epoch = min(len(loader) for loader in loaders)
+    if steps_per_epoch == 0:
+        raise ValueError(f"no full batch of {recipe.batch_size} training images: "
+                         "lower recipe.batch_size or raise limit_train")
+
+    net.to(device)
+    optimizer = build_optimizer(recipe, net)
+    scheduler = build_scheduler(recipe, optimizer, steps_per_epoch)
+    mixup = build_mixup(recipe, ds.num_classes)
+    step_fn = FusedStep(net, optimizer, build_criterion(recipe, mixup), autocast, recipe.grad_clip)
+    randoms = [MemberRandom(m.cfg.seed) for m in members]
+
+    paths = {"step": f"fused x{len(members)}", "attention": "explicit", "data": "loader",
+             "precision": "bf16" if use_bf16 else "fp32", "device": str(device)}
+    wall_before = [0.0] * len(members)
+    if start_epoch:
+        for g, m in enumerate(members):
+            net.load_member(g, m.state["model"])
+            with randoms[g]:
+                set_rng_state(m.state["rng"])
+            wall_before[g] = m.state["wall_s"]
+            continue_from(m.record, m.state)
+        optimizer.load_state_dict(stacked_optimizer_state([m.state["optimizer"] for m in members]))
+        scheduler.load_state_dict(members[0].state["scheduler"])
+        print(f"[gmmvit] resuming fused group of {members[0].name} from epoch {start_epoch}", flush=True)
+
+    for g, m in enumerate(members):
+        evals[g].load_state_dict(net.member_state(g))
+        evals[g].to(device)
+        best = BestWeights(m.run_dir, m.record, selection_metric(m.cfg))
+        best.start(m.state)
+        meta = {"model": m.cfg.model.name, "mask": m.cfg.mask.name, "dataset": ds.name, "seed": m.cfg.seed,
+                "sweep": m.cfg.sweep, "name": m.name}
+        tracker = build_tracker(m.cfg, m.run_dir, (m.state or {}).get("wandb_id"), meta, alongside=True)
+        m.record.update(status=STATUS_RUNNING, reason=None, meta=meta, params=params, macs=macs,
+                        epochs=recipe.epochs, wandb_id=tracker.run_id)
+        tracker.log_summary(params=params, macs=macs)
+        record_environment(m.record, tracker, device)
+        m.record.update(paths=paths)
+        figures = MaskFigures(m.cfg, evals[g], m.run_dir, tracker)
+        figures.start(start_epoch)
+        m.extra.update(best=best, tracker=tracker, figures=figures,
+                       progress=Progress(m.name, recipe.epochs, steps_per_epoch, start_epoch))
+
+    active = torch.ones(len(members), dtype=torch.bool, device=device)
+    started = time.time()
+    step = start_epoch * steps_per_epoch
+    for epoch in range(start_epoch, recipe.epochs):
+        net.train()
+        for _, sampler, _, _ in data:
+            sampler.set_epoch(epoch)
+        t0, seen = time.time(), 0
+        loss_sums = torch.zeros(len(members), device=device)
+        for m in members:
+            if not m.failed:
+                m.extra["progress"].start_epoch(epoch)
+        for images, targets in stacked_batches(loaders, randoms, mixup):
+            images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+            losses = step_fn(images, targets, active)
+            loss_sums += losses * images.shape[1]
+            if step % DIVERGENCE_CHECK_EVERY == 0:
+                _drop_diverged(members, losses, active, f"at epoch {epoch} step {step}")
+            step += 1
+            scheduler.step_update(step)
+            seen += images.shape[1]
+            for g, m in enumerate(members):
+                if not m.failed:
+                    m.extra["progress"].step(seen, loss_sums[g])
+        _drop_diverged(members, loss_sums, active, f"during epoch {epoch}")
+        train_s = time.time() - t0
+        for g, m in enumerate(members):
+            if not m.failed:
+                _end_epoch(m, g, net, optimizer, scheduler, randoms[g], epoch, seen, float(loss_sums[g]),
+                           train_s, t0, wall_before[g] + time.time() - started, evals[g], data[g], device, autocast)
+        if not active.any():
+            return
+    for g, m in enumerate(members):
+        if m.failed:
+            continue
+        history = m.record.history
+        best = max(history, key=lambda r: r["test_top1"])
+        final = {"best_top1": best["test_top1"], "best_epoch": best["epoch"],
+                 "final_top1": history[-1]["test_top1"], "params": params, "macs": macs,
+                 "wall_s": wall_before[g] + time.time() - started, **validation_figures(history)}
+        m.extra["figures"].end(recipe.epochs)
+        m.record.update(status=STATUS_FINISHED, final=final)
+        m.extra["tracker"].log_summary(**{f"final/{k}": v for k, v in final.items()})
+        m.extra["tracker"].finish()
+        print(f"[gmmvit] {m.name} finished: best top-1 {final['best_top1']:.2f} "
+              f"(epoch {final['best_epoch']}), final {final['final_top1']:.2f}", flush=True)
+
+
+def _drop_diverged(members: list[Member], losses: torch.Tensor, active: torch.Tensor, where: str) -> None:
+    bad = (~torch.isfinite(losses)) & active  # one host read for the whole group
+    if bad.any():
+        for g in bad.nonzero().flatten().tolist():
+            _fail(members[g], f"loss became {losses[g].item()} {where}", active, g)
+
+
+def _end_epoch(m: Member, g: int, net: FusedModel, optimizer, scheduler, random: MemberRandom, epoch: int,
+               seen: int, loss_sum: float, train_s: float, t0: float, wall_s: float, model, data,
+               device, autocast) -> None:
+    """Member m's epoch as ``train()`` ends one: evaluated alone, recorded, checkpointed, best.pt."""
+    _, _, test_loader, val_loader = data
+    model.load_state_dict(net.member_state(g))
+    top1 = evaluate(model, test_loader, device, autocast)
+    row = {"epoch": epoch, "train_loss": loss_sum / seen, "test_top1": top1,
+           "lr": optimizer.param_groups[0]["lr"], "img_per_s": seen / train_s, "epoch_s": time.time() - t0}
+    if val_loader is not None:
+        row["val_top1"] = evaluate(model, val_loader, device, autocast)
+    m.record.add_epoch(row)
+    m.extra["tracker"].log_epoch(row)
+    m.extra["figures"].after_epoch(epoch + 1)
+    with random:
+        rng = rng_state()
+    save_checkpoint(m.run_dir, {
+        "epoch": epoch + 1, "model": net.member_state(g), "optimizer": member_optimizer_state(optimizer.state_dict(), g),
+        "scheduler": scheduler.state_dict(), "rng": rng, "wall_s": wall_s,
+        "wandb_id": m.extra["tracker"].run_id, "history": m.record.history})
+    m.extra["best"].after_epoch(row, model)
+    print(f"[gmmvit] {m.name} epoch {epoch + 1}/{m.cfg.recipe.epochs} loss {row['train_loss']:.4f} "
+          f"top-1 {top1:.2f} lr {row['lr']:.2e} {row['img_per_s']:.0f} img/s (fused x{net.size})", flush=True)

@@ -1,0 +1,200 @@
+"""Fused runs are runs (gmmvit.run.fused_train, gmmvit.config.fusing): each member of a fused group
+trains into its own ordinary run folder, resumes unfused and the reverse, fails on its own, and only
+members at one epoch share a group."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from gmmvit.config.compose import compose_config
+from gmmvit.config.fusing import group_of, member_config
+from gmmvit.run import fused_train
+from gmmvit.run.metrics_schema import problem
+from gmmvit.run.records import load_checkpoint
+from gmmvit.run.train import build_model, train
+from gmmvit.sweeps.folders import read_run
+
+TINY = ["dataset=digits", "mask=gmm", "model.depth=1", "model.embed_dim=32", "model.num_heads=2",
+        "recipe.batch_size=32", "recipe.epochs=3", "recipe.warmup_epochs=1", "recipe.passes_per_epoch=1",
+        "limit_train=128", "limit_test=64", "threads=1", "workers=0", "logger=none", "device=cpu"]
+
+
+@pytest.fixture
+def member(tmp_path, data_dir):
+    def make(seed, *extra):
+        return compose_config([*TINY, f"seed={seed}", *extra], run_dir=tmp_path / f"seed={seed}", data_dir=data_dir)
+    return make
+
+
+def metrics(cfg) -> dict:
+    return json.loads((Path(cfg.run_dir) / "metrics.json").read_text())
+
+
+class StopAfter:
+    """``save_checkpoint`` that raises Ctrl-C once ``n`` checkpoints are written: a run stopped
+    between epochs, as a relaunch finds it."""
+
+    def __init__(self, save, n):
+        self.save, self.n = save, n
+
+    def __call__(self, *args, **kwargs):
+        self.save(*args, **kwargs)
+        self.n -= 1
+        if self.n == 0:
+            raise KeyboardInterrupt
+
+
+def test_group_of_takes_the_jobs_that_differ_only_in_fusable_keys_in_order_up_to_the_size():
+    jobs = [[f"mask={mask}", f"seed={seed}", "fused=2"] for mask in ("none", "gmm") for seed in (0, 1, 2)]
+    assert group_of(jobs, 0, 2) == [0, 1]
+    assert group_of(jobs, 1, 2) == [1, 0]
+    assert group_of(jobs, 2, 2) == [2]        # the third seed of none: a group of its own
+    assert group_of(jobs, 3, 3) == [3, 4, 5]  # gmm never joins none: their parameters differ
+    assert group_of([["mask.sigma_init=[10.0,10.0]", "seed=0"], ["mask.sigma_init=[3.0,1.0]", "seed=1"]], 1, 4) == [1, 0]
+
+
+def test_a_member_config_is_the_jobs_own_with_the_members_fusable_values_and_folder(member, tmp_path):
+    cfg = member(0)
+    other = member_config(cfg, ["seed=5", "mask.sigma_init=[3.0,1.0]", "mask=gmm"], tmp_path / "other")
+    assert (other.seed, list(other.mask.sigma_init), other.run_dir) == (5, [3.0, 1.0], str(tmp_path / "other"))
+    assert cfg.seed == 0 and cfg.model == other.model
+
+
+def test_each_member_of_a_fused_group_is_an_ordinary_finished_run_in_its_own_folder(member, capsys):
+    cfgs = [member(0), member(1)]
+    fused_train.train_group(cfgs)
+    assert "fused: seed=0 trains 2 runs as one model" in capsys.readouterr().out
+    for g, cfg in enumerate(cfgs):
+        data = metrics(cfg)
+        assert problem(data) is None and data["status"] == "finished"
+        assert [r["epoch"] for r in data["history"]] == [0, 1, 2] and data["paths"]["step"] == "fused x2"
+        assert data["meta"]["seed"] == cfg.seed
+        run = read_run(Path(cfg.run_dir))
+        assert run.state == "finished" and run.config["seed"] == cfg.seed
+        state = load_checkpoint(cfg.run_dir)
+        alone = build_model(cfg)
+        alone.load_state_dict(state["model"], strict=True)  # its own unstacked weights
+        assert torch.load(Path(cfg.run_dir) / "best.pt", weights_only=True)["epoch"] == data["best"]["epoch"]
+    weights = [load_checkpoint(c.run_dir)["model"] for c in cfgs]
+    assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_a_run_stopped_fused_resumes_unfused_and_continues_its_history(member, monkeypatch):
+    cfgs = [member(0), member(1)]
+    monkeypatch.setattr(fused_train, "save_checkpoint", StopAfter(fused_train.save_checkpoint, 2))
+    with pytest.raises(SystemExit):
+        fused_train.train_group(cfgs)  # stopped after both members' first epoch
+    assert [metrics(c)["status"] for c in cfgs] == ["stopped", "stopped"]
+    first = metrics(cfgs[0])["history"]
+    train(cfgs[0])  # the unfused train() loads its weights, AdamW slice, scheduler and random state
+    data = metrics(cfgs[0])
+    assert data["status"] == "finished" and [r["epoch"] for r in data["history"]] == [0, 1, 2]
+    assert data["history"][0] == first[0]
+    assert data["paths"]["step"] != "fused x2"
+
+
+def test_runs_stopped_unfused_resume_fused_and_continue_their_histories(member, monkeypatch):
+    import gmmvit.run.train as train_module
+
+    cfgs = [member(0), member(1)]
+    save = train_module.save_checkpoint
+    for cfg in cfgs:
+        monkeypatch.setattr(train_module, "save_checkpoint", StopAfter(save, 1))
+        with pytest.raises(SystemExit):
+            train(cfg)
+    monkeypatch.undo()
+    first = [metrics(c)["history"] for c in cfgs]
+    assert all(len(h) == 1 for h in first)
+    fused_train.train_group(cfgs)
+    for cfg, before in zip(cfgs, first):
+        data = metrics(cfg)
+        assert data["status"] == "finished" and [r["epoch"] for r in data["history"]] == [0, 1, 2]
+        assert data["history"][0] == before[0] and data["paths"]["step"] == "fused x2"
+
+
+def test_only_members_at_the_first_members_epoch_join_its_group(member, monkeypatch, capsys):
+    import gmmvit.run.train as train_module
+
+    ahead, fresh = member(0), [member(1), member(2)]
+    monkeypatch.setattr(train_module, "save_checkpoint", StopAfter(train_module.save_checkpoint, 1))
+    with pytest.raises(SystemExit):
+        train(ahead)
+    monkeypatch.undo()
+    fused_train.train_group([ahead, *fresh])  # ahead is at epoch 1, the others at 0: it trains alone
+    assert metrics(ahead)["status"] == "finished" and metrics(ahead)["paths"]["step"] != "fused x2"
+    assert not any((Path(c.run_dir) / "metrics.json").exists() for c in fresh)
+    fused_train.train_group([*fresh, ahead])  # the other two, at one epoch, fuse; ahead is finished
+    assert [metrics(c)["paths"]["step"] for c in fresh] == ["fused x2", "fused x2"]
+    assert all(metrics(c)["status"] == "finished" for c in fresh)
+
+
+def test_a_member_whose_loss_is_not_finite_fails_with_its_reason_while_the_others_finish(member, monkeypatch):
+    cfgs = [member(0), member(1), member(2)]
+    batches = fused_train.stacked_batches
+
+    def poisoned(*args, **kwargs):
+        for i, (images, targets) in enumerate(batches(*args, **kwargs)):
+            if i == 1:
+                images[1] = float("nan")
+            yield images, targets
+
+    monkeypatch.setattr(fused_train, "stacked_batches", poisoned)
+    fused_train.train_group(cfgs)
+    failed = metrics(cfgs[1])
+    assert failed["status"] == "failed" and "loss became nan" in failed["reason"]
+    assert [metrics(c)["status"] for c in (cfgs[0], cfgs[2])] == ["finished", "finished"]
+    assert len(metrics(cfgs[0])["history"]) == 3
+
+
+def test_make_paper_dry_plans_fused_groups_and_prints_no_fused_figure_without_a_measured_rate(tmp_path, capsys):
+    from gmmvit.sweeps import paper_grid
+
+    argv = ["--dry", "--seeds", "0,1,2", "--models", "vit", "--masks", "none,gmm", "--datasets", "cifar10",
+            "--multirun", str(tmp_path), "fused=3"]
+    paper_grid.main(argv)
+    out = capsys.readouterr().out
+    assert "fused=3: 6 jobs in 2 groups (2 of 3)" in out
+    assert "fused GPU-hours: not estimated: no fused rate measured on a GPU for vit x3" in out
+    assert "fused GPU-hours: about" not in out
+
+
+def test_make_paper_dry_prints_fused_gpu_hours_from_a_measured_fused_rate(tmp_path, capsys, monkeypatch):
+    from gmmvit.sweeps import cost, paper_grid
+
+    # all three members together at one run's rate: the group takes as long as its runs one by one
+    monkeypatch.setitem(cost.FUSED_IMG_PER_S, ("vit", 3), cost.GPU_IMG_PER_S["vit"])
+    argv = ["--dry", "--seeds", "0,1,2", "--models", "vit", "--masks", "gmm", "--datasets", "cifar10",
+            "--multirun", str(tmp_path)]
+    paper_grid.main(argv)
+    alone = float(capsys.readouterr().out.split("about ")[1].split(" GPU-hours")[0])
+    paper_grid.main([*argv, "fused=3"])
+    fused = float(capsys.readouterr().out.split("fused GPU-hours: about ")[1].split(" left")[0])
+    assert fused == pytest.approx(alone, abs=0.1)
+
+
+def test_each_member_of_a_fused_group_logs_its_own_whole_wandb_run(member, tmp_path, monkeypatch):
+    from gmmvit.run.tracking import read_offline_run
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    for var, folder in (("NETRC", "no.netrc"), ("WANDB_DIR", "wandb_dir"), ("WANDB_CACHE_DIR", "wandb_cache"),
+                        ("WANDB_CONFIG_DIR", "wandb_config")):
+        monkeypatch.setenv(var, str(tmp_path / folder))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfgs = [member(0, "logger=wandb", "logger.mode=offline"), member(1, "logger=wandb", "logger.mode=offline")]
+    fused_train.train_group(cfgs)
+    ids = set()
+    for cfg in cfgs:
+        [offline] = list((Path(cfg.run_dir) / "wandb").glob("offline-run-*"))
+        deadline = time.time() + 30
+        while not (logged := read_offline_run(offline))["complete"] and time.time() < deadline:
+            time.sleep(0.2)
+        epochs = [row["epoch"] for row in logged["history"] if "train/loss" in row]
+        assert logged["complete"] and epochs == [1, 2, 3], (cfg.seed, logged["history"])
+        assert logged["summary"]["final/best_top1"] == metrics(cfg)["final"]["best_top1"]
+        ids.add(logged["run"]["id"])
+    assert len(ids) == 2
