@@ -13,8 +13,9 @@ the compiler's, the step's), read here: a value is allowed where it is used, and
 Adding a config key: one line in its group's dataclass below (a field with its type and
 default), plus ``at_least(...)`` / ``fraction(...)`` for a range; a key of a new choice type gets
 a ``Choice`` subclass. Model files and the optimizer stay open (``Any``): their keys go to the
-model or optimizer class as they are; only ``model.pool`` (where a model has one) and the
-optimizer's ``lr`` and ``weight_decay`` are checked.
+model or optimizer class as they are; a model's are checked against its class's signature and by a
+dry build on the meta device (``gmmvit.config.buildable``), the optimizer's ``lr`` and
+``weight_decay`` by ``check``.
 """
 
 from __future__ import annotations
