@@ -104,6 +104,7 @@ def test_a_small_network_the_paper_never_used_still_passes(compose_config):
 @pytest.mark.parametrize("args, expected", [
     ("-m seed=0,-1,1", "job 2/3: seed=-1: seed must be >= 0; no job was started"),
     ("model=resnet", "model=resnet: model takes one of cait, pit, swin, t2t, vit"),
+    ("-m model=vit,resnet", "job 2/2: model=resnet: model takes one of cait, pit, swin, t2t, vit; no job was started"),
 ])
 def test_the_command_line_refuses_in_one_line_with_exit_2_before_any_job(tmp_path, args, expected):
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}

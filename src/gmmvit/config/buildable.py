@@ -62,15 +62,18 @@ def _model_class(model: DictConfig):
 
 def key_problem(cfg: DictConfig) -> Optional[str]:
     """The first key of ``model/`` whose value its model class cannot take, as one line."""
-    cls = _model_class(cfg.model)
+    try:
+        cls = _model_class(cfg.model)
+    except Exception:
+        return f"model._target_={cfg.model.get('_target_')}: not a model class gmmvit can import; pick model=NAME"
     hints = typing.get_type_hints(cls.__init__)
-    for key in cfg.model:
+    values = OmegaConf.to_container(cfg.model, resolve=True)
+    for key, value in values.items():
         if key in FROM_ELSEWHERE or key not in hints:
             continue
         rule = _rule(key, hints[key])
         if rule is None:
             continue
-        value = OmegaConf.to_container(cfg.model, resolve=True)[key]
         takes, holds = rule
         if not holds(value):
             shown = json.dumps(value) if isinstance(value, (list, dict)) else value

@@ -120,7 +120,7 @@ def explain(exc: BaseException) -> Optional[str]:
 
     missing = exc
     while missing is not None and not isinstance(missing, MissingConfigException):
-        missing = missing.__cause__ or missing.__context__
+        missing = missing.__cause__
     if missing is not None:
         return _unknown_option(missing)
     cause = exc
