@@ -98,3 +98,20 @@ def test_a_folder_that_cannot_be_written_is_named_not_called_offline(tmp_path):
         f"dataset cifar10: {tmp_path / 'cifar10'} cannot be written (Permission denied), and the data must be "
         f"downloaded or unpacked there; make {tmp_path / 'cifar10'} writable or point GMMVIT_DATA (or "
         "paths.data=DIR) at a writable folder")
+
+
+def test_a_data_fault_is_recorded_as_the_runs_failure_in_the_words_the_user_saw(compose_config, tmp_path):
+    import json
+
+    from gmmvit.run.train import train
+
+    not_a_folder = tmp_path / "data.tar"
+    not_a_folder.write_text("")
+    cfg = compose_config(["dataset=cifar10", "logger=none", "model.depth=1", "model.embed_dim=32", "model.num_heads=2",
+                          "threads=1"], run_dir=tmp_path / "run", data_dir=not_a_folder)
+    with pytest.raises(Exception):
+        train(cfg)
+    record = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (record["status"], record["reason"]) == (
+        "failed", f"DatasetUnavailable: dataset cifar10: {not_a_folder} is a file, not a folder; point GMMVIT_DATA "
+                  "(or paths.data=DIR) at a writable folder")
