@@ -11,7 +11,9 @@ from typing import Optional
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from gmmvit.config.refusals import suggest
+from gmmvit.config.buildable import build_problem, key_problem
+from gmmvit.config.data_checks import check_dataset_facts, check_full_batch
+from gmmvit.config.refusals import GROUPS, group_options, suggest
 from gmmvit.config.schema import DEVICE, MIXED_CHOICES, Pool
 from gmmvit.errors import ConfigError
 
@@ -21,6 +23,10 @@ def _problem(key: str, value, spec) -> Optional[str]:
         return None
     if "at_least" in spec and value < spec["at_least"]:
         return f"{key}={value}: {key} must be >= {spec['at_least']}"
+    if "at_most" in spec and value > spec["at_most"]:
+        return f"{key}={value}: {key} must be <= {spec['at_most']}"
+    if "above" in spec and value <= spec["above"]:
+        return f"{key}={value}: {key} must be > {spec['above']}{' or null' if spec.get('optional') else ''}"
     if spec.get("fraction") and not 0 < value <= 1:
         return f"{key}={value}: {key} must be in (0, 1]"
     if spec.get("probability") and not 0 <= value <= 1:
@@ -54,11 +60,23 @@ def _ranges(node: DictConfig, prefix: str) -> Optional[str]:
     return None
 
 
+def _sigma_init(mask: DictConfig) -> Optional[str]:
+    value = mask.get("sigma_init")
+    if value is None or (len(value) == 2 and value[1] >= 0):
+        return None
+    return f"mask.sigma_init={list(value)}: mask.sigma_init takes [mean, std] with std >= 0 (the authors': [10.0, 10.0])"
+
+
 def check(cfg: DictConfig, machine: bool = True) -> None:
     """Everything about ``cfg`` that its types cannot say; ``ConfigError`` (one line) at the first
     problem. Called before a run reads any data; ``machine``: also whether this machine has the
     device asked for."""
-    problem = _ranges(cfg, "")
+    missing = [group for group in GROUPS if OmegaConf.is_missing(cfg, group) or group not in cfg]
+    if missing:
+        group = missing[0]
+        raise ConfigError(f"{group} is a required group: keep it, or pick one of {', '.join(group_options(group))} "
+                          f"({group}=NAME), not ~{group}")
+    problem = _ranges(cfg, "") or _sigma_init(cfg.mask)
     if problem:
         raise ConfigError(problem)
     recipe = cfg.recipe
@@ -83,6 +101,11 @@ def check(cfg: DictConfig, machine: bool = True) -> None:
     if sweep.is_absolute() or ".." in sweep.parts:  # runs outside multirun/ are runs no reader finds
         raise ConfigError(f"sweep={sweep}: a sweep lives inside multirun/; use sweep=NAME or sweep=GROUP/NAME "
                           "(no '..', not an absolute path)")
+    problem = key_problem(cfg) or build_problem(cfg)  # the network, built once on the meta device
+    if problem:
+        raise ConfigError(problem)
+    check_dataset_facts(cfg.dataset)
+    check_full_batch(cfg)
     check_device(str(cfg.device), machine)
 
 

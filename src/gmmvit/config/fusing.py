@@ -56,7 +56,7 @@ def group_configs(cfg) -> list:
               "(another sweeper chooses its jobs as it goes): this job trains alone", flush=True)
         return [cfg]
     run_dir = Path(cfg.run_dir)
-    names = [run_name(job) for job in jobs]
+    names = [run_name(job, cfg.sweep) for job in jobs]
     if run_dir.name not in names:
         return [cfg]
     group = group_of(jobs, names.index(run_dir.name), cfg.fused)

@@ -13,6 +13,33 @@ from gmmvit.catalog import CONF
 from gmmvit.config.schema import SCHEMAS, Choice
 
 
+# the groups every run needs one option of (conf/config.yaml's defaults list)
+GROUPS = ("model", "mask", "dataset", "recipe", "logger")
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a config group, as a command line names them (``ablation/pooling``)."""
+    folder = CONF / group
+    return sorted(p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml"))
+
+
+def _unknown_option(exc) -> Optional[str]:
+    """``model=resnet: model takes one of cait, pit, swin, t2t, vit`` for an option no file holds.
+    The group is the shortest folder of conf/ with options of its own (``experiment`` for
+    ``experiment/ablation/size``, ``hydra/launcher`` for ``hydra/launcher/sge``)."""
+    parts = str(exc.missing_cfg_file or "").split("/")
+    for i in range(1, len(parts)):
+        group, name = "/".join(parts[:i]), "/".join(parts[i:])
+        if any((CONF / group).glob("*.yaml")):
+            break
+    else:
+        return None
+    choices = set(group_options(group))
+    if "/".join(parts[:-1]) == group:  # Hydra's own options of the group too (hydra/launcher=basic)
+        choices |= set(exc.options or [])
+    return f"{group}={name}: {group} takes one of {', '.join(sorted(choices))}"
+
+
 def describe_type(annotation) -> str:
     """What a key takes, in words (for the one-line refusal)."""
     text = str(annotation)
@@ -88,8 +115,14 @@ def _field_type(object_type, key) -> Optional[str]:
 def explain(exc: BaseException) -> Optional[str]:
     """One line for a config that fails the schema (``exc`` from Hydra's composition), or None for
     errors that are not about a key's value (Hydra's own messages stay as they are)."""
+    from hydra.errors import MissingConfigException
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
+    missing = exc
+    while missing is not None and not isinstance(missing, MissingConfigException):
+        missing = missing.__cause__
+    if missing is not None:
+        return _unknown_option(missing)
     cause = exc
     while cause is not None and not isinstance(cause, (ValidationError, ConfigKeyError, ConfigAttributeError)):
         cause = cause.__cause__

@@ -13,8 +13,9 @@ the compiler's, the step's), read here: a value is allowed where it is used, and
 Adding a config key: one line in its group's dataclass below (a field with its type and
 default), plus ``at_least(...)`` / ``fraction(...)`` for a range; a key of a new choice type gets
 a ``Choice`` subclass. Model files and the optimizer stay open (``Any``): their keys go to the
-model or optimizer class as they are; only ``model.pool`` (where a model has one) and the
-optimizer's ``lr`` and ``weight_decay`` are checked.
+model or optimizer class as they are; a model's are checked against its class's signature and by a
+dry build on the meta device (``gmmvit.config.buildable``), the optimizer's ``lr`` and
+``weight_decay`` by ``check``.
 """
 
 from __future__ import annotations
@@ -86,6 +87,16 @@ def at_least(low, default=MISSING):
 def fraction(default=MISSING):
     """A field whose value must lie in (0, 1] (checked by ``check``)."""
     return field(default=default, metadata={"fraction": True})
+
+
+def positive(default=MISSING):
+    """A field whose value must be ``> 0``, or null where null is its default (checked by ``check``)."""
+    return field(default=default, metadata={"above": 0, "optional": default is None})
+
+
+def between(low, high, default=MISSING):
+    """A field whose value must lie in [low, high] (checked by ``check``)."""
+    return field(default=default, metadata={"at_least": low, "at_most": high})
 
 
 def probability(default=MISSING):
@@ -168,7 +179,7 @@ class RecipeConfig:
     min_lr: float = at_least(0.0, 1e-6)
     warmup_epochs: float = at_least(0.0, 10.0)  # below epochs (checked by ``check``)
     label_smoothing: float = field(default=0.1, metadata={"probability": True})
-    grad_clip: Optional[float] = None
+    grad_clip: Optional[float] = positive(None)  # null = no clipping; clip_grad_norm_ flips gradients below 0
     aug: AugConfig = field(default_factory=AugConfig)
     mix: MixConfig = field(default_factory=MixConfig)
 
@@ -202,7 +213,7 @@ class Config:
     dataset: DatasetConfig = MISSING
     recipe: RecipeConfig = MISSING
     logger: LoggerConfig = MISSING
-    seed: int = 0
+    seed: int = between(0, 2**32 - 1, 0)  # what numpy's seed takes
     sweep: str = "default"
     device: str = "auto"  # auto, cpu, cuda, cuda:N (checked by ``check``)
     runs_per_gpu: int = at_least(1, 1)
@@ -243,4 +254,4 @@ def register() -> None:
         store.store(group=group, name=name, node=node)
 
 
-__all__ = ["Choice", "Config", "SCHEMAS", "register", "at_least", "fraction", "probability", "MIXED_CHOICES", "DEVICE"]
+__all__ = ["Choice", "Config", "SCHEMAS", "register", "at_least", "positive", "between", "fraction", "probability", "MIXED_CHOICES", "DEVICE"]

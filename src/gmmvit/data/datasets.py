@@ -17,65 +17,127 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import datasets
 
+from gmmvit.data.faults import damaged, data_folder, folder_fault, is_folder_fault
 from gmmvit.errors import DatasetUnavailable
 
 FASHION_MNIST_DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 
 
-def _download_or_explain(load, name: str, root: Path, how: str):
-    """Call ``load(download)``: first from disk, then with a download; one clear line if both fail."""
+def _download_or_explain(load, name: str, root: Path, how: str, files=()):
+    """Call ``load(download)``: first from disk, then with a download; one clear line if both fail:
+    a damaged file among ``files`` (path, md5), a folder that cannot be written, or no data and no
+    network."""
+    data_folder(name, root)
     try:
         return load(False)
     except (RuntimeError, FileNotFoundError, OSError):
         pass
+    damage = damaged(files)
+    if damage:
+        raise DatasetUnavailable(f"dataset {name}: {damage}; delete it and {how}")
     try:
         return load(True)
+    except OSError as exc:
+        if is_folder_fault(exc):
+            raise folder_fault(exc, name, root) from None
+        raise _not_downloaded(name, root, how, exc) from None
     except Exception as exc:  # network errors come in many types (URLError, socket, SSL, HTTP)
-        raise DatasetUnavailable(
-            f"dataset {name} is not in {root} and could not be downloaded "
-            f"({type(exc).__name__}); {how}") from None
+        raise _not_downloaded(name, root, how, exc) from None
+
+
+def _not_downloaded(name: str, root: Path, how: str, exc: BaseException) -> DatasetUnavailable:
+    return DatasetUnavailable(f"dataset {name} is not in {root} and could not be downloaded "
+                              f"({type(exc).__name__}); {how}")
+
+
+def _cifar_files(cls, root: Path) -> list[tuple[Path, str]]:
+    folder = root / cls.base_folder
+    return [(folder / f, md5) for f, md5 in cls.train_list + cls.test_list] + \
+        [(folder / cls.meta["filename"], cls.meta["md5"])]
 
 
 def cifar10(root: str, train: bool):
     root = Path(root)
     return _download_or_explain(
         lambda dl: datasets.CIFAR10(str(root), train=train, download=dl), "cifar10", root,
-        f"run once with network access, or copy cifar-10-batches-py/ into {root}")
+        f"run once with network access, or copy cifar-10-batches-py/ into {root}",
+        _cifar_files(datasets.CIFAR10, root))
 
 
 def cifar100(root: str, train: bool):
     root = Path(root)
     return _download_or_explain(
         lambda dl: datasets.CIFAR100(str(root), train=train, download=dl), "cifar100", root,
-        f"run once with network access, or copy cifar-100-python/ into {root}")
+        f"run once with network access, or copy cifar-100-python/ into {root}",
+        _cifar_files(datasets.CIFAR100, root))
 
 
 def svhn(root: str, train: bool):
     root = Path(root)
     split = "train" if train else "test"
+    _, filename, md5 = datasets.SVHN.split_list[split]
     return _download_or_explain(
         lambda dl: datasets.SVHN(str(root), split=split, download=dl), "svhn", root,
-        f"run once with network access, or copy {split}_32x32.mat into {root}")
+        f"run once with network access, or copy {split}_32x32.mat into {root}", [(root / filename, md5)])
 
 
 def tinyimagenet(root: str, train: bool):
-    """Tiny-ImageNet as ImageFolders; val/ is regrouped by class from val_annotations.txt once."""
-    root = Path(root)
+    """Tiny-ImageNet as ImageFolders; val/ is regrouped by class from val_annotations.txt once, and
+    its labels are the training set's class indices (a class val lacks is one line, not shifted labels)."""
+    root = data_folder("tinyimagenet", Path(root))
     base = root / "tiny-imagenet-200"
     if not (base / "train").is_dir():
         raise DatasetUnavailable(
             f"dataset tinyimagenet is not in {base}; download "
             f"http://cs231n.stanford.edu/tiny-imagenet-200.zip and unzip it into {root}")
-    if not train:
-        _regroup_tinyimagenet_val(base / "val")
-    return datasets.ImageFolder(str(base / ("train" if train else "val")))
+    if train:
+        return datasets.ImageFolder(str(base / "train"))
+    classes, class_to_idx = datasets.folder.find_classes(str(base / "train"))
+    try:
+        _regroup_tinyimagenet_val(base / "val", root)
+    except OSError as exc:
+        if not is_folder_fault(exc):
+            raise
+        raise folder_fault(exc, "tinyimagenet", root) from None
+    return TrainClassesFolder(str(base / "val"), classes, class_to_idx)
 
 
-def _regroup_tinyimagenet_val(val: Path) -> None:
+class TrainClassesFolder(datasets.ImageFolder):
+    """An ImageFolder whose classes are given (the training set's), not found in its own folder: a
+    class it lacks or adds would shift every label after it."""
+
+    def __init__(self, folder: str, classes: list[str], class_to_idx: dict[str, int]):
+        self._given = (classes, class_to_idx)
+        super().__init__(folder)
+
+    def find_classes(self, directory):
+        classes, class_to_idx = self._given
+        here = Path(directory)
+        found = {d.name for d in here.iterdir() if d.is_dir() and any(d.iterdir())}
+        missing, extra = sorted(set(classes) - found), sorted(found - set(classes))
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise DatasetUnavailable(
+                f"dataset tinyimagenet: {here} has no images of class {missing[0]}{more}, one of the {len(classes)} "
+                f"of {here.parent / 'train'}; restore val/ from tiny-imagenet-200.zip (unzip it again)")
+        if extra:
+            raise DatasetUnavailable(
+                f"dataset tinyimagenet: {here / extra[0]} is a class {here.parent / 'train'} does not have; "
+                "restore val/ from tiny-imagenet-200.zip (unzip it again)")
+        return classes, class_to_idx
+
+
+def _regroup_tinyimagenet_val(val: Path, root: Path) -> None:
     annotations = val / "val_annotations.txt"
     images = val / "images"
+    if not val.is_dir():
+        raise DatasetUnavailable(f"dataset tinyimagenet: {val} is missing; unzip tiny-imagenet-200.zip again into "
+                                 f"{root}")
     if not images.is_dir():
         return
+    if not annotations.is_file():
+        raise DatasetUnavailable(f"dataset tinyimagenet: {annotations} is missing, so the images in {images} have no "
+                                 f"class; restore it from tiny-imagenet-200.zip (unzip it again into {root})")
     for line in annotations.read_text().splitlines():
         fields = line.split("\t")
         if len(fields) < 2:
@@ -90,21 +152,29 @@ def _regroup_tinyimagenet_val(val: Path) -> None:
 
 def fashion_mnist(root: str, train: bool, debian_dir: str = str(FASHION_MNIST_DEBIAN)):
     """torchvision's FashionMNIST; its raw files come from Debian's dataset-fashion-mnist when present."""
-    root = Path(root)
-    raw = root / "FashionMNIST" / "raw"
+    root = data_folder("fashion_mnist", Path(root))
     debian = Path(debian_dir)
     if debian.is_dir():
-        raw.mkdir(parents=True, exist_ok=True)
-        for gz in debian.glob("*-ubyte.gz"):
-            target = raw / gz.name[:-3]
-            if not target.exists():
-                tmp = target.with_suffix(".tmp")
-                with gzip.open(gz) as src, open(tmp, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-                tmp.rename(target)
+        try:
+            _unpack(debian, root / "FashionMNIST" / "raw")
+        except OSError as exc:
+            if not is_folder_fault(exc):
+                raise
+            raise folder_fault(exc, "fashion_mnist", root) from None
     return _download_or_explain(
         lambda dl: datasets.FashionMNIST(str(root), train=train, download=dl), "fashion_mnist", root,
         "install Debian's package: apt-get install dataset-fashion-mnist (make install does)")
+
+
+def _unpack(debian: Path, raw: Path) -> None:
+    raw.mkdir(parents=True, exist_ok=True)
+    for gz in debian.glob("*-ubyte.gz"):
+        target = raw / gz.name[:-3]
+        if not target.exists():
+            tmp = target.with_suffix(".tmp")
+            with gzip.open(gz) as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            tmp.rename(target)
 
 
 class Digits(Dataset):

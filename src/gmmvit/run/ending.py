@@ -10,6 +10,7 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
+from gmmvit.errors import USER_ERRORS
 from gmmvit.run.records import STATUS_FAILED, STATUS_FINISHED, STATUS_STOPPED, RunRecord
 
 # the shell's codes for a process ended by the signal: 128 + its number
@@ -25,7 +26,12 @@ def _raise_terminated(signum, frame):
 
 
 def reason_of(exc: BaseException) -> str:
-    """An exception as one line of a run's record."""
+    """An exception as one line of a run's record: the user error behind a wrapper (Hydra's
+    instantiate wraps a dataset's ``DatasetUnavailable``) as the user saw it."""
+    cause = exc
+    while cause is not None and not isinstance(cause, USER_ERRORS):
+        cause = cause.__cause__
+    exc = cause or exc
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from gmmvit.data import resident, sampling
 from gmmvit.data.datasets import load_splits
 from gmmvit.data.transforms import Transformed, build_transforms
-from gmmvit.errors import CheckpointError
+from gmmvit.errors import CheckpointError, ConfigError
 from gmmvit.nn.attention import use_attention
 from gmmvit.nn.complexity import count_macs, count_params
 from gmmvit.nn.kernels import paths_taken
@@ -173,8 +173,8 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
     on_gpu = cfg.get("data_on_gpu", "auto")
     train_loader = resident.gpu_train_loader(on_gpu, train_split, ds, recipe, device, sampler) or train_loader
     if len(train_loader) == 0:
-        raise ValueError(f"no full batch of {recipe.batch_size} in {len(train_set)} training images: "
-                         "lower recipe.batch_size or raise limit_train")
+        raise ConfigError(f"no full batch of {recipe.batch_size} in {len(train_set)} training images: "
+                          "lower recipe.batch_size or raise limit_train")
 
     # --- model and recipe -----------------------------------------------------------------
     params, macs = count_params(model), count_macs(model, ds.img_size, ds.channels)

@@ -70,7 +70,7 @@ def jobs(name: str, overrides: list[str], multirun: Path) -> list[dict]:
             fraction = OmegaConf.load(CONF / "dataset" / f"{dataset}.yaml").get("train_fraction", 1.0)
         out.append({"overrides": job, "model": _value(job, "model", choices["model"]), "dataset": dataset,
                     "mask": _value(job, "mask", choices["mask"]), "train_fraction": float(fraction),
-                    "dir": Path(multirun) / sweep / run_name([f"experiment=ablation/{name}", *job])})
+                    "dir": Path(multirun) / sweep / run_name([f"experiment=ablation/{name}", *job], sweep)})
     return out
 
 

@@ -12,7 +12,7 @@ from typing import Optional
 
 from omegaconf import OmegaConf
 
-from gmmvit.catalog import run_name_excluded
+from gmmvit.catalog import CONF, run_name_excluded
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
@@ -41,14 +41,34 @@ def sweep_size(sweep_dir: Path) -> Optional[int]:
     return None if jobs is None else len(jobs)
 
 
-def run_name(overrides: list[str]) -> str:
-    """The folder Hydra gives a job with these task overrides (``hydra.job.override_dirname``, as
-    conf/config.yaml's ``run_name`` resolver names it)."""
+def run_name(overrides: list[str], sweep: Optional[str] = None) -> str:
+    """The folder Hydra gives a job with these task overrides in the sweep ``sweep`` (conf/config.yaml's
+    ``run_name`` resolver calls this): the overrides, less the speed settings and bookkeeping
+    (``hydra.job.override_dirname``), after the presets (``experiment=...``) that change what is
+    trained. A preset run in the sweep folder the preset names (``experiment=demo`` in multirun/demo/)
+    is known by that folder and keeps its name without it; given another sweep, the preset joins the
+    name (``experiment=demo,mask=gmm``, ``experiment=ablation-pooling,...``), so a run with it and one
+    without never share a folder. Runs without a preset keep the name of their overrides alone."""
     from hydra._internal.config_loader_impl import get_overrides_dirname
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    return get_overrides_dirname(parsed, run_name_excluded(), item_sep=",", kv_sep="=") or "defaults"
+    parsed = OverridesParser.create().parse_overrides([str(o) for o in overrides])
+    named = get_overrides_dirname(parsed, run_name_excluded(), item_sep=",", kv_sep="=")
+    presets = sorted(f"experiment={name.replace('/', '-')}" for name in _presets(parsed)
+                     if sweep is None or _own_sweep(name) != str(sweep))
+    return ",".join([*presets, *([named] if named else [])]) or "defaults"
+
+
+def _presets(parsed) -> list[str]:
+    return [str(o.value()) for o in parsed if o.key_or_group == "experiment" and not o.is_delete()
+            and isinstance(o.value(), str) and o.value() not in ("null", "")]
+
+
+def _own_sweep(preset: str) -> Optional[str]:
+    """The sweep folder a preset names for its runs (``conf/experiment/demo.yaml``: ``sweep: demo``)."""
+    path = CONF / "experiment" / f"{preset}.yaml"
+    sweep = OmegaConf.load(path).get("sweep") if path.is_file() else None
+    return None if sweep is None else str(sweep)
 
 
 # Keys whose values leave the parameters' names and shapes, the model's modules and the step's

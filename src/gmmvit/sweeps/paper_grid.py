@@ -45,7 +45,9 @@ def jobs(args) -> list[dict]:
                 for seed in csv(args.seeds):
                     overrides = [f"model={model}", f"mask={mask}", f"dataset={dataset}", f"seed={seed}", *extra]
                     out.append({"model": model, "mask": mask, "dataset": dataset, "seed": seed,
-                                "overrides": overrides, "dir": Path(args.multirun) / args.sweep / run_name(overrides)})
+                                "overrides": overrides,
+                                "dir": Path(args.multirun) / args.sweep / run_name(["experiment=paper", *overrides],
+                                                                                    args.sweep)})
     return out
 
 

@@ -1,0 +1,78 @@
+"""Presets take part in a run folder's name (``gmmvit.sweeps.expand.run_name``): a run with a preset
+and one without never share a folder, while runs without a preset, and preset runs in the sweep
+folder the preset names, keep the names they always had (so they resume)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from gmmvit.catalog import CONF
+from gmmvit.sweeps import ablations, paper_grid
+
+
+def hydra_run_dir(overrides: list[str]) -> str:
+    """The folder ``python src/train.py <overrides>`` trains in, as Hydra names it."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    from gmmvit.config.resolvers import register_with_hydra
+
+    register_with_hydra()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    assert cfg.hydra.run.dir == f"multirun/{cfg.sweep}/{cfg.hydra.sweep.subdir}"  # a sweep's job: the same folder
+    return cfg.hydra.run.dir
+
+
+@pytest.mark.parametrize("overrides, folder", [
+    ([], "multirun/default/defaults"),
+    (["mask=gmm", "device=cpu", "threads=1"], "multirun/default/mask=gmm"),
+    (["mask=gmm", "mask.sigma_init=[3.0,1.0]", "sweep=s"], "multirun/s/mask.sigma_init=[3.0,1.0],mask=gmm"),
+])
+def test_a_run_without_a_preset_keeps_the_name_of_its_overrides(overrides, folder):
+    assert hydra_run_dir(overrides) == folder
+
+
+@pytest.mark.parametrize("overrides, folder", [
+    (["experiment=demo", "mask=gmm"], "multirun/demo/mask=gmm"),
+    (["experiment=ablation/pooling", "mask=gmm", "model.pool=token", "seed=0"],
+     "multirun/ablation/pooling/mask=gmm,model.pool=token,seed=0"),
+])
+def test_a_preset_run_in_the_sweep_folder_the_preset_names_keeps_its_name(overrides, folder):
+    assert hydra_run_dir(overrides) == folder
+
+
+def test_a_preset_in_another_sweep_joins_the_name_so_it_never_meets_a_run_without_it():
+    with_demo = hydra_run_dir(["experiment=demo", "sweep=mine", "mask=gmm"])
+    without = hydra_run_dir(["sweep=mine", "mask=gmm"])
+    assert (with_demo, without) == ("multirun/mine/experiment=demo,mask=gmm", "multirun/mine/mask=gmm")
+    assert hydra_run_dir(["experiment=ablation/pooling", "sweep=mine", "mask=gmm"]) == \
+        "multirun/mine/experiment=ablation-pooling,mask=gmm"
+
+
+def test_stacked_presets_each_join_the_name_unless_the_folder_is_their_own():
+    assert hydra_run_dir(["experiment=demo", "+experiment@_global_=protocol/clean", "sweep=demo_clean", "mask=gmm"]) \
+        == "multirun/demo_clean/experiment=demo,experiment=protocol-clean,mask=gmm"
+    assert hydra_run_dir(["experiment=demo", "+experiment@_global_=protocol/clean", "mask=gmm"]) == \
+        "multirun/protocol_clean/experiment=demo,mask=gmm"
+
+
+@pytest.mark.parametrize("sweep", ["paper", "paper_v2"])
+def test_make_paper_lists_the_folders_hydra_trains_in(sweep):
+    args = argparse.Namespace(
+        models="vit", masks="none,gmm", datasets="digits", seeds="0", sweep=sweep, multirun="multirun",
+        overrides=["model.depth=1"])
+    for job in paper_grid.jobs(args):
+        overrides = ["experiment=paper", f"sweep={sweep}", f"model={job['model']}", f"mask={job['mask']}",
+                     f"dataset={job['dataset']}", f"seed={job['seed']}", "model.depth=1"]
+        assert str(job["dir"]) == hydra_run_dir(overrides)
+
+
+@pytest.mark.parametrize("extra", [[], ["sweep=mine"]])
+def test_make_ablations_lists_the_folders_hydra_trains_in(extra):
+    for job in ablations.jobs("pooling", extra, Path("multirun"))[:2]:
+        assert str(job["dir"]) == hydra_run_dir(["experiment=ablation/pooling", *extra, *job["overrides"]])
