@@ -112,6 +112,12 @@ def test_a_real_sweep_gets_a_json_per_run_and_its_figure(measured_sweep):
     assert sorted({r["mask"] for r in rows}) == ["gmm", "none"] and len(rows) == 4
 
 
+def test_make_locality_takes_its_overrides_after_the_checkpoint_option(measured_sweep):
+    sweep, _ = measured_sweep
+    assert main([str(sweep / "mask=gmm"), "--ckpt", "last", "--images", "16", "threads=1"]) == 0
+    assert json.loads(locality_path(sweep / "mask=gmm").read_text())["images"] == 16
+
+
 def test_a_missing_folder_ends_in_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as ended:
         main([str(tmp_path / "nowhere")])

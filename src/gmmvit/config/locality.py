@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     ap.add_argument("--images", type=int, default=DEFAULT_IMAGES,
                     help=f"the first N test images are the batch (default {DEFAULT_IMAGES})")
     ap.add_argument("overrides", nargs="*", help="KEY=VALUE as make eval takes them, e.g. device=cpu threads=2")
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)  # `make` puts the overrides after --ckpt
     if args.path is None:
         fail("make locality needs SWEEP=multirun/<sweep> or RUN=multirun/<sweep>/<run>")
     if args.images < 1:
