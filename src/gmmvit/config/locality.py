@@ -18,7 +18,7 @@ from pathlib import Path
 
 from gmmvit.config.evaluation import eval_config
 from gmmvit.config.reporting import fail, guarded
-from gmmvit.errors import ConfigError
+from gmmvit.errors import USER_ERRORS, ConfigError
 from gmmvit.run.evaluate import CHECKPOINTS
 from gmmvit.run.locality import DEFAULT_IMAGES, measure_run, report
 from gmmvit.sweeps import locality as sweep_locality
@@ -41,9 +41,14 @@ def measure(path: Path, checkpoint: str = "best", images: int = DEFAULT_IMAGES, 
         if run.state != "finished":
             print(f"locality: {run_dir} skipped: {run.state}{f' ({run.reason})' if run.reason else ''}", flush=True)
             continue
-        cfg = eval_config(run_dir, list(overrides))
-        sweeps[run_dir.parent].append((cfg, run_dir, measure_run(cfg, run_dir, checkpoint, images)))
-        print(report(sweeps[run_dir.parent][-1][2]), flush=True)
+        try:
+            cfg = eval_config(run_dir, list(overrides))
+            result = measure_run(cfg, run_dir, checkpoint, images)
+        except USER_ERRORS as exc:
+            print(f"locality: {run_dir} skipped: {exc}", flush=True)
+            continue
+        sweeps[run_dir.parent].append((cfg, run_dir, result))
+        print(report(result), flush=True)
     if not sweeps:
         raise ConfigError(f"no finished run under {path}: train the sweep first")
     figures = []

@@ -21,11 +21,13 @@ from gmmvit.catalog import MASKS
 from gmmvit.run.locality import locality_path
 from gmmvit.run.records import METRICS, read_json
 from gmmvit.run.tracking import build_tracker
+from gmmvit.sweeps.cells import assign_variants
+from gmmvit.sweeps.folders import read_any, variant_text
 
 FIGURE = "attention_locality.png"
 TABLE = "attention_locality.csv"
 MASK_COLOURS = {"none": "tab:grey", "elm": "tab:blue", "gmm": "tab:red"}
-CSV_COLUMNS = ["model", "mask", "dataset", "seed", "run", "layer", "grid", "head", "distance", "uniform"]
+CSV_COLUMNS = ["model", "mask", "variant", "dataset", "seed", "run", "layer", "grid", "head", "distance", "uniform"]
 
 
 def _mask_order(mask: str) -> int:
@@ -39,29 +41,33 @@ def write_csv(results: list[dict], path: Path) -> None:
         for r in results:
             for layer in r["layers"]:
                 for head, distance in enumerate(layer["heads"]):
-                    out.writerow([r["model"], r["mask"], r["dataset"], r["seed"], Path(r["run"]).name,
+                    out.writerow([r["model"], r["mask"], r["variant"], r["dataset"], r["seed"], Path(r["run"]).name,
                                   layer["layer"], layer["grid"], head, f"{distance:.4f}", f"{layer['uniform']:.4f}"])
 
 
 def draw(results: list[dict], path: Path, title: str) -> Path:
-    """The figure: one row per (model, dataset), distances on the left, GMM sigma on the right."""
+    """The figure: one row per model, dataset and depth, distances on the left, GMM sigma on the
+    right; a line per mask and variant (the settings a sweep varied besides the seed)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     panels = defaultdict(lambda: defaultdict(list))
     for r in results:
-        panels[(r["model"], r["dataset"])][r["mask"]].append(r)
+        panels[(r["model"], r["dataset"], len(r["layers"]))][(r["mask"], r["variant"])].append(r)
     fig, axes = plt.subplots(len(panels), 2, figsize=(10, 3.2 * len(panels)), squeeze=False,
                              gridspec_kw={"width_ratios": [3, 2]})
-    for (left, right), ((model, dataset), by_mask) in zip(axes, sorted(panels.items())):
-        reference = next(iter(by_mask.values()))[0]["layers"]
+    for (left, right), ((model, dataset, _), by_line) in zip(axes, sorted(panels.items())):
+        reference = next(iter(by_line.values()))[0]["layers"]
         x = np.arange(len(reference))
         left.plot(x, [layer["uniform"] for layer in reference], ":", color="black", label="uniform attention")
-        for mask in sorted(by_mask, key=_mask_order):
-            runs, colour = by_mask[mask], MASK_COLOURS.get(mask, None)
+        masks_drawn = defaultdict(int)
+        for mask, variant in sorted(by_line, key=lambda line: (_mask_order(line[0]), line[1])):
+            runs = by_line[(mask, variant)]
+            colour = MASK_COLOURS.get(mask) if not masks_drawn[mask] else None
+            masks_drawn[mask] += 1
             means = np.array([[layer["mean"] for layer in r["layers"]] for r in runs])
-            line, = left.plot(x, means.mean(0), "-o", color=colour, ms=3, label=f"{mask} (n={len(runs)})")
+            line, = left.plot(x, means.mean(0), "-o", color=colour, ms=3, label=f"{mask}{variant} (n={len(runs)})")
             if len(runs) > 1:
                 left.fill_between(x, means.min(0), means.max(0), color=line.get_color(), alpha=0.15)
             for r in runs:
@@ -71,9 +77,10 @@ def draw(results: list[dict], path: Path, title: str) -> Path:
         left.set_xticks(x, [f"{i}\n{layer['grid']}²" for i, layer in enumerate(reference)], fontsize=7)
         left.set_xlabel("layer (its grid)")
         left.set_ylabel("mean attention distance (tokens)")
-        left.set_title(f"{model} on {dataset}", fontsize=9)
+        left.set_ylim(bottom=0)
+        left.set_title(f"{model} on {dataset} ({len(reference)} attention layers)", fontsize=9)
         left.legend(fontsize=7)
-        _draw_sigma(right, by_mask.get("gmm", []), fig)
+        _draw_sigma(right, [r for (mask, _), runs in by_line.items() if mask == "gmm" for r in runs], fig)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -106,8 +113,14 @@ def _draw_sigma(ax, gmm_runs: list[dict], fig) -> None:
 
 def sweep_figure(sweep_dir: Path, run_dirs: list[Path]) -> tuple[Path, list[dict]]:
     """Draw the figure and the CSV of the measured runs in ``run_dirs`` into ``sweep_dir``."""
-    results = [read_json(locality_path(d)) for d in run_dirs]
-    results = sorted((r for r in results if r), key=lambda r: (r["model"], _mask_order(r["mask"]), str(r["seed"])))
+    runs = [read_any(d) for d in run_dirs]
+    assign_variants(runs)
+    results = []
+    for run in runs:
+        result = read_json(locality_path(run.path))
+        if result:
+            results.append({**result, "variant": variant_text(run.variant)})
+    results.sort(key=lambda r: (r["model"], _mask_order(r["mask"]), r["variant"], str(r["seed"])))
     write_csv(results, Path(sweep_dir) / TABLE)
     figure = draw(results, Path(sweep_dir) / FIGURE,
                   f"{Path(sweep_dir).name}: mean attention distance per layer over "
