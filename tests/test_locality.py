@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -17,7 +18,7 @@ from gmmvit.nn.attention import use_attention
 from gmmvit.nn.locality import AttentionLocality, LayerTally, query_distances, uniform_distance
 from gmmvit.run.locality import locality_path
 from gmmvit.run.train import build_model, train
-from gmmvit.sweeps.locality import FIGURE, TABLE
+from gmmvit.sweeps.locality import FIGURE, TABLE, sweep_figure
 
 TINY = ["dataset=digits", "model.depth=1", "model.embed_dim=32", "model.num_heads=2", "recipe.batch_size=32",
         "recipe.epochs=1", "recipe.warmup_epochs=0", "recipe.passes_per_epoch=1", "limit_train=128",
@@ -110,6 +111,17 @@ def test_a_real_sweep_gets_a_json_per_run_and_its_figure(measured_sweep):
     assert len(gmm["layers"][0]["gmm"]["sigma"]) == 5 and none["layers"][0]["gmm"] is None
     rows = list(csv.DictReader(open(sweep / TABLE)))
     assert sorted({r["mask"] for r in rows}) == ["gmm", "none"] and len(rows) == 4
+
+
+def test_runs_that_differ_in_a_setting_besides_the_seed_get_lines_of_their_own(measured_sweep, tmp_path):
+    sweep = tmp_path / "sweep"
+    shutil.copytree(measured_sweep[0] / "mask=none", sweep / "mask=none,model.pool=auto")
+    shutil.copytree(measured_sweep[0] / "mask=none", sweep / "mask=none,model.pool=token")
+    config = sweep / "mask=none,model.pool=token" / "config.yaml"
+    config.write_text(config.read_text().replace("pool: auto", "pool: token"))
+    sweep_figure(sweep, sorted(sweep.iterdir()))
+    variants = {r["variant"] for r in csv.DictReader(open(sweep / TABLE))}
+    assert variants == {" [model.pool=auto]", " [model.pool=token]"}
 
 
 def test_make_locality_takes_its_overrides_after_the_checkpoint_option(measured_sweep):
