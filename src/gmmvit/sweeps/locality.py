@@ -72,8 +72,8 @@ def draw(results: list[dict], path: Path, title: str) -> Path:
                 left.fill_between(x, means.min(0), means.max(0), color=line.get_color(), alpha=0.15)
             for r in runs:
                 for i, layer in enumerate(r["layers"]):
-                    left.scatter(np.full(len(layer["heads"]), i), layer["heads"], s=6, color=line.get_color(),
-                                 alpha=0.35, linewidths=0)
+                    left.scatter(np.full(len(layer["heads"]), i), layer["heads"], s=10, color=line.get_color(),
+                                 alpha=0.5, linewidths=0)
         left.set_xticks(x, [f"{i}\n{layer['grid']}²" for i, layer in enumerate(reference)], fontsize=7)
         left.set_xlabel("layer (its grid)")
         left.set_ylabel("mean attention distance (tokens)")
