@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import shutil
+import time
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from gmmvit.config.locality import main, measure
 from gmmvit.errors import ConfigError
 from gmmvit.nn.attention import use_attention
 from gmmvit.nn.locality import AttentionLocality, LayerTally, query_distances, uniform_distance
+from gmmvit.run import tracking
 from gmmvit.run.locality import locality_path
 from gmmvit.run.train import build_model, train
 from gmmvit.sweeps.locality import FIGURE, TABLE, sweep_figure
@@ -135,3 +137,22 @@ def test_a_missing_folder_ends_in_one_line(tmp_path, capsys):
         main([str(tmp_path / "nowhere")])
     assert ended.value.code == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_a_run_with_w_and_b_gets_the_figure_and_its_layer_means_logged(tmp_path, data_dir, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    for name in ("NETRC", "WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / name.lower()))
+    run_dir = tmp_path / "sweep" / "mask=gmm"
+    train(compose_cfg(TINY + ["mask=gmm", "logger=wandb", "logger.mode=offline", "logger.mask_figures=0"],
+                      run_dir=run_dir, data_dir=data_dir))
+    measure(run_dir.parent, images=16)
+    deadline = time.time() + 60          # W&B's service may finish writing a moment after finish()
+    while time.time() < deadline:
+        logged = [tracking.read_offline_run(p) for p in (run_dir / "wandb").glob("offline-run-*")]
+        if all(run["complete"] for run in logged) and len(logged) == 2:
+            break
+        time.sleep(0.5)
+    # the analysis resumes the run's W&B id: offline, that is a second log of the same run
+    assert {run["run"]["id"] for run in logged} == {json.loads((run_dir / "metrics.json").read_text())["wandb_id"]}
+    assert any({"locality/blocks.0.attn", "locality/figure"} <= set(run["summary"]) for run in logged)
