@@ -132,6 +132,13 @@ def test_make_locality_takes_its_overrides_after_the_checkpoint_option(measured_
     assert json.loads(locality_path(sweep / "mask=gmm").read_text())["images"] == 16
 
 
+def test_an_override_that_changes_the_network_ends_a_sweep_in_one_line(measured_sweep, capsys):
+    with pytest.raises(SystemExit) as ended:
+        main([str(measured_sweep[0]), "model.depth=2"])
+    assert ended.value.code == 2
+    assert "model.depth=2 changes the network" in capsys.readouterr().err
+
+
 def test_a_missing_folder_ends_in_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as ended:
         main([str(tmp_path / "nowhere")])

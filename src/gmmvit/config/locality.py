@@ -18,7 +18,7 @@ from pathlib import Path
 
 from gmmvit.config.evaluation import eval_config
 from gmmvit.config.reporting import fail, guarded
-from gmmvit.errors import USER_ERRORS, ConfigError
+from gmmvit.errors import CheckpointError, ConfigError, DatasetUnavailable
 from gmmvit.run.evaluate import CHECKPOINTS
 from gmmvit.run.locality import DEFAULT_IMAGES, measure_run, report
 from gmmvit.sweeps import locality as sweep_locality
@@ -44,7 +44,7 @@ def measure(path: Path, checkpoint: str = "best", images: int = DEFAULT_IMAGES, 
         try:
             cfg = eval_config(run_dir, list(overrides))
             result = measure_run(cfg, run_dir, checkpoint, images)
-        except USER_ERRORS as exc:
+        except (CheckpointError, DatasetUnavailable) as exc:  # this run's; a bad override ends the command
             print(f"locality: {run_dir} skipped: {exc}", flush=True)
             continue
         sweeps[run_dir.parent].append((cfg, run_dir, result))
