@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: install demo test test-fast train table eval status dashboard bench paper ablations clean
+.PHONY: install demo test test-fast train table eval locality status dashboard bench paper ablations clean
 
 install: $(VENV)/.installed
 
@@ -37,6 +37,11 @@ table: install
 #   make eval RUN=multirun/<sweep>/<run> [CKPT=best|last] [ARGS='dataset=digits precision=fp32 attention=explicit']
 eval: install
 	$(PY) -m gmmvit.config.evaluation $(RUN) --ckpt $(or $(CKPT),best) $(ARGS)
+
+# mean attention distance per layer and head of a run, or of every finished run of a sweep plus its
+# figure (SWEEP/attention_locality.png): make locality SWEEP=multirun/<sweep> | RUN=multirun/<sweep>/<run> [CKPT=last]
+locality: install
+	$(PY) -m gmmvit.config.locality $(or $(RUN),$(SWEEP)) --ckpt $(or $(CKPT),best) $(ARGS)
 
 # each run of a sweep (epochs done, pace, ETA) and the sweep's ETA: make status [SWEEP=multirun/NAME]
 status: install

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from conftest import REPO, compose_cfg
-from gmmvit.config.evaluation import eval_config, run_eval
+from gmmvit.config.evaluation import eval_config, main, run_eval
 from gmmvit.errors import ConfigError
 from gmmvit.run.train import train
 
@@ -28,6 +28,12 @@ def trained_run(tmp_path_factory, data_dir):
 
 def metrics(run_dir):
     return json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_make_eval_takes_its_overrides_after_the_checkpoint_option(trained_run):
+    # the Makefile's order: RUN --ckpt CKPT ARGS
+    assert main([str(trained_run), "--ckpt", "best", "precision=fp32"]) == 0
+    assert (trained_run / "eval" / "best,precision=fp32.json").is_file()
 
 
 def test_evaluating_best_pt_reproduces_the_recorded_best_top1_exactly(trained_run):

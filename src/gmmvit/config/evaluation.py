@@ -103,7 +103,7 @@ def main(argv=None) -> int:
     ap.add_argument("run", type=Path, nargs="?", help="a run folder, multirun/<sweep>/<run>")
     ap.add_argument("--ckpt", choices=CHECKPOINTS, default="best", help="best.pt (default) or the last checkpoint")
     ap.add_argument("overrides", nargs="*", help="KEY=VALUE or GROUP=OPTION, e.g. dataset=digits precision=fp32")
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)  # `make` puts the overrides after --ckpt
     if args.run is None:
         fail("make eval needs RUN=multirun/<sweep>/<run> (a run folder)")
     guarded(run_eval, args.run, args.ckpt, args.overrides)

@@ -16,6 +16,9 @@ renormalise their softmax's output.
 Which of them may run is the layer's ``attention`` setting (``auto``, ``explicit``, ``flex``: the
 run's ``cfg.attention``), set once for a whole model by ``use_attention`` after it is built, as
 timm reads ``use_fused_attn()`` once per layer.
+
+``observer`` (None unless ``gmmvit.nn.locality`` attaches one) sees every attention map the
+explicit path computes, after the mask and before dropout.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ class MaskedAttention(nn.Module):
         self.inner_dim = inner
         self.attention = "auto"
         self.flex_failed: set = set()  # (q shape, dtype) whose flex kernel did not build (eager CUDA only)
+        # called with every attention map the explicit path computes; None (always, in training) costs one test
+        self.observer = None
 
     def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         B, N, _ = x.shape
@@ -88,6 +93,8 @@ class MaskedAttention(nn.Module):
         if extra_bias is not None:
             scores = scores + extra_bias
         attn = mask.after_softmax(scores.softmax(dim=-1))
+        if self.observer is not None:  # the locality analysis (gmmvit.nn.locality)
+            self.observer(attn)
         if drop:
             attn = F.dropout(attn, drop)
         return attn @ v

@@ -56,6 +56,7 @@ class TalkingHeadsAttention(nn.Module):
         self.mix_post = nn.Parameter(torch.randn(num_heads, num_heads))
         self.proj = nn.Linear(inner, dim)
         self.mask = mask if mask is not None else NoMask()
+        self.observer = None  # sees each softmax map between the two mixes (gmmvit.nn.locality)
 
     @staticmethod
     def _mix(maps: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -69,7 +70,10 @@ class TalkingHeadsAttention(nn.Module):
         k, v = self.kv(context).view(B, -1, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         kernels.note_path(self, "explicit")  # talking heads mix the scores across heads: no fused kernel fits
         scores = self.mask(q @ k.transpose(-2, -1), self.scale)
-        attn = self._mix(self.mask.after_softmax(self._mix(scores, self.mix_pre).softmax(dim=-1)), self.mix_post)
+        attn = self.mask.after_softmax(self._mix(scores, self.mix_pre).softmax(dim=-1))
+        if self.observer is not None:
+            self.observer(attn)
+        attn = self._mix(attn, self.mix_post)
         out = (attn @ v).transpose(1, 2).reshape(B, N, -1)
         return self.proj(out)
 

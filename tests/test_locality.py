@@ -1,0 +1,165 @@
+"""Attention locality: the mean attention distance of hand-made maps is the hand-computed value,
+every architecture reports its layers on their own grids, and a real sweep gets its JSON and figure."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+import time
+
+import pytest
+import torch
+
+from conftest import compose_cfg
+from gmmvit.config.locality import main, measure
+from gmmvit.errors import ConfigError
+from gmmvit.nn.attention import use_attention
+from gmmvit.nn.locality import AttentionLocality, LayerTally, query_distances, uniform_distance
+from gmmvit.run import tracking
+from gmmvit.run.locality import locality_path
+from gmmvit.run.train import build_model, train
+from gmmvit.sweeps.locality import FIGURE, TABLE, sweep_figure
+
+TINY = ["dataset=digits", "model.depth=1", "model.embed_dim=32", "model.num_heads=2", "recipe.batch_size=32",
+        "recipe.epochs=1", "recipe.warmup_epochs=0", "recipe.passes_per_epoch=1", "limit_train=128",
+        "limit_test=64", "threads=1", "logger=none"]
+
+
+def test_distance_of_a_hand_made_map_is_the_hand_computed_value():
+    # 2x2 grid, tokens (0,0) (0,1) (1,0) (1,1): query 0 puts 0.5 on itself, 0.25 on each neighbour;
+    # query 3 puts all of it on the opposite corner, sqrt(2) away
+    attn = torch.tensor([[0.5, 0.25, 0.25, 0.0],
+                         [0.0, 1.0, 0.0, 0.0],
+                         [0.0, 0.0, 0.5, 0.5],
+                         [1.0, 0.0, 0.0, 0.0]])[None, None]
+    distance, _ = query_distances(attn)
+    assert distance[0, 0].tolist() == pytest.approx([0.5, 0.0, 0.5, math.sqrt(2)])
+
+
+def test_class_token_is_left_out_as_query_and_key_and_its_share_reported():
+    # a class token first: it takes 0.2 of query 1's attention; the rest, 0.4 at distance 0 and
+    # 0.4 at distance 1, renormalised over the grid gives 0.5
+    attn = torch.zeros(1, 1, 5, 5)
+    attn[0, 0, 0] = 0.2
+    attn[0, 0, 1:, 0] = 0.2
+    attn[0, 0, 1:, 1:] = 0.2
+    attn[0, 0, 1, 1:] = torch.tensor([0.4, 0.4, 0.0, 0.0])
+    distance, share = query_distances(attn, prefix=1)
+    assert distance.shape == (1, 1, 4) and distance[0, 0, 0].item() == pytest.approx(0.5)
+    assert share[0, 0].tolist() == pytest.approx([0.2] * 4)
+
+
+@pytest.mark.parametrize("grid, expected", [(2, (2 + math.sqrt(2)) / 4),
+                                            (3, (48 + 24 * math.sqrt(2) + 16 * math.sqrt(5)) / 81)])
+def test_uniform_attention_over_a_grid_gives_the_known_mean_distance(grid, expected):
+    n = grid * grid
+    tally = LayerTally(prefix=0)
+    tally.add(torch.full((3, 2, n, n), 1.0 / n))
+    summary = tally.summary()
+    assert summary["heads"] == pytest.approx([expected, expected])
+    assert summary["uniform"] == pytest.approx(expected) == uniform_distance(grid)
+
+
+# (model, layer grids): Swin within its 4x4 windows, PiT per stage, CaiT's 24 patch layers only
+# (not its class attention), T2T's token transformer (16x16) then its blocks
+ARCHITECTURES = [("vit", [8] * 9), ("swin", [4] * 12), ("cait", [8] * 24), ("pit", [16] * 2 + [8] * 6 + [4] * 4),
+                 ("t2t", [16] + [8] * 12)]
+
+
+@pytest.mark.parametrize("model, grids", ARCHITECTURES)
+def test_every_architecture_reports_each_attention_layer_on_its_own_grid(model, grids):
+    torch.manual_seed(0)
+    net = use_attention(build_model(compose_cfg([f"model={model}", "mask=gmm", "dataset=digits"])).eval(), "explicit")
+    with torch.no_grad(), AttentionLocality(net) as locality:
+        net(torch.randn(1, 1, 32, 32))
+    layers = locality.layers()
+    assert [layer["grid"] for layer in layers] == grids
+    assert all(0 < layer["mean"] < 2 * layer["uniform"] and layer["gmm"] for layer in layers)
+
+
+def test_the_class_token_of_plain_vit_is_a_prefix_token():
+    net = use_attention(build_model(compose_cfg(["model=vit", "mask=none", "dataset=digits"])).eval(), "explicit")
+    with torch.no_grad(), AttentionLocality(net) as locality:
+        net(torch.randn(1, 1, 32, 32))
+    assert {(layer["prefix"], len(layer["prefix_share"])) for layer in locality.layers()} == {(1, 12)}
+
+
+def test_observers_are_gone_after_the_analysis_and_a_fused_path_is_refused_in_one_line():
+    net = build_model(compose_cfg(["model=vit", "mask=none", "dataset=digits"])).eval()
+    with torch.no_grad(), AttentionLocality(net) as locality:
+        net(torch.randn(1, 1, 32, 32))
+    assert all(block.attn.observer is None for block in net.blocks)
+    with pytest.raises(ConfigError, match="explicit path"):
+        locality.layers()
+
+
+@pytest.fixture(scope="module")
+def measured_sweep(tmp_path_factory, data_dir):
+    sweep = tmp_path_factory.mktemp("locality") / "sweep"
+    for mask in ("none", "gmm"):
+        train(compose_cfg(TINY + [f"mask={mask}"], run_dir=sweep / f"mask={mask}", data_dir=data_dir))
+    return sweep, measure(sweep, images=48)
+
+
+def test_a_real_sweep_gets_a_json_per_run_and_its_figure(measured_sweep):
+    sweep, figures = measured_sweep
+    assert figures == [sweep / FIGURE] and figures[0].stat().st_size > 0
+    gmm = json.loads(locality_path(sweep / "mask=gmm").read_text())
+    none = json.loads(locality_path(sweep / "mask=none").read_text())
+    assert gmm["images"] == 48 and gmm["checkpoint"] == "best"
+    assert len(gmm["layers"]) == 1 and len(gmm["layers"][0]["heads"]) == 2
+    assert len(gmm["layers"][0]["gmm"]["sigma"]) == 5 and none["layers"][0]["gmm"] is None
+    rows = list(csv.DictReader(open(sweep / TABLE)))
+    assert sorted({r["mask"] for r in rows}) == ["gmm", "none"] and len(rows) == 4
+
+
+def test_runs_that_differ_in_a_setting_besides_the_seed_get_lines_of_their_own(measured_sweep, tmp_path):
+    sweep = tmp_path / "sweep"
+    shutil.copytree(measured_sweep[0] / "mask=none", sweep / "mask=none,model.pool=auto")
+    shutil.copytree(measured_sweep[0] / "mask=none", sweep / "mask=none,model.pool=token")
+    config = sweep / "mask=none,model.pool=token" / "config.yaml"
+    config.write_text(config.read_text().replace("pool: auto", "pool: token"))
+    sweep_figure(sweep, sorted(sweep.iterdir()))
+    variants = {r["variant"] for r in csv.DictReader(open(sweep / TABLE))}
+    assert variants == {" [model.pool=auto]", " [model.pool=token]"}
+
+
+def test_make_locality_takes_its_overrides_after_the_checkpoint_option(measured_sweep):
+    sweep, _ = measured_sweep
+    assert main([str(sweep / "mask=gmm"), "--ckpt", "last", "--images", "16", "threads=1"]) == 0
+    assert json.loads(locality_path(sweep / "mask=gmm").read_text())["images"] == 16
+
+
+def test_an_override_that_changes_the_network_ends_a_sweep_in_one_line(measured_sweep, capsys):
+    with pytest.raises(SystemExit) as ended:
+        main([str(measured_sweep[0]), "model.depth=2"])
+    assert ended.value.code == 2
+    assert "model.depth=2 changes the network" in capsys.readouterr().err
+
+
+def test_a_missing_folder_ends_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as ended:
+        main([str(tmp_path / "nowhere")])
+    assert ended.value.code == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_a_run_with_w_and_b_gets_the_figure_and_its_layer_means_logged(tmp_path, data_dir, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    for name in ("NETRC", "WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / name.lower()))
+    run_dir = tmp_path / "sweep" / "mask=gmm"
+    train(compose_cfg(TINY + ["mask=gmm", "logger=wandb", "logger.mode=offline", "logger.mask_figures=0"],
+                      run_dir=run_dir, data_dir=data_dir))
+    measure(run_dir.parent, images=16)
+    deadline = time.time() + 60          # W&B's service may finish writing a moment after finish()
+    while time.time() < deadline:
+        logged = [tracking.read_offline_run(p) for p in (run_dir / "wandb").glob("offline-run-*")]
+        if all(run["complete"] for run in logged) and len(logged) == 2:
+            break
+        time.sleep(0.5)
+    # the analysis resumes the run's W&B id: offline, that is a second log of the same run
+    assert {run["run"]["id"] for run in logged} == {json.loads((run_dir / "metrics.json").read_text())["wandb_id"]}
+    assert any({"locality/blocks.0.attn", "locality/figure"} <= set(run["summary"]) for run in logged)
