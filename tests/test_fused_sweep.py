@@ -35,7 +35,7 @@ def history(run_dir):
 @pytest.mark.timeout(200)
 def test_a_fused_sweep_trains_each_group_in_one_job_into_run_folders_the_table_reads(sweeps, tmp_path):
     sweep = sweeps("fused")
-    out = subprocess.run(sweep_cli(sweep, tmp_path / "data", "recipe.epochs=1", "mask=none,gmm", SEEDS, "fused=2"),
+    out = subprocess.run(sweep_cli(sweep, tmp_path / "data", "recipe.epochs=2", "mask=none,gmm", SEEDS, "fused=2"),
                          cwd=REPO,
                          capture_output=True, text=True, env=dict(os.environ, HYDRA_FULL_ERROR="1"))
     assert out.returncode == 0, out.stderr[-3000:]

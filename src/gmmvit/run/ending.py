@@ -8,7 +8,6 @@ from __future__ import annotations
 import signal
 import threading
 from contextlib import contextmanager
-from pathlib import Path
 
 from gmmvit.errors import USER_ERRORS
 from gmmvit.run.records import STATUS_FAILED, STATUS_FINISHED, STATUS_STOPPED, RunRecord
@@ -41,24 +40,28 @@ def epochs_done(record: RunRecord) -> int:
 
 
 @contextmanager
-def recorded_end(record: RunRecord, run_dir: Path, epochs: int):
-    """Around a run's training: Ctrl-C and SIGTERM record ``stopped`` and exit with the shell's code
-    after one line; any other exception records ``failed`` with its reason and goes on up. SIGTERM is
-    taken only where nobody else handles it (submitit, under SLURM, has its own plan for it)."""
+def recorded_end(ends: list[tuple[RunRecord, int]], name: str):
+    """Around training one run or a fused group (``ends``: each run's record and its epochs; ``name``
+    says which in the one line): Ctrl-C and SIGTERM record ``stopped`` for every run not yet ended and
+    exit with the shell's code after one line; any other exception records ``failed`` with its reason
+    and goes on up. SIGTERM is taken only where nobody else handles it (submitit, under SLURM, has its
+    own plan for it)."""
     own_sigterm = (threading.current_thread() is threading.main_thread()
                    and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)
     if own_sigterm:
         signal.signal(signal.SIGTERM, _raise_terminated)
+    open_ends = lambda: [(r, n) for r, n in ends if r.status not in (STATUS_FINISHED, STATUS_FAILED)]  # noqa: E731
     try:
         yield
     except (KeyboardInterrupt, Terminated) as exc:
         how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
-        where = f"epoch {epochs_done(record)}/{epochs}"
-        record.update(status=STATUS_STOPPED, reason=f"{how} at {where}")
-        print(f"\n[gmmvit] {Path(run_dir).name} stopped at {where}; relaunch to resume", flush=True)
+        for record, epochs in open_ends():
+            record.update(status=STATUS_STOPPED, reason=f"{how} at epoch {epochs_done(record)}/{epochs}")
+        where = f" at epoch {epochs_done(ends[0][0])}/{ends[0][1]}" if len(ends) == 1 else ""
+        print(f"\n[gmmvit] {name} stopped{where}; relaunch to resume", flush=True)
         raise SystemExit(EXIT_CODE[how]) from None
     except Exception as exc:
-        if record.status != STATUS_FINISHED:
+        for record, _ in open_ends():
             record.update(status=STATUS_FAILED, reason=reason_of(exc))
         raise
     finally:

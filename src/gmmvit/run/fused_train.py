@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,14 +37,14 @@ from gmmvit.data.transforms import Transformed, build_transforms
 from gmmvit.errors import CheckpointError, ConfigError
 from gmmvit.nn.complexity import count_macs, count_params
 from gmmvit.run import devices, identity, runlock
-from gmmvit.run.ending import EXIT_CODE, Terminated, reason_of
+from gmmvit.run.ending import recorded_end
 from gmmvit.run.figures import MaskFigures
 from gmmvit.run.fused import FusedModel, FusedStep, MemberRandom, build_member, member_sampler, stacked_batches
 from gmmvit.run.loaders import eval_loader
 from gmmvit.run.progress import Progress
 from gmmvit.run.provenance import record_environment
 from gmmvit.run.recipe import build_criterion, build_mixup, build_optimizer, build_scheduler
-from gmmvit.run.records import (STATUS_FAILED, STATUS_FINISHED, STATUS_RUNNING, STATUS_STOPPED, RunRecord,
+from gmmvit.run.records import (STATUS_FAILED, STATUS_FINISHED, STATUS_RUNNING, RunRecord,
                                 load_checkpoint, remove_temporaries, rng_state, save_checkpoint, set_rng_state)
 from gmmvit.run.repair import continue_from, usable_record
 from gmmvit.run.selection import BestWeights, selection_metric, validation_figures
@@ -116,41 +114,9 @@ def train_group(cfgs: list) -> dict:
             return train(cfgs[0])
         print(f"[gmmvit] fused: {lead.name} trains {len(members)} runs as one model: "
               + ", ".join(m.name for m in members), flush=True)
-        with group_end(members):
+        with recorded_end([(m.record, m.cfg.recipe.epochs) for m in members], f"fused group of {members[0].name}"):
             _train_group(members, lead.epoch)
         return lead.record.data
-
-
-def _terminated(signum, frame):
-    raise Terminated
-
-
-@contextlib.contextmanager
-def group_end(members: list[Member]):
-    """``recorded_end`` for a group: Ctrl-C and SIGTERM mark every unfinished member stopped (exit
-    with the shell's code), any other exception marks them failed and goes on up."""
-    own_sigterm = (threading.current_thread() is threading.main_thread()
-                   and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)
-    if own_sigterm:
-        signal.signal(signal.SIGTERM, _terminated)
-    try:
-        yield
-    except (KeyboardInterrupt, Terminated) as exc:
-        how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
-        for m in members:
-            if m.record.status == STATUS_RUNNING:
-                where = f"epoch {len(m.record.history)}/{m.cfg.recipe.epochs}"
-                m.record.update(status=STATUS_STOPPED, reason=f"{how} at {where}")
-        print(f"\n[gmmvit] fused group of {members[0].name} stopped; relaunch to resume", flush=True)
-        raise SystemExit(EXIT_CODE[how]) from None
-    except Exception as exc:
-        for m in members:
-            if m.record.status not in (STATUS_FINISHED, STATUS_FAILED):
-                m.record.update(status=STATUS_FAILED, reason=reason_of(exc))
-        raise
-    finally:
-        if own_sigterm:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def stacked_optimizer_state(states: list[dict]) -> dict:

@@ -129,7 +129,7 @@ def train(cfg: DictConfig) -> dict:
             return record.data
         remove_temporaries(run_dir)  # a killed trainer's half-written files
         record = usable_record(record)  # an unreadable metrics.json: rebuilt from the checkpoint, or one line
-        with recorded_end(record, run_dir, cfg.recipe.epochs):  # stopped / failed, before the lock goes
+        with recorded_end([(record, cfg.recipe.epochs)], run_dir.name):  # stopped / failed, before the lock goes
             return _train(cfg, run_dir, record)
 
 
