@@ -50,26 +50,23 @@ def _not_downloaded(name: str, root: Path, how: str, exc: BaseException) -> Data
                               f"({type(exc).__name__}); {how}")
 
 
-def _cifar_files(cls, root: Path) -> list[tuple[Path, str]]:
+def _cifar(cls, name: str, root: str, train: bool):
+    """CIFAR-10 or -100 through torchvision's class ``cls``, its files checked against their checksums."""
+    root = Path(root)
     folder = root / cls.base_folder
-    return [(folder / f, md5) for f, md5 in cls.train_list + cls.test_list] + \
+    files = [(folder / f, md5) for f, md5 in cls.train_list + cls.test_list] + \
         [(folder / cls.meta["filename"], cls.meta["md5"])]
+    return _download_or_explain(
+        lambda dl: cls(str(root), train=train, download=dl), name, root,
+        f"run once with network access, or copy {cls.base_folder}/ into {root}", files)
 
 
 def cifar10(root: str, train: bool):
-    root = Path(root)
-    return _download_or_explain(
-        lambda dl: datasets.CIFAR10(str(root), train=train, download=dl), "cifar10", root,
-        f"run once with network access, or copy cifar-10-batches-py/ into {root}",
-        _cifar_files(datasets.CIFAR10, root))
+    return _cifar(datasets.CIFAR10, "cifar10", root, train)
 
 
 def cifar100(root: str, train: bool):
-    root = Path(root)
-    return _download_or_explain(
-        lambda dl: datasets.CIFAR100(str(root), train=train, download=dl), "cifar100", root,
-        f"run once with network access, or copy cifar-100-python/ into {root}",
-        _cifar_files(datasets.CIFAR100, root))
+    return _cifar(datasets.CIFAR100, "cifar100", root, train)
 
 
 def svhn(root: str, train: bool):
