@@ -63,14 +63,11 @@ def assert_relatively_close(actual, expected, what):
     torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5 * float(scale), msg=lambda m: f"{what}: {m}")
 
 
-@pytest.mark.parametrize("mask", MASKS)
-@pytest.mark.parametrize("model", MODELS)
-def test_each_fused_member_has_the_loss_and_gradients_of_its_model_alone(model, mask):
-    cfgs = member_cfgs(model, mask)
+def assert_each_member_computes_its_model_alone(cfgs):
     members = [fused.build_member(c) for c in cfgs]
     alone = [copy.deepcopy(m).train() for m in members]
     net = fused.FusedModel(members).train()
-    images, targets = batch(cfgs[0])
+    images, targets = batch(cfgs[0], members=len(cfgs))
     criterion = SoftTargetCrossEntropy()
     losses = fused.member_losses(criterion, net(images), targets)
     losses.sum().backward()
@@ -79,10 +76,47 @@ def test_each_fused_member_has_the_loss_and_gradients_of_its_model_alone(model, 
         loss.backward()
         assert_relatively_close(losses[g].detach(), loss.detach(), f"member {g} loss")
         for name, p in ref.named_parameters():
+            stacked = net.params[net.keys[g][name]]
             if p.grad is None:  # T2T's unused class token and LayerNorm (the authors' parameter count)
-                assert net.params[name].grad is None, f"member {g}: {name} has a gradient alone it has not"
+                assert stacked.grad is None, f"member {g}: {name} has a gradient alone it has not"
                 continue
-            assert_relatively_close(net.params[name].grad[g], p.grad, f"member {g} grad {name}")
+            assert_relatively_close(stacked.grad[g], p.grad, f"member {g} grad {name}")
+    return net
+
+
+@pytest.mark.parametrize("mask", MASKS)
+@pytest.mark.parametrize("model", MODELS)
+def test_each_fused_member_has_the_loss_and_gradients_of_its_model_alone(model, mask):
+    assert_each_member_computes_its_model_alone(member_cfgs(model, mask))
+
+
+# ViT pools by its class token without a mask (the authors'): its none runs fuse with masked ones
+# only where model.pool is set alike
+MIXED_MASKS = {"vit": ["model.pool=mean"], "swin": [], "cait": [], "pit": [], "t2t": []}
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_members_with_different_masks_each_have_the_loss_and_gradients_of_their_model_alone(model):
+    cfgs = [member_cfgs(model, mask, *MIXED_MASKS[model], seeds=(seed,))[0]
+            for seed, mask in enumerate(MASKS)]
+    net = assert_each_member_computes_its_model_alone(cfgs)
+    assert any(".mask.choices." in key for key in net.params), "the masks were not stacked as choices"
+
+
+def test_members_whose_masks_combine_or_sit_differently_each_compute_their_own():
+    options = [[], ["mask.combine=add"], ["mask.placement=post"], ["mask.num_kernels=2"]]
+    cfgs = [member_cfgs("swin", "gmm", *extra, seeds=(seed,))[0] for seed, extra in enumerate(options)]
+    cfgs.append(member_cfgs("swin", "none", seeds=(9,))[0])
+    assert_each_member_computes_its_model_alone(cfgs)
+
+
+def test_a_mask_a_member_does_not_own_gets_no_gradient_and_stays_zero():
+    cfgs = [member_cfgs("swin", mask, seeds=(seed,))[0] for seed, mask in enumerate(["none", "gmm"])]
+    net = assert_each_member_computes_its_model_alone(cfgs)
+    for key, p in net.params.items():
+        if ".mask.choices." in key:
+            owner = next(g for g in range(2) if key in net.keys[g].values())
+            assert torch.count_nonzero(p[1 - owner]) == 0 and torch.count_nonzero(p.grad[1 - owner]) == 0, key
 
 
 @pytest.mark.parametrize("mask", MASKS)
@@ -171,7 +205,15 @@ def test_a_member_whose_loss_is_not_finite_leaves_the_others_updates_their_own()
         assert_relatively_close(net.params[name][0].detach(), p.detach(), f"member 0 {name}")
 
 
-def test_runs_whose_parameters_differ_refuse_to_fuse_naming_the_parameter():
+def test_runs_whose_parameters_differ_beyond_their_masks_refuse_to_fuse_naming_the_parameter():
     none, gmm = member_cfgs("vit", "none", seeds=(0,))[0], member_cfgs("vit", "gmm", seeds=(1,))[0]
-    with pytest.raises(ConfigError, match="fused: member 1 does not stack with member 0 .*param"):
+    with pytest.raises(ConfigError, match="fused: member 1 does not stack with member 0 .*param .pos_embed"):
         fused.FusedModel([fused.build_member(none), fused.build_member(gmm)])
+
+
+def test_the_stacking_key_tells_apart_runs_that_differ_beyond_their_masks():
+    key = lambda model, mask, *extra: fused.stacking_key(member_cfgs(model, mask, *extra, seeds=(0,))[0])  # noqa: E731
+    assert key("swin", "none") == key("swin", "gmm") == key("swin", "elm", "mask.combine=add")
+    assert key("vit", "elm") == key("vit", "gmm") != key("vit", "none")  # the class token, the pooling
+    assert key("vit", "none", "model.pool=mean") == key("vit", "gmm")
+    assert key("swin", "gmm") != key("swin", "gmm", "model.drop_path=0.2")

@@ -49,20 +49,50 @@ class StopAfter:
             raise KeyboardInterrupt
 
 
-def test_group_of_takes_the_jobs_that_differ_only_in_fusable_keys_in_order_up_to_the_size():
+def test_group_of_takes_the_jobs_that_differ_only_in_seed_mask_or_mask_options_in_order_up_to_the_size():
     jobs = [[f"mask={mask}", f"seed={seed}", "fused=2"] for mask in ("none", "gmm") for seed in (0, 1, 2)]
     assert group_of(jobs, 0, 2) == [0, 1]
     assert group_of(jobs, 1, 2) == [1, 0]
-    assert group_of(jobs, 2, 2) == [2]        # the third seed of none: a group of its own
-    assert group_of(jobs, 3, 3) == [3, 4, 5]  # gmm never joins none: their parameters differ
+    assert group_of(jobs, 2, 2) == [2, 3]     # the third seed of none joins the first of gmm
+    assert group_of(jobs, 3, 6) == [3, 0, 1, 2, 4, 5]
     assert group_of([["mask.sigma_init=[10.0,10.0]", "seed=0"], ["mask.sigma_init=[3.0,1.0]", "seed=1"]], 1, 4) == [1, 0]
+    assert group_of([["model=vit", "seed=0"], ["model=swin", "seed=0"]], 0, 4) == [0]
 
 
-def test_a_member_config_is_the_jobs_own_with_the_members_fusable_values_and_folder(member, tmp_path):
+def test_jobs_whose_models_do_not_stack_form_separate_groups():
+    jobs = [[f"mask={mask}", f"seed={seed}"] for mask in ("none", "gmm") for seed in (0, 1)]
+    masked = lambda j: "mask=none" not in jobs[j]  # noqa: E731 - as ViT's class token tells them apart
+    assert group_of(jobs, 1, 4, masked) == [1, 0] and group_of(jobs, 2, 4, masked) == [2, 3]
+
+
+def test_a_member_config_is_composed_from_its_own_overrides_in_its_own_folder(member, tmp_path):
     cfg = member(0)
-    other = member_config(cfg, ["seed=5", "mask.sigma_init=[3.0,1.0]", "mask=gmm"], tmp_path / "other")
+    other = member_config(cfg, [*TINY, "seed=5", "mask=gmm", "mask.sigma_init=[3.0,1.0]", "recipe.epochs=5",
+                                "hydra.job.chdir=false"], tmp_path / "other")
     assert (other.seed, list(other.mask.sigma_init), other.run_dir) == (5, [3.0, 1.0], str(tmp_path / "other"))
-    assert cfg.seed == 0 and cfg.model == other.model
+    assert other.recipe.epochs == 5 and other.model == cfg.model and other.paths.data == cfg.paths.data
+    assert cfg.seed == 0 and cfg.recipe.epochs == 3
+
+
+def test_members_with_different_masks_resume_fused_from_unfused_and_unfused_from_fused(member, monkeypatch):
+    import gmmvit.run.train as train_module
+
+    cfgs = [member(0, "mask=none", "model.pool=mean"), member(1, "model.pool=mean"), member(2, "mask=elm")]
+    save = train_module.save_checkpoint
+    for cfg in cfgs:
+        monkeypatch.setattr(train_module, "save_checkpoint", StopAfter(save, 1))
+        with pytest.raises(SystemExit):
+            train(cfg)
+    monkeypatch.setattr(fused_train, "save_checkpoint", StopAfter(fused_train.save_checkpoint, 3))
+    with pytest.raises(SystemExit):
+        fused_train.train_group(cfgs)  # from each one's own AdamW state; stopped after epoch 1
+    monkeypatch.undo()
+    assert [len(metrics(c)["history"]) for c in cfgs] == [2, 2, 2]
+    assert [metrics(c)["paths"]["step"] for c in cfgs] == ["fused x3"] * 3
+    for cfg in cfgs:
+        train(cfg)  # its own weights and AdamW slice, loaded strictly by the unfused run
+        data = metrics(cfg)
+        assert data["status"] == "finished" and [r["epoch"] for r in data["history"]] == [0, 1, 2]
 
 
 def test_each_member_of_a_fused_group_is_an_ordinary_finished_run_in_its_own_folder(member, capsys):

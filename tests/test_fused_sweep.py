@@ -35,21 +35,24 @@ def history(run_dir):
 @pytest.mark.timeout(200)
 def test_a_fused_sweep_trains_each_group_in_one_job_into_run_folders_the_table_reads(sweeps, tmp_path):
     sweep = sweeps("fused")
-    out = subprocess.run(sweep_cli(sweep, tmp_path / "data", "recipe.epochs=2", "mask=none,gmm", SEEDS, "fused=2"),
+    out = subprocess.run(sweep_cli(sweep, tmp_path / "data", "recipe.epochs=2", "mask=none,elm,gmm", SEEDS, "fused=4"),
                          cwd=REPO,
                          capture_output=True, text=True, env=dict(os.environ, HYDRA_FULL_ERROR="1"))
     assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.count("trains 2 runs as one model") == 2  # mask none and gmm: one group each
-    assert out.stdout.count("already finished") == 2            # the second job of each group skips
+    # ViT's plain runs keep the class token, its masked runs pool the mean: none fuses on its own,
+    # elm and gmm together, each member with its own mask
+    assert out.stdout.count("trains 2 runs as one model") == 1, out.stdout[-3000:]
+    assert out.stdout.count("trains 4 runs as one model") == 1
+    assert out.stdout.count("already finished") == 4  # the other jobs of each group skip
     folders = runs(sweep)
-    assert len(folders) == 4
+    assert len(folders) == 6
     for folder in folders:
         run = read_run(folder)
         assert run.state == "finished" and (folder / "checkpoint.pt").exists() and (folder / "best.pt").exists()
     table = subprocess.run([sys.executable, "-m", "gmmvit.sweeps.table", f"multirun/{sweep}"], cwd=REPO,
                            capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO / "src")))
     assert table.returncode == 0, table.stderr[-2000:]
-    assert "(n=2)" in table.stdout and "Runs: 4 finished." in table.stdout
+    assert "(n=2)" in table.stdout and "Runs: 6 finished." in table.stdout
 
 
 @pytest.mark.slow

@@ -3,7 +3,9 @@
 Every job of the sweep still starts as its launcher starts it (local, ``local_gpus``, SLURM: nothing
 here depends on which). A job reads the sweep's job list from the ``multirun.yaml`` Hydra saved in
 the sweep folder and finds its group: the jobs whose overrides differ from its own only in
-``FUSABLE`` keys, cut in order of job index into groups of up to G. The job then trains its own run
+fusable keys (the seed, the mask and its options: ``gmmvit.sweeps.expand.FUSABLE``) and whose
+models stack (``gmmvit.run.fused.stacking_key``: the same body, masks aside), cut in order of job
+index into groups of up to G. Each member's config is composed from its own job's overrides. The job then trains its own run
 fused with every member of its group it can take over whole (``gmmvit.run.fused_train``); a member
 already finished or being trained by another job is left alone, so the jobs that start after the
 group's first one find their runs finished or locked and skip with one line.
@@ -16,32 +18,28 @@ their runs is lost or trained twice).
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Optional
 
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 
-from gmmvit.sweeps.expand import FUSABLE, fused_groups, override_key, run_name, sweep_jobs
+from gmmvit.config.compose import compose_job
+from gmmvit.run.fused import stacking_key
+from gmmvit.sweeps.expand import alike_jobs, cut_groups, is_task_override, run_name, sweep_jobs
 
-def group_of(jobs: list[list[str]], own: int, size: int) -> list[int]:
-    """Job ``own``'s fused group (job indices, its own first; ``gmmvit.sweeps.expand.fused_groups``)."""
-    group = next(g for g in fused_groups(jobs, size) if own in g)
+
+def group_of(jobs: list[list[str]], own: int, size: int, structure=None) -> list[int]:
+    """Job ``own``'s fused group (job indices, its own first): the jobs alike with it by their
+    overrides (``alike_jobs``), split by ``structure`` (job index -> its model's stacking key) and
+    cut in job order into groups of up to ``size``."""
+    same = next(s for s in alike_jobs(jobs) if own in s)
+    group = next(g for g in cut_groups(same, size, structure) if own in g)
     return [own] + [j for j in group if j != own]
 
 
 def member_config(cfg, overrides: list[str], run_dir: Path):
-    """The job ``cfg``'s config as the member with these overrides has it: its ``FUSABLE`` values
-    and its own run folder."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    member = copy.deepcopy(cfg)
-    parser = OverridesParser.create()
-    with open_dict(member):
-        for override in parser.parse_overrides([o for o in overrides if override_key(o) in FUSABLE]):
-            OmegaConf.update(member, override.key_or_group, override.value(), merge=False)
-        member.run_dir = str(run_dir)
-    return member
+    """The config the job with these overrides runs, in its own run folder, on the data ``cfg`` reads."""
+    return compose_job([o for o in overrides if is_task_override(o)], run_dir, cfg.paths.data)
 
 
 def group_configs(cfg) -> list:
@@ -59,8 +57,11 @@ def group_configs(cfg) -> list:
     names = [run_name(job, cfg.sweep) for job in jobs]
     if run_dir.name not in names:
         return [cfg]
-    group = group_of(jobs, names.index(run_dir.name), cfg.fused)
-    return [cfg] + [member_config(cfg, jobs[j], run_dir.parent / names[j]) for j in group[1:]]
+    own = names.index(run_dir.name)
+    same = next(s for s in alike_jobs(jobs) if own in s)
+    configs = {j: cfg if j == own else member_config(cfg, jobs[j], run_dir.parent / names[j]) for j in same}
+    group = group_of(jobs, own, cfg.fused, lambda j: stacking_key(configs[j]))
+    return [configs[j] for j in group]
 
 
 def _saved_jobs(sweep_dir: Path) -> Optional[list[list[str]]]:

@@ -10,8 +10,11 @@ over the stacked tensors updates each member as its own optimizer would. Gradien
 the recipe sets it, is per member (each member's own norm over all its parameters).
 
 The attention runs the explicit path: SDPA's backward has no vmap batching rule, and FlexAttention
-under vmap is not fused. Members stack only when their parameters have the same names and shapes:
-masks ``none``, ``elm`` and ``gmm`` carry different parameters and so fuse into separate groups.
+under vmap is not fused. Members may differ in their masks (``none``, ``elm``, ``gmm`` and the
+masks' options): every member gets the group's masks, its own picked (``gmmvit.nn.mask_choice``).
+Everything else must stack: the same parameters and buffers, names and shapes, and the same module
+settings (``structure``). ViT pools by its class token without a mask and by the mean with one
+(the authors'), so its unmasked and masked runs differ in parameters and fuse in separate groups.
 
 Each member keeps its own data: its own ``RepeatedPassSampler`` at its seed (the unfused run's
 order, exactly) and its own random state for augmentation and Mixup/CutMix (``MemberRandom``).
@@ -31,6 +34,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from gmmvit.data.sampling import RepeatedPassSampler
 from gmmvit.errors import ConfigError
 from gmmvit.nn.attention import use_attention
+from gmmvit.nn.mask_choice import mask_paths, with_mask_choices
 from gmmvit.run.train import build_model, seed_everything
 
 
@@ -38,6 +42,25 @@ def architecture(model: nn.Module) -> tuple:
     """What must match for models to stack: every parameter's and buffer's name, shape and dtype."""
     return tuple((kind, name, tuple(t.shape), t.dtype) for kind, named in
                  (("param", model.named_parameters()), ("buffer", model.named_buffers())) for name, t in named)
+
+
+SETTING_TYPES = (bool, int, float, str, type(None))
+
+
+def structure(model: nn.Module) -> tuple:
+    """What must match, beyond the masks, for runs to fuse: the model's modules (class and plain
+    settings such as a ViT's ``pool``), parameters and buffers, masks left out (they may differ)."""
+    masks = tuple(f"{path}." for path in mask_paths(model))
+    modules = tuple((name, type(m).__name__, tuple(sorted((k, v) for k, v in vars(m).items()
+                                                          if not k.startswith("_") and isinstance(v, SETTING_TYPES))))
+                    for name, m in model.named_modules() if not f"{name}.".startswith(masks))
+    return modules + tuple(entry for entry in architecture(model) if not entry[1].startswith(masks))
+
+
+def stacking_key(cfg) -> tuple:
+    """``structure`` of the model ``cfg`` builds, built on the meta device (no memory, no draw)."""
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        return structure(build_model(cfg))
 
 
 def build_member(cfg) -> nn.Module:
@@ -56,16 +79,20 @@ class FusedModel:
     to [G, B, classes] logits, member g's batch through member g's weights."""
 
     def __init__(self, models: Sequence[nn.Module]):
+        own_params = [[name for name, _ in m.named_parameters()] for m in models]
+        self.keys = with_mask_choices(models)  # per member: its own state_dict key -> the stacked one
         shapes = [architecture(m) for m in models]
         for g, shape in enumerate(shapes[1:], 1):
             if shape != shapes[0]:
                 differ = next((b[:2] for a, b in zip(shapes[0], shape) if a != b), ("parameter", "count"))
                 raise ConfigError(f"fused: member {g} does not stack with member 0 ({differ[0]} {differ[1]!r} "
-                                  "differs); fuse only runs of one model, dataset, recipe and mask kind")
+                                  "differs); fuse only runs of one model, dataset and recipe")
         self.size = len(models)
         self.params, self.buffers = stack_module_state(list(models))
         self.base = copy.deepcopy(models[0]).to("meta")
-        self.state_keys = list(models[0].state_dict().keys())
+        # per member: its own optimizer's parameter indices -> the stacked optimizer's
+        order = {name: j for j, name in enumerate(self.params)}
+        self.param_index = [[order[self.keys[g][name]] for name in names] for g, names in enumerate(own_params)]
 
     def _one(self, params: dict, buffers: dict, images: torch.Tensor) -> torch.Tensor:
         return functional_call(self.base, (params, buffers), (images,))
@@ -91,13 +118,14 @@ class FusedModel:
     def member_state(self, g: int) -> dict:
         """Member g's own unstacked ``state_dict``: what its unfused model loads."""
         stacked = {**self.params, **self.buffers}
-        return {k: stacked[k][g].detach().clone() for k in self.state_keys}
+        return {own: stacked[key][g].detach().clone() for own, key in self.keys[g].items()}
 
     @torch.no_grad()
     def load_member(self, g: int, state: dict) -> None:
-        for k, t in {**self.params, **self.buffers}.items():
-            if k in state:
-                t[g].copy_(state[k])
+        stacked = {**self.params, **self.buffers}
+        for own, key in self.keys[g].items():
+            if own in state:
+                stacked[key][g].copy_(state[own])
 
 
 def member_losses(criterion: Callable, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -119,20 +119,35 @@ def train_group(cfgs: list) -> dict:
         return lead.record.data
 
 
-def stacked_optimizer_state(states: list[dict]) -> dict:
+def stacked_optimizer_state(states: list[dict], net: FusedModel) -> dict:
     """The members' own AdamW ``state_dict``s as one over their stacked tensors (their step counts
-    and groups are alike: members of a group are at one epoch)."""
-    first = states[0]
-    merged = {i: {k: (v if k == "step" else torch.stack([s["state"][i][k] for s in states]))
-                  for k, v in entry.items()} for i, entry in first["state"].items()}
-    return {"state": merged, "param_groups": copy.deepcopy(first["param_groups"])}
+    and groups are alike: members of a group are at one epoch). A stacked tensor a member does not
+    own (another member's mask) starts from zeros in its slice, as it stays."""
+    owned: list[dict] = [{} for _ in net.params]
+    for g, (s, index) in enumerate(zip(states, net.param_index)):
+        for i, entry in s["state"].items():
+            owned[index[int(i)]][g] = entry
+    merged = {}
+    for j, by_member in enumerate(owned):
+        if not by_member:
+            continue
+        some = next(iter(by_member.values()))
+        merged[j] = {k: (v if k == "step" else torch.stack([by_member[g][k] if g in by_member else torch.zeros_like(v)
+                                                            for g in range(net.size)]))
+                     for k, v in some.items()}
+    groups = copy.deepcopy(states[0]["param_groups"])
+    groups[0]["params"] = list(range(len(net.params)))
+    return {"state": merged, "param_groups": groups}
 
 
-def member_optimizer_state(stacked: dict, g: int) -> dict:
+def member_optimizer_state(stacked: dict, g: int, net: FusedModel) -> dict:
     """Member g's slice of the stacked AdamW ``state_dict``: what its unfused optimizer loads."""
-    state = {i: {k: (v.clone() if k == "step" else v[g].clone()) for k, v in entry.items()}
-             for i, entry in stacked["state"].items()}
-    return {"state": state, "param_groups": copy.deepcopy(stacked["param_groups"])}
+    index = net.param_index[g]
+    state = {i: {k: (v.clone() if k == "step" else v[g].clone()) for k, v in stacked["state"][j].items()}
+             for i, j in enumerate(index) if j in stacked["state"]}
+    groups = copy.deepcopy(stacked["param_groups"])
+    groups[0]["params"] = list(range(len(index)))
+    return {"state": state, "param_groups": groups}
 
 
 def _member_data(m: Member, splits, device, workers: int):
@@ -208,7 +223,7 @@ def _train_group(members: list[Member], start_epoch: int) -> None:
                 set_rng_state(m.state["rng"])
             wall_before[g] = m.state["wall_s"]
             continue_from(m.record, m.state)
-        optimizer.load_state_dict(stacked_optimizer_state([m.state["optimizer"] for m in members]))
+        optimizer.load_state_dict(stacked_optimizer_state([m.state["optimizer"] for m in members], net))
         scheduler.load_state_dict(members[0].state["scheduler"])
         print(f"[gmmvit] resuming fused group of {members[0].name} from epoch {start_epoch}", flush=True)
 
@@ -302,7 +317,7 @@ def _end_epoch(m: Member, g: int, net: FusedModel, optimizer, scheduler, random:
     with random:
         rng = rng_state()
     save_checkpoint(m.run_dir, {
-        "epoch": epoch + 1, "model": net.member_state(g), "optimizer": member_optimizer_state(optimizer.state_dict(), g),
+        "epoch": epoch + 1, "model": net.member_state(g), "optimizer": member_optimizer_state(optimizer.state_dict(), g, net),
         "scheduler": scheduler.state_dict(), "rng": rng, "wall_s": wall_s,
         "wandb_id": m.extra["tracker"].run_id, "history": m.record.history})
     m.extra["best"].after_epoch(row, model)

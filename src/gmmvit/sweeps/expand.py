@@ -8,7 +8,7 @@ lists of ``make paper`` and ``make ablations``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Hashable, Optional
 
 from omegaconf import OmegaConf
 
@@ -71,27 +71,48 @@ def _own_sweep(preset: str) -> Optional[str]:
     return None if sweep is None else str(sweep)
 
 
-# Keys whose values leave the parameters' names and shapes, the model's modules and the step's
-# schedule alike, so runs differing only in them stack into one fused model (``fused=G``): the seed,
-# and settings read only at init.
-FUSABLE = ("seed", "mask.sigma_init", "mask.alpha_init_std")
+# Keys whose values leave the model's body and the step's schedule alike, so runs differing only in
+# them stack into one fused model (``fused=G``): the seed, the mask and the mask's options (each
+# member keeps its own mask: ``gmmvit.nn.mask_choice``). Where a mask changes the body too (ViT's
+# class token goes with plain attention), the runs' models tell apart (``structure`` below).
+FUSABLE = ("seed", "mask")
+
+
+def is_fusable(key: str) -> bool:
+    return key in FUSABLE or key.startswith("mask.")
 
 
 def override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
-def fused_groups(jobs: list[list[str]], size: int) -> list[list[int]]:
-    """The sweep's jobs (their overrides) in fused groups of job indices: jobs whose overrides differ
-    only in ``FUSABLE`` keys, cut in job order into groups of up to ``size``."""
+def alike_jobs(jobs: list[list[str]]) -> list[list[int]]:
+    """The sweep's jobs (their overrides) as sets of job indices, in job order, whose overrides
+    differ only in fusable keys (``is_fusable``)."""
     def kind(job: list[str]) -> tuple:
-        return (tuple(sorted(o for o in job if override_key(o) not in FUSABLE)),
-                tuple(sorted(override_key(o) for o in job if override_key(o) in FUSABLE)))
+        return (tuple(sorted(o for o in job if not is_fusable(override_key(o)))),
+                tuple(sorted(override_key(o) for o in job if is_fusable(override_key(o)))))
 
     alike: dict[tuple, list[int]] = {}
     for j, job in enumerate(jobs):
         alike.setdefault(kind(job), []).append(j)
-    return sorted((same[at:at + size] for same in alike.values() for at in range(0, len(same), size)),
+    return list(alike.values())
+
+
+def cut_groups(same: list[int], size: int, structure: Optional[Callable[[int], Hashable]] = None) -> list[list[int]]:
+    """Jobs ``same`` (alike by their overrides) in fused groups of up to ``size``, in job order;
+    with ``structure`` (job index -> what its model must share to stack), split by it first."""
+    by_structure: dict = {}
+    for j in same:
+        by_structure.setdefault(None if structure is None else structure(j), []).append(j)
+    return [part[at:at + size] for part in by_structure.values() for at in range(0, len(part), size)]
+
+
+def fused_groups(jobs: list[list[str]], size: int,
+                 structure: Optional[Callable[[int], Hashable]] = None) -> list[list[int]]:
+    """The sweep's jobs in fused groups of job indices (``alike_jobs`` cut by ``cut_groups``),
+    ordered by their first job."""
+    return sorted((group for same in alike_jobs(jobs) for group in cut_groups(same, size, structure)),
                   key=lambda group: group[0])
 
 
@@ -100,5 +121,6 @@ def is_task_override(text: str) -> bool:
     return not text.startswith(("hydra.", "hydra/", "+hydra", "~hydra", "-"))
 
 
-__all__ = ["BASIC_SWEEPER", "FUSABLE", "sweep_jobs", "sweep_size", "run_name", "override_key", "fused_groups",
+__all__ = ["BASIC_SWEEPER", "FUSABLE", "sweep_jobs", "sweep_size", "run_name", "override_key", "is_fusable",
+           "alike_jobs", "cut_groups", "fused_groups",
            "is_task_override"]
