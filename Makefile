@@ -60,7 +60,7 @@ bench: install
 #   make paper [LAUNCHER=local|local_gpus|slurm|ray_gpus] [SEEDS=0,1,2] [DRY=1] [ARGS='hydra.launcher.partition=gpu']
 # DRY=1 lists the jobs, what is finished, and the GPU-hours left. Relaunching resumes / skips.
 paper: install
-	$(PY) -m gmmvit.sweeps.paper_grid --launcher $(or $(LAUNCHER),local) --seeds $(or $(SEEDS),0) $(if $(DRY),--dry) $(ARGS)
+	$(PY) -m gmmvit.config.paper_grid --launcher $(or $(LAUNCHER),local) --seeds $(or $(SEEDS),0) $(if $(DRY),--dry) $(ARGS)
 
 # the paper's open questions, one multirun each (conf/experiment/ablation/: pooling, placement, combine,
 # kernels, data_fraction) into multirun/ablation/<name>/, on the model and dataset ARGS names:

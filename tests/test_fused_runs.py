@@ -182,7 +182,7 @@ def test_a_member_whose_loss_is_not_finite_fails_with_its_reason_while_the_other
 
 
 def test_make_paper_dry_plans_fused_groups_and_prints_no_fused_figure_without_a_measured_rate(tmp_path, capsys):
-    from gmmvit.sweeps import paper_grid
+    from gmmvit.config import paper_grid
 
     argv = ["--dry", "--seeds", "0,1,2", "--models", "vit", "--masks", "none,gmm", "--datasets", "cifar10",
             "--multirun", str(tmp_path), "fused=3"]
@@ -194,7 +194,8 @@ def test_make_paper_dry_plans_fused_groups_and_prints_no_fused_figure_without_a_
 
 
 def test_make_paper_dry_prints_fused_gpu_hours_from_a_measured_fused_rate(tmp_path, capsys, monkeypatch):
-    from gmmvit.sweeps import cost, paper_grid
+    from gmmvit.sweeps import cost
+    from gmmvit.config import paper_grid
 
     # all three members together at one run's rate: the group takes as long as its runs one by one
     monkeypatch.setitem(cost.FUSED_IMG_PER_S, ("vit", 3), cost.GPU_IMG_PER_S["vit"])

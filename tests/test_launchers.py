@@ -1,4 +1,4 @@
-"""Launcher presets compose, the SLURM requeue contract holds, and `make paper` (gmmvit.sweeps.paper_grid) lists,
+"""Launcher presets compose, the SLURM requeue contract holds, and `make paper` (gmmvit.config.paper_grid) lists,
 estimates and launches the table, finding the same run folders as Hydra."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import pytest
 
 from conftest import REPO, compose_cfg
 from gmmvit import catalog
-from gmmvit.sweeps import cost, paper_grid as launch
+from gmmvit.config import paper_grid as launch
+from gmmvit.sweeps import cost
 
 
 def hydra_cfg(overrides):
@@ -95,7 +96,7 @@ def test_paper_experiment_is_the_table_grid_on_the_paper_recipe():
 
 
 def dry(*argv):
-    out = subprocess.run([sys.executable, "-m", "gmmvit.sweeps.paper_grid", "--dry", *argv], cwd=REPO, capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "gmmvit.config.paper_grid", "--dry", *argv], cwd=REPO, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return out.stdout
@@ -136,7 +137,7 @@ def test_dry_run_lists_the_table_reads_status_and_estimates_gpu_hours(tmp_path):
 def test_make_paper_passes_launcher_seeds_and_dry():
     out = subprocess.run(["make", "-n", "paper", "DRY=1", "SEEDS=0,1", "LAUNCHER=slurm"], cwd=REPO,
                          capture_output=True, text=True)
-    assert "gmmvit.sweeps.paper_grid --launcher slurm --seeds 0,1 --dry" in out.stdout
+    assert "gmmvit.config.paper_grid --launcher slurm --seeds 0,1 --dry" in out.stdout
 
 
 def test_launch_builds_the_multirun_command():
@@ -155,13 +156,13 @@ def test_launch_runs_the_grid_and_dry_run_finds_the_same_folders(tmp_path):
             "recipe.warmup_epochs=0", "recipe.passes_per_epoch=1", "limit_train=64", "limit_test=64", "threads=1",
             "workers=0", "logger=none", f"paths.data={tmp_path / 'data'}"]
     grid = ["--models", "vit", "--masks", "none,gmm", "--datasets", "digits", "--multirun", str(tmp_path / "mr")]
-    out = subprocess.run([sys.executable, "-m", "gmmvit.sweeps.paper_grid", *grid, *tiny], cwd=REPO, capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "gmmvit.config.paper_grid", *grid, *tiny], cwd=REPO, capture_output=True,
                          text=True, timeout=160)
     assert out.returncode == 0, out.stderr[-3000:]
     text = dry(*grid, *tiny)
     assert "2 finished, 0 running, 0 incomplete, 0 failed, 0 todo; about 0.0 GPU-hours left" in text, text
     # relaunching the finished table trains nothing and says so
-    again = subprocess.run([sys.executable, "-m", "gmmvit.sweeps.paper_grid", *grid, *tiny], cwd=REPO, capture_output=True,
+    again = subprocess.run([sys.executable, "-m", "gmmvit.config.paper_grid", *grid, *tiny], cwd=REPO, capture_output=True,
                            text=True, timeout=160)
     assert again.returncode == 0 and again.stdout.count("already finished") == 2
     assert "epoch 1/1" not in again.stdout

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from gmmvit.catalog import CONF
-from gmmvit.sweeps import ablations, paper_grid
+from gmmvit.config import paper_grid
+from gmmvit.sweeps import ablations
 
 
 def hydra_run_dir(overrides: list[str]) -> str:

@@ -10,7 +10,8 @@ from argparse import Namespace
 
 import yaml
 
-from gmmvit.sweeps import ablations, dashboard, paper_grid, status, table
+from gmmvit.config import paper_grid
+from gmmvit.sweeps import ablations, dashboard, status, table
 
 MALFORMED = {  # folder: {file: text}
     "truncated_metrics": {"metrics.json": '{"status": "finished", "hist'},

@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 from gmmvit.catalog import CONF, MULTIRUN, REPO, TRAIN_SCRIPT
 from gmmvit.sweeps.cost import NO_PACKING, estimate, measured_rates, recipe_length
 from gmmvit.sweeps.expand import BASIC_SWEEPER, is_task_override, run_name, sweep_jobs
-from gmmvit.sweeps.paper_grid import csv, read_metrics
+from gmmvit.sweeps.folders import csv, read_metrics
 
 PRESET_DIR = CONF / "experiment" / "ablation"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from gmmvit.run import runlock
-from gmmvit.run.metrics_schema import read_metrics
+from gmmvit.run import metrics_schema
 from gmmvit.run.records import METRICS, read_back
 from gmmvit.run.tracking import flatten
 
@@ -105,7 +105,7 @@ def find_run_dirs(root: Path) -> list[Path]:
 
 def read_run(path: Path, stale_after: Optional[float] = None, now: Optional[float] = None) -> Run:
     now = time.time() if now is None else now
-    metrics, bad_metrics = read_metrics(path / METRICS)
+    metrics, bad_metrics = metrics_schema.read_metrics(path / METRICS)
     metrics = metrics or {}
     config, bad_config = _load_yaml(path / CONFIG) if (path / CONFIG).is_file() else ({}, None)
     if bad_metrics or bad_config:
@@ -210,3 +210,13 @@ def collect_sweeps(paths: list[Path], prog: str, stale_after: Optional[float] = 
     if not sweeps:
         print(f"{prog}: no runs under {' '.join(map(str, paths))}", file=sys.stderr)
     return sweeps
+
+
+def csv(text: str) -> list[str]:
+    """A comma-separated command-line value as its items."""
+    return [t.strip() for t in str(text).split(",") if t.strip()]
+
+
+def read_metrics(run_dir: Path) -> Optional[dict]:
+    """A run folder's record when it has the record's shape (gmmvit.run.metrics_schema), else None."""
+    return metrics_schema.read_metrics(Path(run_dir) / METRICS)[0]

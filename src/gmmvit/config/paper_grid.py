@@ -18,22 +18,13 @@ import sys
 from pathlib import Path
 
 from gmmvit.catalog import CONF, MASKS, MODELS, MULTIRUN, PAPER_DATASETS, REPO, TRAIN_SCRIPT
-from gmmvit.run import metrics_schema
-from gmmvit.run.records import METRICS
+from gmmvit.config.compose import compose_config
+from gmmvit.run.fused import stacking_key
 from gmmvit.sweeps.cost import (DEFAULT_IMG_PER_S, GPU_IMG_PER_S, GPU_RATE_SOURCE, NO_PACKING, epochs_left, estimate,
                                 fused_hours, measured_rates, recipe_length)
 from gmmvit.sweeps.expand import fused_groups, is_task_override, override_key, run_name
-from gmmvit.sweeps.folders import is_run_dir, read_any
+from gmmvit.sweeps.folders import csv, is_run_dir, read_any, read_metrics
 from gmmvit.sweeps.status import run_detail
-
-
-def csv(text: str) -> list[str]:
-    return [t.strip() for t in str(text).split(",") if t.strip()]
-
-
-def read_metrics(run_dir: Path) -> dict | None:
-    """A run folder's record when it has the record's shape (gmmvit.run.metrics_schema), else None."""
-    return metrics_schema.read_metrics(Path(run_dir) / METRICS)[0]
 
 
 def jobs(args) -> list[dict]:
@@ -84,12 +75,22 @@ def fused_size(overrides: list[str]) -> int:
 
 
 def fused_plan(args, listed: list[dict], records: dict, epochs: float, passes: float) -> None:
-    """With ``fused=G`` among the overrides: the groups the sweep's jobs form, and their GPU-hours
-    from measured fused rates only (none measured: it says so and prints no figure)."""
+    """With ``fused=G`` among the overrides: the groups the sweep's jobs form (as its jobs form them:
+    alike by their overrides, then by their models' stacking key), and their GPU-hours from
+    measured fused rates only (none measured: it says so and prints no figure)."""
     size = fused_size(args.overrides)
     if size <= 1:
         return
-    groups = [[listed[j] for j in g] for g in fused_groups([job["overrides"] for job in listed], size)]
+    overrides = [["experiment=paper", *job["overrides"]] for job in listed]
+    keys: dict = {}  # a model's stacking key depends on its config, not on its seed
+
+    def structure(j: int):
+        unseeded = tuple(o for o in overrides[j] if override_key(o) != "seed")
+        if unseeded not in keys:
+            keys[unseeded] = stacking_key(compose_config(unseeded))
+        return keys[unseeded]
+
+    groups = [[listed[j] for j in g] for g in fused_groups(overrides, size, structure)]
     lefts = [[epochs_left(records[str(job["dir"])], epochs) for job in g] for g in groups]
     shapes = ", ".join(f"{n} of {k}" for k, n in sorted(Counter(len(g) for g in groups).items(), reverse=True))
     print(f"fused={size}: {len(listed)} jobs in {len(groups)} groups ({shapes}), one process on one GPU each")
