@@ -1,5 +1,6 @@
 """Fused training throughput: G members of one model x mask trained as one model
-(``gmmvit.run.fused``), for growing G, in one process: aggregate img/s (every member's images over
+(``gmmvit.run.fused``), for growing G, in one process (``mask`` may list masks, ``none,gmm``: the
+members take them in turn, each its own, as a sweep over masks fuses them): aggregate img/s (every member's images over
 the same timed steps), per-member img/s, and on CUDA the peak memory."""
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ def time_fused_steps(model: str, mask: str, sizes: Sequence[int] = (1, 2, 4), ba
     bf16 = precision == "bf16" or (precision == "auto" and dev.type == "cuda")
     rows = []
     for size in sizes:
-        cfgs = [compose([f"model={model}", f"mask={mask}", "dataset=cifar10", f"seed={s}", *overrides])
+        masks = mask.split(",")
+        cfgs = [compose([f"model={model}", f"mask={masks[s % len(masks)]}", "dataset=cifar10", f"seed={s}", *overrides])
                 for s in range(size)]
         net = fused.FusedModel([fused.build_member(c) for c in cfgs]).to(dev).train()
         ds = cfgs[0].dataset

@@ -19,7 +19,8 @@ C. **packing**: 1, 2 and 4 ViT-GMM processes at once on the card; they meet on a
    window (``gmmvit.bench.packing``), and whether MPS was running.
 D. **estimates**: one 300-pass CIFAR-10 run per model, and the 60-run table's GPU-hours.
 E. **fused runs**: every model, none and gmm, G = 1, 2, 4, 8, 16 members trained as one model
-   (``gmmvit.bench.fused_rate``): img/s of all members, per member, peak memory.
+   (``gmmvit.bench.fused_rate``): img/s of all members, per member, peak memory; then groups
+   mixing none and gmm members (each its own mask), G = 4 and 16.
 
 Figures go to ``--out`` (markdown) and beside it ``gpu_check.json``; each phase is capped so one
 failure or a slow phase loses nothing else.
@@ -300,6 +301,7 @@ def phase_d(args) -> None:
 # --- E. fused runs ----------------------------------------------------------------------------------
 
 FUSED_SIZES = (1, 2, 4, 8, 16)
+MIXED_SIZES = (4, 16)
 
 
 def phase_e(args, logs: Path, cap: float) -> None:
@@ -308,6 +310,9 @@ def phase_e(args, logs: Path, cap: float) -> None:
     that does not fit shows its error (out of memory), and the cap ends the phase."""
     plan = [{"kind": "fused", "model": m, "mask": k, "members": g} for m in MODELS for k in ("none", "gmm")
             for g in FUSED_SIZES]
+    # a sweep over masks fuses them (each member its own); ViT's none and gmm do not stack (pooling)
+    plan += [{"kind": "fused", "model": m, "mask": "none,gmm", "members": g} for m in MODELS if m != "vit"
+             for g in MIXED_SIZES]
     results = run_serial(plan, cap, logs / "fused.log")
     RESULTS["fused"] = results
     rows = [[r["model"], r["mask"], r["members"], *(["error " + r["error"], "-", "-"] if "error" in r else

@@ -72,7 +72,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         "name and mask too, steps alternating with ours")
     p.add_argument("--fused", default="1,2,4", help="fused group sizes for the fused row ('' skips it)")
     p.add_argument("--fused-model", default="vit", help="model x mask of the fused row")
-    p.add_argument("--fused-mask", default="gmm")
+    p.add_argument("--fused-mask", default="gmm", help="its mask, or masks the members take in turn (none,gmm)")
     p.add_argument("--out", default=None, help="also write the markdown report to this file")
     args = p.parse_args(argv)
     if args.tiny:
