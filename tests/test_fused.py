@@ -143,16 +143,16 @@ class Indices(Dataset):
         return torch.tensor([float(i)]), i
 
 
-def test_each_fused_member_draws_the_unfused_runs_data_order_at_its_seed():
+def test_each_fused_member_draws_its_batches_from_its_own_loader_in_its_runs_order():
     cfgs = member_cfgs("vit", "gmm", seeds=(0, 1, 2))
-    loaders = [DataLoader(Indices(), batch_size=8, sampler=fused.member_sampler(c, len(Indices())), drop_last=True)
-               for c in cfgs]
+    loaders = [DataLoader(Indices(), batch_size=8, drop_last=True,
+                          sampler=RepeatedPassSampler(len(Indices()), c.recipe.passes_per_epoch, c.seed)) for c in cfgs]
     randoms = [fused.MemberRandom(c.seed) for c in cfgs]
     drawn = [[] for _ in cfgs]
     for _, targets in fused.stacked_batches(loaders, randoms):
         for g, t in enumerate(targets):
             drawn[g] += t.tolist()
-    for g, cfg in enumerate(cfgs):  # train() draws its order from this sampler
+    for g, cfg in enumerate(cfgs):  # train() and each member draw theirs from gmmvit.run.loaders.training_loader
         assert drawn[g] == list(RepeatedPassSampler(40, cfg.recipe.passes_per_epoch, cfg.seed)), f"member {g}"
     assert drawn[0] != drawn[1]
 

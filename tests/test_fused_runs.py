@@ -163,6 +163,14 @@ def test_only_members_at_the_first_members_epoch_join_its_group(member, monkeypa
     assert all(metrics(c)["status"] == "finished" for c in fresh)
 
 
+def test_a_fused_group_trains_on_its_members_splits_held_on_the_device_where_data_on_gpu_puts_them(member):
+    cfgs = [member(0, "data_on_gpu=true"), member(1, "data_on_gpu=true")]  # here the device is the CPU
+    fused_train.train_group(cfgs)
+    for cfg in cfgs:
+        data = metrics(cfg)
+        assert data["status"] == "finished" and data["paths"]["data"] == "device" and len(data["history"]) == 3
+
+
 def test_a_member_whose_loss_is_not_finite_fails_with_its_reason_while_the_others_finish(member, monkeypatch):
     cfgs = [member(0), member(1), member(2)]
     batches = fused_train.stacked_batches

@@ -15,11 +15,10 @@ from typing import Optional
 import torch
 from omegaconf import DictConfig
 
-from gmmvit.data import sampling
 from gmmvit.data.datasets import load_splits
 from gmmvit.errors import CheckpointError
 from gmmvit.run import devices
-from gmmvit.run.loaders import eval_loader
+from gmmvit.run.loaders import eval_loader, run_splits
 from gmmvit.run.records import METRICS, load_checkpoint, read_json, write_json
 from gmmvit.run.selection import BEST, load_weights
 from gmmvit.run.tracking import build_tracker
@@ -84,8 +83,7 @@ def evaluate_run(cfg: DictConfig, run_dir: Path, checkpoint: str, name: str) -> 
     model = build_model(cfg)
     model.load_state_dict(weights)
     model.to(device)
-    _, test_split = load_splits(cfg.dataset)
-    test_split = sampling.subset(test_split, cfg.limit_test, cfg.seed)
+    _, _, test_split = run_splits(cfg, load_splits(cfg.dataset))
     loader = eval_loader(test_split, cfg, device, devices.loader_workers(cfg.workers, device, 1))
     logits, targets = predictions(model, loader, device, autocast)
     metrics = read_json(run_dir / METRICS) or {}

@@ -16,7 +16,7 @@ Everything else must stack: the same parameters and buffers, names and shapes, a
 settings (``structure``). ViT pools by its class token without a mask and by the mean with one
 (the authors'), so its unmasked and masked runs differ in parameters and fuse in separate groups.
 
-Each member keeps its own data: its own ``RepeatedPassSampler`` at its seed (the unfused run's
+Each member keeps its own data: the unfused run's loader at its seed (``gmmvit.run.loaders``: its
 order, exactly) and its own random state for augmentation and Mixup/CutMix (``MemberRandom``).
 """
 
@@ -31,7 +31,6 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from gmmvit.data.sampling import RepeatedPassSampler
 from gmmvit.errors import ConfigError
 from gmmvit.nn.attention import use_attention
 from gmmvit.nn.mask_choice import mask_paths, with_mask_choices
@@ -68,11 +67,6 @@ def build_member(cfg) -> nn.Module:
     """Member ``cfg`` as the unfused ``train()`` builds it: seeded, then built (the same init)."""
     seed_everything(cfg.seed, cfg.deterministic)
     return use_attention(build_model(cfg), "explicit")
-
-
-def member_sampler(cfg, n: int) -> RepeatedPassSampler:
-    """Member ``cfg``'s order over ``n`` training images: the unfused run's sampler at its seed."""
-    return RepeatedPassSampler(n, cfg.recipe.passes_per_epoch, cfg.seed)
 
 
 class FusedModel:

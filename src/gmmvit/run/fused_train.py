@@ -17,7 +17,8 @@ with its reason and drops out while the others train on; Ctrl-C or SIGTERM marks
 ``stopped``; an exception marks every member ``failed``.
 
 Evaluation, ``best.pt`` and the mask figures run each member's own unfused model, loaded with its
-weights after each epoch. The data is the loader path (one loader per member, each at its seed).
+weights after each epoch. Each member's data is the unfused run's (``gmmvit.run.loaders``: its
+splits, its order and, where ``data_on_gpu`` puts it there, its split on the device).
 """
 
 from __future__ import annotations
@@ -31,16 +32,15 @@ from typing import Optional
 
 import torch
 
-from gmmvit.data import sampling
+from gmmvit.data import resident
 from gmmvit.data.datasets import load_splits
-from gmmvit.data.transforms import Transformed, build_transforms
 from gmmvit.errors import CheckpointError, ConfigError
 from gmmvit.nn.complexity import count_macs, count_params
 from gmmvit.run import devices, identity, runlock
 from gmmvit.run.ending import recorded_end
 from gmmvit.run.figures import MaskFigures
-from gmmvit.run.fused import FusedModel, FusedStep, MemberRandom, build_member, member_sampler, stacked_batches
-from gmmvit.run.loaders import eval_loader
+from gmmvit.run.fused import FusedModel, FusedStep, MemberRandom, build_member, stacked_batches
+from gmmvit.run.loaders import eval_loader, run_splits, training_loader
 from gmmvit.run.progress import Progress
 from gmmvit.run.provenance import record_environment
 from gmmvit.run.recipe import build_criterion, build_mixup, build_optimizer, build_scheduler
@@ -50,7 +50,6 @@ from gmmvit.run.repair import continue_from, usable_record
 from gmmvit.run.selection import BestWeights, selection_metric, validation_figures
 from gmmvit.run.tracking import build_tracker
 from gmmvit.run.train import DIVERGENCE_CHECK_EVERY, build_model, evaluate, seed_everything, train
-from torch.utils.data import DataLoader
 
 
 @dataclass
@@ -151,20 +150,12 @@ def member_optimizer_state(stacked: dict, g: int, net: FusedModel) -> dict:
 
 
 def _member_data(m: Member, splits, device, workers: int):
-    """Member m's training loader, sampler and test/validation loaders, drawn at its seed as
-    ``train()`` draws them."""
-    cfg, ds = m.cfg, m.cfg.dataset
-    train_split, test_split = splits
-    train_split, val_split = sampling.hold_out(train_split, ds.get("val_fraction", 0.0), cfg.seed)
-    train_split = sampling.class_balanced_subset(train_split, ds.get("train_fraction", 1.0), cfg.seed)
-    train_split = sampling.subset(train_split, cfg.limit_train, cfg.seed)
-    test_split = sampling.subset(test_split, cfg.limit_test, cfg.seed)
-    train_set = Transformed(train_split, build_transforms(ds, cfg.recipe.aug, train=True))
-    sampler = member_sampler(cfg, len(train_set))
-    loader = DataLoader(train_set, batch_size=cfg.recipe.batch_size, sampler=sampler,
-                        drop_last=cfg.recipe.drop_last, num_workers=workers, persistent_workers=workers > 0)
-    val = eval_loader(val_split, cfg, device, workers) if val_split is not None else None
-    return loader, sampler, eval_loader(test_split, cfg, device, workers), val
+    """Member m's training loader, sampler and test/validation loaders: the unfused run's
+    (``gmmvit.run.loaders``), at its seed."""
+    train_split, val_split, test_split = run_splits(m.cfg, splits)
+    loader, sampler = training_loader(m.cfg, train_split, device, workers)
+    val = eval_loader(val_split, m.cfg, device, workers) if val_split is not None else None
+    return loader, sampler, eval_loader(test_split, m.cfg, device, workers), val
 
 
 def _fail(m: Member, reason: str, active: torch.Tensor, g: int) -> None:
@@ -213,7 +204,8 @@ def _train_group(members: list[Member], start_epoch: int) -> None:
     step_fn = FusedStep(net, optimizer, build_criterion(recipe, mixup), autocast, recipe.grad_clip)
     randoms = [MemberRandom(m.cfg.seed) for m in members]
 
-    paths = {"step": f"fused x{len(members)}", "attention": "explicit", "data": "loader",
+    on_device = isinstance(loaders[0], resident.GpuBatches)
+    paths = {"step": f"fused x{len(members)}", "attention": "explicit", "data": "device" if on_device else "loader",
              "precision": "bf16" if use_bf16 else "fp32", "device": str(device)}
     wall_before = [0.0] * len(members)
     if start_epoch:

@@ -17,11 +17,9 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader
 
-from gmmvit.data import resident, sampling
+from gmmvit.data import resident
 from gmmvit.data.datasets import load_splits
-from gmmvit.data.transforms import Transformed, build_transforms
 from gmmvit.errors import CheckpointError, ConfigError
 from gmmvit.nn.attention import use_attention
 from gmmvit.nn.complexity import count_macs, count_params
@@ -30,7 +28,7 @@ from gmmvit.run import devices, identity, runlock
 from gmmvit.run.compiling import Compiled
 from gmmvit.run.ending import recorded_end
 from gmmvit.run.figures import MaskFigures
-from gmmvit.run.loaders import eval_loader
+from gmmvit.run.loaders import eval_loader, run_splits, training_loader
 from gmmvit.run.profiling import StepProfiler
 from gmmvit.run.progress import Progress
 from gmmvit.run.provenance import record_environment
@@ -155,25 +153,14 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
     step_graph = step_graph_setting(cfg.step_graph, device, compiled.mode, recipe.drop_last)
 
     # --- data -----------------------------------------------------------------------------
-    train_split, test_split = load_splits(ds)
-    train_split, val_split = sampling.hold_out(train_split, ds.get("val_fraction", 0.0), cfg.seed)
-    train_split = sampling.class_balanced_subset(train_split, ds.get("train_fraction", 1.0), cfg.seed)
-    train_split = sampling.subset(train_split, cfg.limit_train, cfg.seed)
-    test_split = sampling.subset(test_split, cfg.limit_test, cfg.seed)
-    train_set = Transformed(train_split, build_transforms(ds, recipe.aug, train=True))
+    train_split, val_split, test_split = run_splits(cfg, load_splits(ds))
     workers = devices.loader_workers(cfg.workers, device, runs_per_gpu)
-    sampler = sampling.RepeatedPassSampler(len(train_set), recipe.passes_per_epoch, cfg.seed)
-    loader_kw = dict(num_workers=workers, pin_memory=device.type == "cuda",
-                     persistent_workers=workers > 0)
-    train_loader = DataLoader(train_set, batch_size=recipe.batch_size, sampler=sampler,
-                              drop_last=recipe.drop_last, **loader_kw)
-    test_loader = eval_loader(test_split, cfg, device, workers)  # on the device when data_on_gpu puts it there
+    # CIFAR-sized data on the GPU as uint8, augmented per batch there, where data_on_gpu puts it
+    train_loader, sampler = training_loader(cfg, train_split, device, workers)
+    test_loader = eval_loader(test_split, cfg, device, workers)
     val_loader = eval_loader(val_split, cfg, device, workers) if val_split is not None else None
-    # CIFAR-sized data on the GPU as uint8, augmented per batch there (gmmvit.data.resident)
-    on_gpu = cfg.get("data_on_gpu", "auto")
-    train_loader = resident.gpu_train_loader(on_gpu, train_split, ds, recipe, device, sampler) or train_loader
     if len(train_loader) == 0:
-        raise ConfigError(f"no full batch of {recipe.batch_size} in {len(train_set)} training images: "
+        raise ConfigError(f"no full batch of {recipe.batch_size} in {len(train_split)} training images: "
                           "lower recipe.batch_size or raise limit_train")
 
     # --- model and recipe -----------------------------------------------------------------
