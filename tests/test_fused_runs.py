@@ -237,3 +237,21 @@ def test_each_member_of_a_fused_group_logs_its_own_whole_wandb_run(member, tmp_p
         assert logged["summary"]["final/best_top1"] == metrics(cfg)["final"]["best_top1"]
         ids.add(logged["run"]["id"])
     assert len(ids) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_a_compiled_fused_group_of_two_masks_trains_as_the_eager_group_does(member, tmp_path):
+    """compile=true compiles the group's vmapped forward (inductor's C++ backend here: about a minute)."""
+    alike = ["model.pool=mean", "model.drop_path=0", "recipe.epochs=1", "recipe.warmup_epochs=0"]
+    groups = {mode: [member(seed, *alike, f"compile={mode}", f"sweep={mode}", *extra) for seed, extra in
+                     ((0, ["mask=none"]), (1, []))] for mode in ("false", "true")}
+    for mode, cfgs in groups.items():
+        for cfg in cfgs:
+            cfg.run_dir = str(tmp_path / mode / Path(cfg.run_dir).name)
+        fused_train.train_group(cfgs)
+    for eager, compiled in zip(groups["false"], groups["true"]):
+        data = metrics(compiled)
+        assert data["status"] == "finished" and data["paths"]["compiled"] == "compiled", data["paths"]
+        assert metrics(eager)["paths"]["compiled"] == "eager"
+        assert data["history"][0]["train_loss"] == pytest.approx(metrics(eager)["history"][0]["train_loss"], rel=1e-4)

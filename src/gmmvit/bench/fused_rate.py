@@ -13,6 +13,7 @@ from timm.loss import SoftTargetCrossEntropy
 
 from gmmvit.bench.machine import compose, sync
 from gmmvit.run import fused
+from gmmvit.run.compiling import Compiled
 from gmmvit.run.recipe import build_optimizer
 
 FUSED_HEADER = ["model", "mask", "members", "img/s, all members", "img/s per member", "step ms", "peak MiB"]
@@ -20,9 +21,10 @@ FUSED_HEADER = ["model", "mask", "members", "img/s, all members", "img/s per mem
 
 def time_fused_steps(model: str, mask: str, sizes: Sequence[int] = (1, 2, 4), batch: int = 128, steps: int = 5,
                      warmup: int = 1, device: str = "cpu", precision: str = "fp32",
-                     overrides: Sequence[str] = ()) -> list[dict]:
+                     overrides: Sequence[str] = (), compile: str = "false") -> list[dict]:
     """One row per group size: ``steps`` fused training steps (forward, each member's loss,
-    backward, per-member AdamW) after ``warmup``, on random images, members at seeds 0..G-1."""
+    backward, per-member AdamW) after ``warmup`` (compiling, with ``compile`` set, happens there),
+    on random images, members at seeds 0..G-1."""
     dev = torch.device(device)
     bf16 = precision == "bf16" or (precision == "auto" and dev.type == "cuda")
     rows = []
@@ -32,8 +34,10 @@ def time_fused_steps(model: str, mask: str, sizes: Sequence[int] = (1, 2, 4), ba
                 for s in range(size)]
         net = fused.FusedModel([fused.build_member(c) for c in cfgs]).to(dev).train()
         ds = cfgs[0].dataset
+        compiled = Compiled(lambda images, net=net: net(images), compile, dev)
         step = fused.FusedStep(net, build_optimizer(cfgs[0].recipe, net), SoftTargetCrossEntropy(),
-                               lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16))
+                               lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16),
+                               forward=compiled.model if compiled.mode else None)
         images = torch.randn(size, batch, ds.channels, ds.img_size, ds.img_size, device=dev)
         targets = torch.randn(size, batch, ds.num_classes, device=dev).softmax(-1)
         if dev.type == "cuda":
@@ -47,7 +51,7 @@ def time_fused_steps(model: str, mask: str, sizes: Sequence[int] = (1, 2, 4), ba
         sync(dev)
         seconds = time.perf_counter() - t0
         peak = torch.cuda.max_memory_allocated(dev) / 2 ** 20 if dev.type == "cuda" else None
-        rows.append({"model": model, "mask": mask, "members": size, "img_s": size * batch * steps / seconds,
+        rows.append({"model": model, "mask": mask, "members": size, "compiled": compiled.report()["compiled"], "img_s": size * batch * steps / seconds,
                      "member_img_s": batch * steps / seconds, "step_ms": 1000 * seconds / steps, "peak_mib": peak})
         del net, step
     return rows

@@ -20,7 +20,7 @@ C. **packing**: 1, 2 and 4 ViT-GMM processes at once on the card; they meet on a
 D. **estimates**: one 300-pass CIFAR-10 run per model, and the 60-run table's GPU-hours.
 E. **fused runs**: every model, none and gmm, G = 1, 2, 4, 8, 16 members trained as one model
    (``gmmvit.bench.fused_rate``): img/s of all members, per member, peak memory; then groups
-   mixing none and gmm members (each its own mask), G = 4 and 16.
+   mixing none and gmm members (each its own mask), G = 4 and 16; then the forward compiled.
 
 Figures go to ``--out`` (markdown) and beside it ``gpu_check.json``; each phase is capped so one
 failure or a slow phase loses nothing else.
@@ -177,7 +177,7 @@ for item in plan:
             r = gpu_data_rate(n_train=12_800)
         elif kind == "fused":
             r = time_fused_steps(item["model"], item["mask"], sizes=[item["members"]], batch=128, steps=20,
-                                 warmup=3, device="cuda", precision="bf16")[0]
+                                 warmup=3, device="cuda", precision="bf16", compile=item.get("compile", "false"))[0]
         r = {**item, "kind": kind, **{k: v for k, v in r.items() if k not in item}, "wall": time.time() - t}
     except Exception as exc:
         r = {**item, "kind": kind, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"}
@@ -313,15 +313,19 @@ def phase_e(args, logs: Path, cap: float) -> None:
     # a sweep over masks fuses them (each member its own); ViT's none and gmm do not stack (pooling)
     plan += [{"kind": "fused", "model": m, "mask": "none,gmm", "members": g} for m in MODELS if m != "vit"
              for g in MIXED_SIZES]
+    # the fused forward compiled (cfg.compile as a fused sweep has it on CUDA): its gain over eager
+    plan += [{"kind": "fused", "model": m, "mask": k, "members": g, "compile": "true"}
+             for m, k in (("vit", "gmm"), ("swin", "none,gmm")) for g in (4, 16)]
     results = run_serial(plan, cap, logs / "fused.log")
     RESULTS["fused"] = results
-    rows = [[r["model"], r["mask"], r["members"], *(["error " + r["error"], "-", "-"] if "error" in r else
+    rows = [[r["model"], r["mask"], r["members"], r.get("compiled", r.get("compile", "eager")),
+             *(["error " + r["error"], "-", "-"] if "error" in r else
              [f"{r['img_s']:,.0f}", f"{r['member_img_s']:,.0f}", f"{r['peak_mib']:,.0f}"])] for r in results]
     emit(f"### 5. Fused runs: G members of one model as one (phase E ended at {elapsed():.0f}s)", "",
          "Random CIFAR-sized batches of 128 per member, bf16, 20 steps after 3; img/s of all members "
          "together, per member, and peak memory. Compare G = 1 with the unfused rows above (compiled and "
-         "graphed there, eager here).", "")
-    emit(*table(["model", "mask", "members", "img/s, all members", "img/s per member", "peak MiB"], rows))
+         "graphed there; eager here unless the row says compiled).", "")
+    emit(*table(["model", "mask", "members", "forward", "img/s, all members", "img/s per member", "peak MiB"], rows))
 
 
 def main() -> None:

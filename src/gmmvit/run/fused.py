@@ -141,18 +141,21 @@ def clip_members_(params: Sequence[torch.Tensor], max_norm: float) -> torch.Tens
 
 class FusedStep:
     """One training step of every member: forward, each member's loss, backward of their sum,
-    per-member clipping, AdamW. Members not ``active`` (failed) get a zero gradient."""
+    per-member clipping, AdamW. Members not ``active`` (failed) get a zero gradient. ``forward``
+    maps stacked images to stacked logits: the fused model itself, or it compiled
+    (``gmmvit.run.compiling.Compiled``: ``cfg.compile`` as for a run alone)."""
 
     def __init__(self, fused: FusedModel, optimizer: torch.optim.Optimizer, criterion: Callable,
-                 autocast: Callable, grad_clip: Optional[float] = None):
+                 autocast: Callable, grad_clip: Optional[float] = None, forward: Optional[Callable] = None):
         self.fused, self.optimizer, self.criterion = fused, optimizer, criterion
         self.autocast, self.grad_clip = autocast, grad_clip
-        self.kind = "fused eager"
+        self.forward = forward or fused
+        self.kind = "fused eager" if forward is None else "fused"
 
     def __call__(self, images: torch.Tensor, targets: torch.Tensor,
                  active: Optional[torch.Tensor] = None) -> torch.Tensor:
         with self.autocast():
-            losses = member_losses(self.criterion, self.fused(images), targets)
+            losses = member_losses(self.criterion, self.forward(images), targets)
         self.optimizer.zero_grad(set_to_none=True)
         kept = losses if active is None else torch.where(active, losses, torch.zeros_like(losses))
         kept.sum().backward()

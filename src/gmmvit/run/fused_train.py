@@ -37,6 +37,7 @@ from gmmvit.data.datasets import load_splits
 from gmmvit.errors import CheckpointError, ConfigError
 from gmmvit.nn.complexity import count_macs, count_params
 from gmmvit.run import devices, identity, runlock
+from gmmvit.run.compiling import Compiled
 from gmmvit.run.ending import recorded_end
 from gmmvit.run.figures import MaskFigures
 from gmmvit.run.fused import FusedModel, FusedStep, MemberRandom, build_member, stacked_batches
@@ -201,7 +202,12 @@ def _train_group(members: list[Member], start_epoch: int) -> None:
     optimizer = build_optimizer(recipe, net)
     scheduler = build_scheduler(recipe, optimizer, steps_per_epoch)
     mixup = build_mixup(recipe, ds.num_classes)
-    step_fn = FusedStep(net, optimizer, build_criterion(recipe, mixup), autocast, recipe.grad_clip)
+    def forward(images: torch.Tensor) -> torch.Tensor:
+        return net(images)
+
+    compiled = Compiled(forward, lead.get("compile", "auto"), device)  # lazy: compiles at step 1
+    step_fn = FusedStep(net, optimizer, build_criterion(recipe, mixup), autocast, recipe.grad_clip,
+                        forward=compiled.model if compiled.mode else None)
     randoms = [MemberRandom(m.cfg.seed) for m in members]
 
     on_device = isinstance(loaders[0], resident.GpuBatches)
@@ -267,6 +273,10 @@ def _train_group(members: list[Member], start_epoch: int) -> None:
             if not m.failed:
                 _end_epoch(m, g, net, optimizer, scheduler, randoms[g], epoch, seen, float(loss_sums[g]),
                            train_s, t0, wall_before[g] + time.time() - started, evals[g], data[g], device, autocast)
+        if epoch == start_epoch:  # what compiling gave, as train() records it after its first epoch
+            for m in members:
+                if not m.failed:
+                    m.record.update(paths={**paths, **compiled.report()})
         if not active.any():
             return
     for g, m in enumerate(members):
