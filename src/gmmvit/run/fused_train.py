@@ -206,6 +206,9 @@ def _train_group(members: list[Member], start_epoch: int) -> None:
         return net(images)
 
     compiled = Compiled(forward, lead.get("compile", "auto"), device)  # lazy: compiles at step 1
+    if str(lead.get("step_graph", False)).lower() == "true":
+        print("[gmmvit] step_graph=true does not apply to a fused group (its step is not captured as one "
+              "CUDA graph); the group trains without it: set fused=1 for the graphed step", flush=True)
     step_fn = FusedStep(net, optimizer, build_criterion(recipe, mixup), autocast, recipe.grad_clip,
                         forward=compiled.model if compiled.mode else None)
     randoms = [MemberRandom(m.cfg.seed) for m in members]
