@@ -20,11 +20,12 @@ demo: install
 	$(PY) src/train.py -m experiment=demo $(ARGS)
 	$(PY) -m gmmvit.sweeps.table multirun/demo
 
+# the suite on every core (JOBS=1: one process, e.g. to read a failure's output in order)
 test: install
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q -n $(or $(JOBS),auto) $(ARGS)
 
 test-fast: install
-	$(PY) -m pytest -q -m 'not slow' $(ARGS)
+	$(PY) -m pytest -q -n $(or $(JOBS),auto) -m 'not slow' $(ARGS)
 
 train: install
 	$(PY) src/train.py $(ARGS)
