@@ -30,8 +30,8 @@ def time_fused_steps(model: str, mask: str, sizes: Sequence[int] = (1, 2, 4), ba
     rows = []
     for size in sizes:
         masks = mask.split(",")
-        cfgs = [compose([f"model={model}", f"mask={masks[s % len(masks)]}", "dataset=cifar10", f"seed={s}", *overrides])
-                for s in range(size)]
+        cfgs = [compose([f"model={model}", f"mask={masks[s % len(masks)]}", "dataset=cifar10", f"seed={s}",
+                         *overrides]) for s in range(size)]
         net = fused.FusedModel([fused.build_member(c) for c in cfgs]).to(dev).train()
         ds = cfgs[0].dataset
         compiled = Compiled(lambda images, net=net: net(images), compile, dev)

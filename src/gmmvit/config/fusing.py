@@ -5,10 +5,11 @@ here depends on which). A job reads the sweep's job list from the ``multirun.yam
 the sweep folder and finds its group: the jobs whose overrides differ from its own only in
 fusable keys (the seed, the mask and its options: ``gmmvit.sweeps.expand.FUSABLE``) and whose
 models stack (``gmmvit.run.fused.stacking_key``: the same body, masks aside), cut in order of job
-index into groups of up to G. Each member's config is composed from its own job's overrides. The job then trains its own run
-fused with every member of its group it can take over whole (``gmmvit.run.fused_train``); a member
-already finished or being trained by another job is left alone, so the jobs that start after the
-group's first one find their runs finished or locked and skip with one line.
+index into groups of up to G. Each member's config is composed from its own job's overrides. The
+job then trains its own run fused with every member of its group it can take over whole
+(``gmmvit.run.fused_train``); a member already finished or being trained by another job is left
+alone, so the jobs that start after the group's first one find their runs finished or locked and
+skip with one line.
 
 Why this way and not a launcher of its own: the job list and the run lock are already the same on
 every launcher, so a group forms wherever its first job runs, and a run is trained once whichever

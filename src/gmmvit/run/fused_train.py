@@ -202,6 +202,7 @@ def _train_group(members: list[Member], start_epoch: int) -> None:
     optimizer = build_optimizer(recipe, net)
     scheduler = build_scheduler(recipe, optimizer, steps_per_epoch)
     mixup = build_mixup(recipe, ds.num_classes)
+
     def forward(images: torch.Tensor) -> torch.Tensor:
         return net(images)
 
@@ -322,7 +323,8 @@ def _end_epoch(m: Member, g: int, net: FusedModel, optimizer, scheduler, random:
     with random:
         rng = rng_state()
     save_checkpoint(m.run_dir, {
-        "epoch": epoch + 1, "model": net.member_state(g), "optimizer": member_optimizer_state(optimizer.state_dict(), g, net),
+        "epoch": epoch + 1, "model": net.member_state(g),
+        "optimizer": member_optimizer_state(optimizer.state_dict(), g, net),
         "scheduler": scheduler.state_dict(), "rng": rng, "wall_s": wall_s,
         "wandb_id": m.extra["tracker"].run_id, "history": m.record.history})
     m.extra["best"].after_epoch(row, model)
