@@ -5,14 +5,17 @@ submitit's checkpoint/requeue and resume from its own checkpoint rather than res
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 import yaml
@@ -23,6 +26,9 @@ sys.path.insert(0, str(REPO / "tests"))
 from slurm.cluster import LocalSlurm, SlurmUnavailable  # noqa: E402
 
 pytestmark = pytest.mark.slow
+# one local SLURM on this machine at a time: pytest-xdist workers that both reach this module each
+# bring one up, one after the other (the cluster owns /etc/slurm/slurm.conf and the node's ports)
+CLUSTER_LOCK = Path(tempfile.gettempdir()) / "gmmvit-test-local-slurm.lock"
 
 TINY = ["dataset=digits", "mask=none,gmm", "model.depth=1", "model.embed_dim=32", "model.num_heads=2",
         "recipe.batch_size=32", "recipe.epochs=16", "recipe.warmup_epochs=1", "recipe.passes_per_epoch=1",
@@ -40,15 +46,18 @@ LAUNCHER = ["hydra/launcher=slurm", "hydra.launcher.partition=local", "hydra.lau
 def slurm(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.skip("bringing up a local SLURM needs root (apt-get install slurm-wlm munge, daemons)")
-    cluster = LocalSlurm(tmp_path_factory.mktemp("slurm"))
-    try:
-        cluster.start()
-    except SlurmUnavailable as exc:
-        pytest.skip(f"no local SLURM: {exc}")
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
+    with open(CLUSTER_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        cluster = LocalSlurm(tmp_path_factory.mktemp("slurm"))
+        try:
+            cluster.start()
+        except SlurmUnavailable as exc:
+            cluster.stop()  # the daemons that did start: left running, no later cluster here comes up
+            pytest.skip(f"no local SLURM: {exc}")
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
 
 
 def wait_for(predicate, timeout, proc):
@@ -158,5 +167,26 @@ def test_multirun_on_slurm_with_a_preempted_job_resuming(slurm, tmp_path):
         # the line that ends epoch 1 (progress lines within an epoch name it too)
         assert out.count(f"{run_dir.name} epoch 1/16 loss") == 1, "the job restarted from scratch"
         assert (job_dir / f"{job_id}_0_result.pkl").exists()
+    finally:
+        shutil.rmtree(sweep_dir, ignore_errors=True)
+
+
+@pytest.mark.timeout(900)  # its setup may wait for another worker's cluster (CLUSTER_LOCK)
+def test_a_fused_sweep_on_slurm_trains_its_group_in_the_first_job_and_the_other_skips(slurm, tmp_path):
+    sweep = f"pytest-slurm-fused-{uuid.uuid4().hex[:8]}"
+    sweep_dir = REPO / "multirun" / sweep
+    tiny = [t if not t.startswith("recipe.epochs") else "recipe.epochs=2" for t in TINY]
+    try:
+        out = subprocess.run([sys.executable, "src/train.py", "-m", *LAUNCHER, *tiny, "model.pool=mean", "fused=2",
+                              f"sweep={sweep}", f"paths.data={tmp_path}"], cwd=REPO, capture_output=True, text=True,
+                             timeout=280)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+        runs = {p.name: json.loads((p / "metrics.json").read_text()) for p in sweep_dir.iterdir()
+                if (p / "metrics.json").exists()}
+        assert len(runs) == 2
+        for name, m in runs.items():  # none and gmm, each its own mask, in one model
+            assert m["status"] == "finished" and m["paths"]["step"] == "fused x2", name
+        logs = "".join(p.read_text() for p in (sweep_dir / ".submitit").glob("*/*_log.out"))
+        assert logs.count("trains 2 runs as one model") == 1 and logs.count("already finished") == 1, logs[-3000:]
     finally:
         shutil.rmtree(sweep_dir, ignore_errors=True)

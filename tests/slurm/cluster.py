@@ -186,7 +186,36 @@ class LocalSlurm:
             if Path(f"/proc/{pid}").exists():
                 os.kill(pid, signal.SIGKILL)
         self.started.clear()
+        self._end_job_steps()
         self._restore_files()
+
+    def _end_job_steps(self) -> None:
+        """Kill what outlives slurmd: a job's slurmstepd and its batch script (run from this
+        cluster's spool) with everything under them. Left running, they hold the node's ports and
+        the next cluster started on this machine does not come up."""
+        parent = {}
+        cmdline = {}
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit():
+                try:
+                    parent[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                    text = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+                    cmdline[int(proc.name)] = text.decode(errors="replace")
+                except (OSError, ValueError, IndexError):
+                    continue
+        scripts = {pid for pid, text in cmdline.items() if str(self.state / "spool") in text}
+        steps = {parent.get(pid) for pid in scripts if cmdline.get(parent.get(pid), "").startswith("slurmstepd")}
+        doomed = scripts | (steps - {None})
+        grew = True
+        while grew:
+            below = {pid for pid, ppid in parent.items() if ppid in doomed} - doomed
+            grew = bool(below)
+            doomed |= below
+        for pid in doomed:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def save(self) -> None:
         (self.state / "cluster.json").write_text(json.dumps(
