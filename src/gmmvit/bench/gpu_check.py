@@ -19,9 +19,9 @@ C. **packing**: 1, 2 and 4 ViT-GMM processes at once on the card; they meet on a
    warm-up, then each trains a fixed number of steps; img/s = all their images over the common
    window (``gmmvit.bench.packing``), and whether MPS was running.
 D. **estimates**: one 300-pass CIFAR-10 run per model, and the 60-run table's GPU-hours.
-E. **fused runs**: every model, none and gmm, G = 1, 2, 4, 8, 16 members trained as one model
+E. **fused runs**: every model, none and gmm, G = 1, 4, 16 members trained as one model
    (``gmmvit.bench.fused_rate``): img/s of all members, per member, peak memory; then groups
-   mixing none and gmm members (each its own mask), G = 4 and 16; then the forward compiled.
+   mixing none and gmm members (each its own mask), G = 4 and 16; the forward compiled; G = 2, 8.
 
 Figures go to ``--out`` (markdown) and beside it ``gpu_check.json``; each phase is capped so one
 failure or a slow phase loses nothing else.
@@ -314,22 +314,24 @@ def phase_d(args) -> None:
 
 # --- E. fused runs ----------------------------------------------------------------------------------
 
-FUSED_SIZES = (1, 2, 4, 8, 16)
+FUSED_SIZES = (1, 4, 16)  # first, for every model; then MIXED_SIZES, the compiled rows, LATER_SIZES
 MIXED_SIZES = (4, 16)
+LATER_SIZES = (2, 8)
 
 
 def phase_e(args, logs: Path, cap: float) -> None:
     """Every model, none and gmm, G members trained as one model (``gmmvit.run.fused``: vmap over
-    stacked weights, explicit attention, eager: no compile, no CUDA graph), G = 1, 2, 4, ...; a size
-    that does not fit shows its error (out of memory), and the cap ends the phase."""
-    plan = [{"kind": "fused", "model": m, "mask": k, "members": g} for m in MODELS for k in ("none", "gmm")
-            for g in FUSED_SIZES]
+    stacked weights, explicit attention, eager), G = 1, 4, 16; groups mixing none and gmm; the
+    forward compiled; then G = 2, 8. A size that does not fit shows its error (out of memory), and
+    the cap ends the phase (the most telling rows come first)."""
+    def sizes(gs, masks=("none", "gmm"), models=MODELS, **extra):
+        return [{"kind": "fused", "model": m, "mask": k, "members": g, **extra} for m in models for k in masks
+                for g in gs]
+
     # a sweep over masks fuses them (each member its own); ViT's none and gmm do not stack (pooling)
-    plan += [{"kind": "fused", "model": m, "mask": "none,gmm", "members": g} for m in MODELS if m != "vit"
-             for g in MIXED_SIZES]
-    # the fused forward compiled (cfg.compile as a fused sweep has it on CUDA): its gain over eager
-    plan += [{"kind": "fused", "model": m, "mask": k, "members": g, "compile": "true"}
-             for m, k in (("vit", "gmm"), ("swin", "none,gmm")) for g in (4, 16)]
+    plan = (sizes(FUSED_SIZES) + sizes(MIXED_SIZES, ("none,gmm",), [m for m in MODELS if m != "vit"])
+            + sizes((4, 16), ("gmm",), ["vit"], compile="true")
+            + sizes((4, 16), ("none,gmm",), ["swin"], compile="true") + sizes(LATER_SIZES))
     results = run_serial(plan, cap, logs / "fused.log")
     RESULTS["fused"] = results
     rows = [[r["model"], r["mask"], r["members"], r.get("compiled", r.get("compile", "eager")),
