@@ -20,6 +20,8 @@ from torch.utils.data import DataLoader, Dataset
 from gmmvit.config.compose import compose_config
 from gmmvit.data.sampling import RepeatedPassSampler
 from gmmvit.errors import ConfigError
+from gmmvit.nn import mask_choice
+from gmmvit.nn.attention import use_attention
 from gmmvit.run import fused
 from gmmvit.run.recipe import build_optimizer
 from gmmvit.run.step import EagerStep
@@ -217,3 +219,21 @@ def test_the_stacking_key_tells_apart_runs_that_differ_beyond_their_masks():
     assert key("vit", "elm") == key("vit", "gmm") != key("vit", "none")  # the class token, the pooling
     assert key("vit", "none", "model.pool=mean") == key("vit", "gmm")
     assert key("swin", "gmm") != key("swin", "gmm", "model.drop_path=0.2")
+
+
+@pytest.mark.parametrize("attention", ["explicit", "auto"])
+def test_a_model_given_its_groups_masks_computes_its_own_function_on_every_attention_path(attention):
+    # combine=add takes SDPA on the auto path, with the picked mask as its float attn_mask
+    cfgs = [member_cfgs("swin", mask, *extra, seeds=(seed,))[0]
+            for seed, (mask, extra) in enumerate([("none", []), ("gmm", ["mask.combine=add"])])]
+    models = []
+    for cfg in cfgs:
+        seed_everything(cfg.seed, cfg.deterministic)
+        models.append(build_model(cfg).eval())
+    alone = [copy.deepcopy(m) for m in models]
+    mask_choice.with_mask_choices(models)
+    images = batch(cfgs[0], members=1)[0][0]
+    for g, (model, ref) in enumerate(zip(models, alone)):
+        use_attention(model, attention)
+        torch.testing.assert_close(model(images), use_attention(ref, "explicit")(images), rtol=1e-5, atol=1e-6,
+                                   msg=lambda m: f"member {g}: {m}")

@@ -52,6 +52,14 @@ class MaskChoice(AttentionMask):
         self.blend_masks = len(combines) == 1 and all(_neutral(c) for c in choices)
         self.combine = combines.pop() if self.blend_masks else "mixed"
         self.renormalises = not all(_neutral(c) for c in choices)
+        self.placement = "post" if self.renormalises else "pre"  # a post choice keeps it off the fused kernels
+
+    def full(self) -> torch.Tensor:
+        """The picked mask over all tokens, where the choices combine one way before the softmax
+        (what SDPA or FlexAttention take); mixed choices have no one mask."""
+        if not self.blend_masks:
+            raise ValueError("masks that combine or sit differently have no one mask: use attention=explicit")
+        return self._weighed_mask(1.0)
 
     def _weighed_mask(self, scale: float) -> torch.Tensor:
         identity = 1.0 if self.combine == "mul" else 0.0
