@@ -1,7 +1,7 @@
 """Fused training throughput: G members of one model x mask trained as one model
 (``gmmvit.run.fused``), for growing G, in one process (``mask`` may list masks, ``none,gmm``: the
-members take them in turn, each its own, as a sweep over masks fuses them): aggregate img/s (every member's images over
-the same timed steps), per-member img/s, and on CUDA the peak memory."""
+members take them in turn, each its own, as a sweep over masks fuses them): aggregate img/s (every
+member's images over the same timed steps), per-member img/s, and on CUDA the peak memory."""
 
 from __future__ import annotations
 
@@ -51,7 +51,8 @@ def time_fused_steps(model: str, mask: str, sizes: Sequence[int] = (1, 2, 4), ba
         sync(dev)
         seconds = time.perf_counter() - t0
         peak = torch.cuda.max_memory_allocated(dev) / 2 ** 20 if dev.type == "cuda" else None
-        rows.append({"model": model, "mask": mask, "members": size, "compiled": compiled.report()["compiled"], "img_s": size * batch * steps / seconds,
-                     "member_img_s": batch * steps / seconds, "step_ms": 1000 * seconds / steps, "peak_mib": peak})
+        rows.append({"model": model, "mask": mask, "members": size, "compiled": compiled.report()["compiled"],
+                     "img_s": size * batch * steps / seconds, "member_img_s": batch * steps / seconds,
+                     "step_ms": 1000 * seconds / steps, "peak_mib": peak})
         del net, step
     return rows

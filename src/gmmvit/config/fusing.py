@@ -33,7 +33,14 @@ def group_of(jobs: list[list[str]], own: int, size: int, structure=None) -> list
     """Job ``own``'s fused group (job indices, its own first): the jobs alike with it by their
     overrides (``alike_jobs``), split by ``structure`` (job index -> its model's stacking key) and
     cut in job order into groups of up to ``size``."""
-    same = next(s for s in alike_jobs(jobs) if own in s)
+    return _own_group(_alike_with(jobs, own), own, size, structure)
+
+
+def _alike_with(jobs: list[list[str]], own: int) -> list[int]:
+    return next(same for same in alike_jobs(jobs) if own in same)
+
+
+def _own_group(same: list[int], own: int, size: int, structure) -> list[int]:
     group = next(g for g in cut_groups(same, size, structure) if own in g)
     return [own] + [j for j in group if j != own]
 
@@ -59,10 +66,9 @@ def group_configs(cfg) -> list:
     if run_dir.name not in names:
         return [cfg]
     own = names.index(run_dir.name)
-    same = next(s for s in alike_jobs(jobs) if own in s)
+    same = _alike_with(jobs, own)  # only these can join: their configs are composed, their models built
     configs = {j: cfg if j == own else member_config(cfg, jobs[j], run_dir.parent / names[j]) for j in same}
-    group = group_of(jobs, own, cfg.fused, lambda j: stacking_key(configs[j]))
-    return [configs[j] for j in group]
+    return [configs[j] for j in _own_group(same, own, cfg.fused, lambda j: stacking_key(configs[j]))]
 
 
 def _saved_jobs(sweep_dir: Path) -> Optional[list[list[str]]]:

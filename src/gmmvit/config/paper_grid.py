@@ -1,6 +1,6 @@
 """`make paper`: the paper's whole table (5 models x {none, elm, gmm} x 4 datasets x seeds) on one launcher.
 
-    python -m gmmvit.sweeps.paper_grid [--launcher local|local_gpus|slurm|ray_gpus] [--seeds 0,1,2] [--dry] [override ...]
+    python -m gmmvit.config.paper_grid [--launcher local|local_gpus|slurm|ray_gpus] [--seeds 0,1,2] [--dry] [override ...]
 
 Without ``--dry`` it runs ``src/train.py -m experiment=paper <grid> hydra/launcher=<launcher> <overrides>``:
 one Hydra multirun into ``multirun/paper/<overrides>/``. Relaunching it skips finished runs and
@@ -123,7 +123,7 @@ def check_groups(args) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m gmmvit.sweeps.paper_grid", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m gmmvit.config.paper_grid", description=__doc__.split("\n\n")[0])
     p.add_argument("--launcher", default="local", help="conf/hydra/launcher preset: local, local_gpus, slurm, ray_gpus")
     p.add_argument("--seeds", default="0", help="comma-separated seeds (SEEDS=0,1,2)")
     p.add_argument("--models", default=",".join(MODELS))

@@ -102,9 +102,6 @@ class FusedModel:
         self.base.train(mode)
         return self
 
-    def eval(self) -> "FusedModel":
-        return self.train(False)
-
     def to(self, device) -> "FusedModel":
         self.params = {k: v.detach().to(device).requires_grad_(v.requires_grad) for k, v in self.params.items()}
         self.buffers = {k: v.to(device) for k, v in self.buffers.items()}
