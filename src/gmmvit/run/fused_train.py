@@ -195,8 +195,8 @@ def _train_group(members: list[Member], start_epoch: int) -> None:
     loaders = [d[0] for d in data]
     steps_per_epoch = min(len(loader) for loader in loaders)
     if steps_per_epoch == 0:
-        raise ValueError(f"no full batch of {recipe.batch_size} training images: "
-                         "lower recipe.batch_size or raise limit_train")
+        raise ConfigError(f"no full batch of {recipe.batch_size} training images: "
+                          "lower recipe.batch_size or raise limit_train")
 
     net.to(device)
     optimizer = build_optimizer(recipe, net)
