@@ -19,6 +19,11 @@ def test_packed_workers_start_timing_only_after_all_of_them_warmed_up():
     assert r["images"] == 2 * 2 * 8 and sorted(w["rank"] for w in r["results"]) == [0, 1]
 
 
+def test_a_worker_whose_images_make_no_full_batch_says_so_instead_of_waiting_forever():
+    r = packing.measure(1, TINY, steps=2, warmup=1, device="cpu", images=4, threads=1, timeout_s=240)
+    assert "4 images make no full batch of 8" in r["error"]
+
+
 def test_packed_rate_is_all_images_over_the_window_from_first_start_to_last_end():
     results = [{"start": 10.0, "end": 14.0, "images": 400}, {"start": 11.0, "end": 16.0, "images": 600}]
     r = packing.aggregate(results)

@@ -94,6 +94,17 @@ def test_profile_steps_writes_a_profile_of_the_real_loop(compose_config, tmp_pat
     assert (run_dir / "trace.json").exists()
 
 
+def test_profile_json_holds_the_figures_profile_md_shows(compose_config, tmp_path, data_dir, monkeypatch):
+    monkeypatch.setattr("gmmvit.run.profiling.WAIT_STEPS", 1)
+    run_dir = tmp_path / "run"
+    train(compose_config(["dataset=digits", "mask=gmm", "profile_steps=1", *TINY], run_dir=run_dir,
+                         data_dir=data_dir))
+    fig = json.loads((run_dir / "profile.json").read_text())
+    text = (run_dir / "profile.md").read_text()
+    assert f"wall {fig['wall_ms']:.2f} ms/step" in text
+    assert fig["top_host"] and all(f"`{h['name'][:90]}`" in text for h in fig["top_host"])
+
+
 def test_profiler_does_nothing_without_profile_steps(tmp_path):
     profiler = StepProfiler(None, tmp_path, torch.device("cpu"), wait=0)
     for _ in range(3):

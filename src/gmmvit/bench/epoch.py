@@ -3,6 +3,7 @@ pipeline alone."""
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -50,7 +51,7 @@ def gpu_epoch(model: str = "vit", mask: str = "gmm", n_train: int = 50_000, pass
               profile_steps: Optional[int] = None, step_graph: Optional[str] = None) -> dict:
     """``train()`` for ``epochs`` epochs of ``passes`` x ``n_train`` synthetic CIFAR-sized images;
     img/s of the last epoch (the first one pays for compilation), the fast paths the run took, and
-    with ``profile_steps`` the text of its ``profile.md``."""
+    with ``profile_steps`` its ``profile.md`` (text) and ``profile.json`` (figures)."""
     cfg = compose([f"model={model}", f"mask={mask}", "dataset=cifar10"])
     with tempfile.TemporaryDirectory(prefix="gmmvit-bench-") as tmp, open_dict(cfg):
         cfg.dataset.source = {"_target_": "gmmvit.bench.epoch.synthetic_split", "n_train": n_train,
@@ -66,8 +67,9 @@ def gpu_epoch(model: str = "vit", mask: str = "gmm", n_train: int = 50_000, pass
         t0 = time.perf_counter()
         record = train(cfg)
         wall = time.perf_counter() - t0
-        profile = Path(cfg.run_dir, "profile.md")
+        profile, figures = (Path(cfg.run_dir, name) for name in ("profile.md", "profile.json"))
         profile = profile.read_text() if profile.exists() else None
+        figures = json.loads(figures.read_text()) if figures.exists() else None
     history = record.get("history", [])
     if not history:
         raise RuntimeError(f"train() recorded no epoch (status {record.get('status')}: {record.get('reason')})")
@@ -75,7 +77,8 @@ def gpu_epoch(model: str = "vit", mask: str = "gmm", n_train: int = 50_000, pass
     return {"model": model, "mask": mask, "images": int(n_train * passes), "epochs": len(history),
             "img_s": last["img_per_s"], "epoch_s": last["epoch_s"], "first_epoch_s": history[0]["epoch_s"],
             "wall_s": wall, "compile": compile, "attention": attention, "data_on_gpu": data_on_gpu, "step_graph": step_graph,
-            "train_loss": last["train_loss"], "paths": record.get("paths", {}), "profile": profile}
+            "train_loss": last["train_loss"], "paths": record.get("paths", {}), "profile": profile,
+            "profile_figures": figures}
 
 
 def gpu_data_rate(n_train: int = 25_000, device: str = "cuda", batch: int = 128) -> dict:

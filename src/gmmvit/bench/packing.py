@@ -102,6 +102,8 @@ def worker(spec: dict) -> dict:
     split = synthetic_split(True, n_train=spec["images"], size=ds.img_size, channels=ds.channels,
                             classes=ds.num_classes)
     batches = GpuBatches.from_split(split, ds, cfg.recipe, dev, RepeatedPassSampler(len(split), 1, spec["rank"]))
+    if len(batches) == 0:  # the loop below would wait forever for a batch
+        raise ValueError(f"packing: {spec['images']} images make no full batch of {cfg.recipe.batch_size}")
 
     def run(n: int) -> int:
         seen = 0

@@ -1,0 +1,58 @@
+"""The GPU check (gmmvit.bench.gpu_check) works before a card is lent: its runs compose, and its
+rehearsal on the CPU makes every call the GPU run makes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from gmmvit.bench import gpu_check
+from gmmvit.bench.gpu_scale import GPU, REHEARSAL, on_cpu
+from gmmvit.catalog import REPO
+from gmmvit.config.checks import check
+
+
+def overrides_of(command: list[str]) -> list[str]:
+    """A train.py command's overrides, a sweep's lists cut to their first value (compose takes one job)."""
+    args = [a for a in command[2:] if a != "-m"]
+    return [a if "," not in a else a.split(",")[0] for a in args]
+
+
+@pytest.mark.parametrize("scale", [GPU, REHEARSAL], ids=["gpu", "rehearsal"])
+def test_every_accuracy_run_of_the_gpu_check_composes(compose_config, tmp_path, scale):
+    commands = [gpu_check.accuracy_command(*run, tmp_path, scale) for run in gpu_check.ACCURACY_RUNS]
+    commands.append(gpu_check.fused_accuracy_command(tmp_path, scale))
+    for command in commands:
+        cfg = compose_config(overrides_of(command), run_dir=tmp_path / "run", data_dir=tmp_path)
+        check(cfg, machine=False)  # the ranges every launch checks first
+        assert cfg.dataset.name == "fashion_mnist"
+
+
+def test_a_rehearsal_replaces_only_the_settings_cuda_alone_has():
+    assert [on_cpu("step_graph", v) for v in ("true", "auto", "false")] == ["auto", "auto", "false"]
+    assert [on_cpu("compile", v) for v in ("true", "reduce-overhead", "auto", "false")] == [
+        "false", "false", "auto", "false"]
+    assert on_cpu("precision", "bf16") == "bf16"
+
+
+def test_the_gpu_check_rehearses_its_phases_on_the_cpu(tmp_path):
+    out = tmp_path / "gpu_check.md"
+    proc = subprocess.run([sys.executable, "-m", "gmmvit.bench.gpu_check", "--rehearse", "--models", "vit",
+                           "--phases", "b,c,d,e", "--fmnist", str(tmp_path / "unused"), "--out", str(out),
+                           "--logs", str(tmp_path / "logs"), "--workdir", str(tmp_path / "work")],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    text = out.read_text()
+    assert "REHEARSAL" in text and "failed" not in text and "error" not in text, text
+    for section in ("### 2.", "### 2b.", "### 3.", "### 4.", "### 5."):
+        assert section in text
+    results = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert {r["kind"] for r in results["serial"]} == {"e2e", "data"}
+    assert all("img_s" in r for r in results["serial"] + results["fused"])
+    assert results["serial"][0]["profile_figures"]["steps"] == REHEARSAL.profile_steps
+    assert set(results["packing"]) >= {"mps", *map(str, REHEARSAL.pack_sizes)}
+    assert set(results["rates"]) == {"vit"} and results["table_hours"] > 0
+    assert {"vit|4", "vit|16"} <= set(results["fused_rates"])
