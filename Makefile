@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: install demo test test-fast train table eval locality status dashboard bench paper ablations clean
+.PHONY: install demo test test-fast train table eval locality status dashboard bench gpu-carry paper ablations clean
 
 install: $(VENV)/.installed
 
@@ -56,6 +56,16 @@ dashboard: install
 # train-step img/s per model x mask, loader img/s per core, GPU epoch: one markdown report
 bench: install
 	$(PY) -m gmmvit.bench $(ARGS)
+
+# .whl/: what a bare GPU image lacks for the GPU check (gmmvit.bench.gpu_check): the wheels of this
+# venv's hydra-core, omegaconf, antlr4 and timm (pure Python), and Debian's Fashion-MNIST files.
+# The device tool carries .whl; the command to run there is in README "GPU figures".
+CARRIED := hydra-core|omegaconf|antlr4-python3-runtime|timm
+gpu-carry: install
+	rm -rf .whl && mkdir -p .whl/fashion-mnist
+	$(PY) -m pip wheel -q --no-deps -w .whl $$($(PY) -m pip list --format=freeze | grep -iE '^($(CARRIED))==')
+	cp /usr/share/datasets/fashion-mnist/*-ubyte.gz .whl/fashion-mnist/
+	@du -sh .whl
 
 # the paper's whole table (5 models x none/elm/gmm x 4 datasets) into multirun/paper/ on one launcher:
 #   make paper [LAUNCHER=local|local_gpus|slurm|ray_gpus] [SEEDS=0,1,2] [DRY=1] [ARGS='hydra.launcher.partition=gpu']
