@@ -297,7 +297,7 @@ def upgradable_run_dir(text: str) -> Path:
     run_dir = Path(text)
     where = "give a run folder, multirun/SWEEP/RUN, that holds checkpoint.pt"
     if not run_dir.is_dir():
-        raise CheckpointError(f"{run_dir} {'is a file' if run_dir.exists() else 'does not exist'}; {where}")
+        raise CheckpointError(f"{run_dir} {'is a file, not a folder' if run_dir.exists() else 'does not exist'}; {where}")
     if not any((run_dir / name).is_file() for name in (CHECKPOINT, PREVIOUS_CHECKPOINT)):
         raise CheckpointError(f"{run_dir} holds no {CHECKPOINT} or {PREVIOUS_CHECKPOINT}, nothing to upgrade; "
                               f"{where}")
