@@ -166,7 +166,7 @@ def test_val_on_runs_without_a_validation_split_says_how_to_hold_one_out(sweep, 
     shutil.copytree(sweep, copy)
     assert table_lib.main([str(copy), "--select", "val"]) == 0
     out = capsys.readouterr().out.strip()
-    assert out.splitlines() == [f"sweep ({copy}): --select val has nothing to show, its runs hold no validation "
+    assert out.splitlines() == [f"tabletest ({copy}): --select val has nothing to show, its runs hold no validation "
                                 "split; train them with one held out, e.g. dataset.val_fraction=0.1"]
     assert not list(copy.glob("table_val.*"))
 
