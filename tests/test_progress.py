@@ -133,3 +133,17 @@ def test_status_gives_each_runs_epochs_and_eta_and_the_sweeps(offline_sweep, tmp
     assert "running 1/2 epochs, ETA 30s" in text
     assert "2 finished, 1 running, 1 todo; sweep ETA" in text
     assert status.main([str(sweep_dir)]) == 0
+
+
+def test_the_finished_line_counts_the_best_epoch_as_the_epoch_lines_do(offline_sweep):
+    sweep_dir, stdout = offline_sweep
+    for run in (p for p in sweep_dir.iterdir() if (p / "metrics.json").exists()):
+        final = json.loads((run / "metrics.json").read_text())["final"]
+        shown = f"epoch {final['best_epoch'] + 1}/2"             # metrics.json keeps the index from 0
+        assert f"{run.name} finished: best top-1 {final['best_top1']:.2f} ({shown})" in stdout
+        assert re.search(rf"{re.escape(run.name)} {shown} loss \S+ top-1 {final['best_top1']:.2f} ", stdout)
+
+
+def test_a_run_folder_holds_no_empty_log_file(offline_sweep):
+    sweep_dir, _ = offline_sweep
+    assert not list(sweep_dir.glob("*/*.log"))

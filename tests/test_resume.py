@@ -84,7 +84,7 @@ def test_sigkill_mid_epoch_then_relaunch_equals_uninterrupted_run(sweeps, tmp_pa
     assert out.returncode == 0, out.stderr[-3000:]
     n_done = len(killed["history"])
     assert f"taking over {run_dir.name} from pid {proc.pid}" in out.stdout, out.stdout[-3000:]
-    assert f"resuming {run_dir.name} from epoch {n_done}" in out.stdout, out.stdout[-3000:]
+    assert f"resuming {run_dir.name} after epoch {n_done}/" in out.stdout, out.stdout[-3000:]
     resumed = metrics(run_dir)
     assert resumed["status"] == "finished"
     assert [r["epoch"] for r in resumed["history"]] == [0, 1, 2, 3]

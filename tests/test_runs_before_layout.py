@@ -31,7 +31,7 @@ def old_sweep(tmp_path):
 def test_a_stopped_run_from_before_the_layout_resumes_in_place(compose_config, tmp_path, capsys):
     run_dir = old_sweep(tmp_path) / "stopped_seed1"
     result = train(compose_config([*TINY, "seed=1"], run_dir=run_dir, data_dir=tmp_path / "data"))
-    assert "resuming stopped_seed1 from epoch 1" in capsys.readouterr().out
+    assert "resuming stopped_seed1 after epoch 1/2" in capsys.readouterr().out
     assert result["status"] == "finished"
     assert [r["epoch"] for r in result["history"]] == [0, 1]
 

@@ -161,7 +161,7 @@ def test_multirun_on_slurm_with_a_preempted_job_resuming(slurm, tmp_path):
         # (submitit's own "Requeued job" line may be cut off: scontrol requeue ends the step at once)
         assert "Caught signal SIGUSR2" in err, err[-3000:]
         assert f"Requeued job {job_id}" in err or "DUE TO JOB REQUEUE" in err, err[-3000:]
-        resumed = [int(n) for n in re.findall(rf"resuming {re.escape(run_dir.name)} from epoch (\d+)", out)]
+        resumed = [int(n) for n in re.findall(rf"resuming {re.escape(run_dir.name)} after epoch (\d+)/", out)]
         # (N may trail the epochs recorded at the signal: a row is written just before its checkpoint)
         assert len(resumed) == 1 and resumed[0] >= 1 and epochs_before >= 1, out[-3000:]
         # the line that ends epoch 1 (progress lines within an epoch name it too)

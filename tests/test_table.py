@@ -146,9 +146,29 @@ def test_final_flag_uses_the_last_epoch(sweep, capsys):
     out = capsys.readouterr().out
     assert "last-epoch test top-1" in out and "no selection on the test set" in out
     finals = [_metrics(sweep, f"mask=none,seed={s}")["final"]["final_top1"] for s in (0, 1)]
-    assert float(_row(_csv_rows(sweep / "table.csv"), "none", "digits")["mean"]) == pytest.approx(
+    assert float(_row(_csv_rows(sweep / "table_final.csv"), "none", "digits")["mean"]) == pytest.approx(
         statistics.mean(finals))
-    table_lib.main([str(sweep)])                     # leave the best-epoch table behind
+
+
+@pytest.mark.parametrize("flags", [["--final"], ["--select", "final"], ["--select", "final,test"]])
+def test_table_files_only_ever_hold_the_papers_selection(sweep, tmp_path, flags):
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep, copy)
+    assert table_lib.main([str(copy)]) == 0
+    papers = {name: (copy / name).read_bytes() for name in ("table.md", "table.csv", "table.tex")}
+    assert table_lib.main([str(copy), *flags]) == 0
+    assert {name: (copy / name).read_bytes() for name in papers} == papers
+    assert "last-epoch test top-1" in (copy / "table_final.md").read_text()
+
+
+def test_val_on_runs_without_a_validation_split_says_how_to_hold_one_out(sweep, tmp_path, capsys):
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep, copy)
+    assert table_lib.main([str(copy), "--select", "val"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.splitlines() == [f"tabletest ({copy}): --select val has nothing to show, its runs hold no validation "
+                                "split; train them with one held out, e.g. dataset.val_fraction=0.1"]
+    assert not list(copy.glob("table_val.*"))
 
 
 def test_running_until_silent_then_incomplete(sweep):
@@ -193,4 +213,3 @@ def test_nothing_finished_is_one_line(sweep, tmp_path, capsys):
     out = capsys.readouterr().out.strip()
     assert len(out.splitlines()) == 1 and "nothing finished yet (1 failed)" in out
     assert not (only / "table.md").exists()
-    assert table_lib.main([str(tmp_path / "absent")]) == 1

@@ -1,8 +1,14 @@
 """The errors a user can fix: each message names the key or file and the fix, and the entry point
-prints it as one line with exit code 2 (``gmmvit.config.reporting``). Every layer raises them, so
-they live at the bottom of the package."""
+prints it as one line with exit code 2 (``fail``: through ``one_line_errors`` for a ``python -m``
+command, ``gmmvit.config.reporting`` for ``src/train.py``). Every layer raises them, so they and the
+one way of printing them live at the bottom of the package."""
 
 from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from typing import Callable, NoReturn
 
 
 class ConfigError(ValueError):
@@ -18,3 +24,30 @@ class CheckpointError(RuntimeError):
 
 
 USER_ERRORS = (ConfigError, DatasetUnavailable, CheckpointError)
+
+
+def fail(message: str) -> NoReturn:
+    """The policy's one line, ``gmmvit: error: <message>``, and exit code 2."""
+    print(f"gmmvit: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+class CommandLine(argparse.ArgumentParser):
+    """An entry point's parser whose refusals are the policy's one line (argparse prints usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        fail(f"{self.prog}: {message} (see --help)")
+
+
+def one_line_errors(main: Callable[..., int]) -> Callable[..., int]:
+    """A ``python -m`` entry point's ``main``, whose user errors end in the policy's one line and exit 2:
+    every command reports them the same way, whatever layer raised them."""
+
+    @functools.wraps(main)
+    def guarded_main(*args, **kwargs) -> int:
+        try:
+            return main(*args, **kwargs)
+        except USER_ERRORS as exc:
+            fail(str(exc))
+
+    return guarded_main

@@ -5,7 +5,6 @@ before a sweep and before each job)."""
 from __future__ import annotations
 
 from dataclasses import fields, is_dataclass
-from pathlib import PurePath
 from typing import Optional
 
 import torch
@@ -97,16 +96,22 @@ def check(cfg: DictConfig, machine: bool = True) -> None:
     pool = cfg.model.get("pool") if isinstance(cfg.model, DictConfig) else None
     if pool is not None and pool not in [p.value for p in Pool]:
         raise ConfigError(f"model.pool={pool}: model.pool takes one of {', '.join(p.value for p in Pool)}")
-    sweep = PurePath(str(cfg.get("sweep", "")))
-    if sweep.is_absolute() or ".." in sweep.parts:  # runs outside multirun/ are runs no reader finds
-        raise ConfigError(f"sweep={sweep}: a sweep lives inside multirun/; use sweep=NAME or sweep=GROUP/NAME "
-                          "(no '..', not an absolute path)")
+    check_sweep_name(cfg.get("sweep"))
     problem = key_problem(cfg) or build_problem(cfg)  # the network, built once on the meta device
     if problem:
         raise ConfigError(problem)
     check_dataset_facts(cfg.dataset)
     check_full_batch(cfg)
     check_device(str(cfg.device), machine)
+
+
+def check_sweep_name(sweep) -> None:
+    """``sweep`` names a folder under multirun/: runs outside it, or straight in it, are runs every
+    reader misses or takes for a sweep of their own."""
+    text = "" if sweep is None else str(sweep)
+    if any(not part.strip() or part in (".", "..") for part in text.split("/")):  # "/abs" starts with ""
+        raise ConfigError(f"sweep={text!r}: a sweep lives inside multirun/; use sweep=NAME or sweep=GROUP/NAME "
+                          "(each part a name: not empty, blank, '.' or '..'; not an absolute path)")
 
 
 def check_device(device: str, machine: bool = True) -> None:

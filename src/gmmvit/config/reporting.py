@@ -3,10 +3,8 @@ in one line naming the key or file and the fix, with exit code 2, never a traceb
 
 from __future__ import annotations
 
-import sys
-
 from gmmvit.config.refusals import explain
-from gmmvit.errors import USER_ERRORS
+from gmmvit.errors import USER_ERRORS, fail
 
 
 def user_error(exc: BaseException):
@@ -16,11 +14,6 @@ def user_error(exc: BaseException):
             return exc
         exc = exc.__cause__
     return None
-
-
-def fail(message: str) -> None:
-    print(f"gmmvit: error: {message}", file=sys.stderr, flush=True)
-    sys.exit(2)
 
 
 def report_config_errors_in_one_line() -> None:

@@ -42,7 +42,7 @@ from gmmvit.run.ending import recorded_end
 from gmmvit.run.figures import MaskFigures
 from gmmvit.run.fused import FusedModel, FusedStep, MemberRandom, build_member, stacked_batches
 from gmmvit.run.loaders import eval_loader, run_splits, training_loader
-from gmmvit.run.progress import Progress
+from gmmvit.run.progress import Progress, epoch_label, finished_line
 from gmmvit.run.provenance import record_environment
 from gmmvit.run.recipe import build_criterion, build_mixup, build_optimizer, build_scheduler
 from gmmvit.run.records import (STATUS_FAILED, STATUS_FINISHED, STATUS_RUNNING, RunRecord,
@@ -227,7 +227,8 @@ def _train_group(members: list[Member], start_epoch: int) -> None:
             continue_from(m.record, m.state)
         optimizer.load_state_dict(stacked_optimizer_state([m.state["optimizer"] for m in members], net))
         scheduler.load_state_dict(members[0].state["scheduler"])
-        print(f"[gmmvit] resuming fused group of {members[0].name} from epoch {start_epoch}", flush=True)
+        print(f"[gmmvit] resuming fused group of {members[0].name} after {epoch_label(start_epoch - 1, recipe.epochs)}",
+              flush=True)
 
     for g, m in enumerate(members):
         evals[g].load_state_dict(net.member_state(g))
@@ -264,14 +265,14 @@ def _train_group(members: list[Member], start_epoch: int) -> None:
             losses = step_fn(images, targets, active)
             loss_sums += losses * images.shape[1]
             if step % DIVERGENCE_CHECK_EVERY == 0:
-                _drop_diverged(members, losses, active, f"at epoch {epoch} step {step}")
+                _drop_diverged(members, losses, active, f"in {epoch_label(epoch, recipe.epochs)} step {step}")
             step += 1
             scheduler.step_update(step)
             seen += images.shape[1]
             for g, m in enumerate(members):
                 if not m.failed:
                     m.extra["progress"].step(seen, loss_sums[g])
-        _drop_diverged(members, loss_sums, active, f"during epoch {epoch}")
+        _drop_diverged(members, loss_sums, active, f"during {epoch_label(epoch, recipe.epochs)}")
         train_s = time.time() - t0
         for g, m in enumerate(members):
             if not m.failed:
@@ -295,8 +296,7 @@ def _train_group(members: list[Member], start_epoch: int) -> None:
         m.record.update(status=STATUS_FINISHED, final=final)
         m.extra["tracker"].log_summary(**{f"final/{k}": v for k, v in final.items()})
         m.extra["tracker"].finish()
-        print(f"[gmmvit] {m.name} finished: best top-1 {final['best_top1']:.2f} "
-              f"(epoch {final['best_epoch']}), final {final['final_top1']:.2f}", flush=True)
+        print(finished_line(m.name, final, recipe.epochs), flush=True)
 
 
 def _drop_diverged(members: list[Member], losses: torch.Tensor, active: torch.Tensor, where: str) -> None:
@@ -328,5 +328,5 @@ def _end_epoch(m: Member, g: int, net: FusedModel, optimizer, scheduler, random:
         "scheduler": scheduler.state_dict(), "rng": rng, "wall_s": wall_s,
         "wandb_id": m.extra["tracker"].run_id, "history": m.record.history})
     m.extra["best"].after_epoch(row, model)
-    print(f"[gmmvit] {m.name} epoch {epoch + 1}/{m.cfg.recipe.epochs} loss {row['train_loss']:.4f} "
+    print(f"[gmmvit] {m.name} {epoch_label(epoch, m.cfg.recipe.epochs)} loss {row['train_loss']:.4f} "
           f"top-1 {top1:.2f} lr {row['lr']:.2e} {row['img_per_s']:.0f} img/s (fused x{net.size})", flush=True)

@@ -33,6 +33,19 @@ def duration(seconds: Optional[float]) -> str:
     return f"{s}s"
 
 
+def epoch_label(index: int, epochs: int) -> str:
+    """A recorded epoch index (``metrics.json`` counts from 0) as every line a user reads counts it,
+    from 1: index 0 of 2 is ``epoch 1/2``."""
+    return f"epoch {index + 1}/{epochs}"
+
+
+def finished_line(name: str, final: dict, epochs: int) -> str:
+    """The run's last log line: its best and last test top-1, the best epoch counted as the epoch lines count."""
+    best = "none" if final["best_epoch"] is None else epoch_label(final["best_epoch"], epochs)
+    return (f"[gmmvit] {name} finished: best top-1 {final['best_top1']:.2f} ({best}), "
+            f"final {final['final_top1']:.2f}")
+
+
 def is_terminal(stream: TextIO) -> bool:
     """A bar only where one person watches one run: a terminal, in the launching process (the
     joblib/Ray workers of a multirun share their parent's terminal and would garble each other's bar)."""
@@ -93,7 +106,7 @@ class Progress:
         elif self.step_i in self.marks:
             now = time.monotonic()
             pct = round(100 * self.step_i / self.steps)
-            print(f"[gmmvit] {self.name} epoch {self.epoch + 1}/{self.epochs} {pct:3d}% "
+            print(f"[gmmvit] {self.name} {epoch_label(self.epoch, self.epochs)} {pct:3d}% "
                   f"({self.step_i}/{self.steps} steps) {self._status(seen, loss_sum, now)}",
                   file=self.log_stream, flush=True)
         if self.step_i == self.steps:

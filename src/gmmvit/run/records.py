@@ -14,7 +14,6 @@ by an earlier gmmvit (random states pickled as numpy arrays).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -27,7 +26,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from gmmvit.errors import CheckpointError, ConfigError
+from gmmvit.errors import CheckpointError, CommandLine, ConfigError, one_line_errors
 from gmmvit.run.metrics_schema import read_metrics
 
 METRICS = "metrics.json"
@@ -293,21 +292,29 @@ def upgrade_checkpoints(run_dir: Path, trust: bool = False) -> list[Path]:
     return done
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m gmmvit.run.records")
-    commands = parser.add_subparsers(dest="command", required=True)
+def upgradable_run_dir(text: str) -> Path:
+    """``upgrade``'s folder, refused in one line unless it is a run folder holding a checkpoint."""
+    run_dir = Path(text)
+    where = "give a run folder, multirun/SWEEP/RUN, that holds checkpoint.pt"
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir} {'is a file, not a folder' if run_dir.exists() else 'does not exist'}; {where}")
+    if not any((run_dir / name).is_file() for name in (CHECKPOINT, PREVIOUS_CHECKPOINT)):
+        raise CheckpointError(f"{run_dir} holds no {CHECKPOINT} or {PREVIOUS_CHECKPOINT}, nothing to upgrade; "
+                              f"{where}")
+    return run_dir
+
+
+@one_line_errors
+def main(argv=None) -> int:
+    parser = CommandLine(prog="python -m gmmvit.run.records")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=CommandLine)
     upgrade = commands.add_parser("upgrade", help="rewrite a trusted run folder's checkpoints of an earlier "
                                   "gmmvit so that they load with weights_only=True")
     upgrade.add_argument("--trust", action="store_true", help="unpickle checkpoints that need it: they run "
                          "whatever they pickled, so only for files you wrote")
-    upgrade.add_argument("run_dir", type=Path)
+    upgrade.add_argument("run_dir")
     args = parser.parse_args(argv)
-    try:
-        upgraded = upgrade_checkpoints(args.run_dir, trust=args.trust)
-    except CheckpointError as exc:
-        print(f"gmmvit: error: {exc}", file=sys.stderr, flush=True)
-        return 2
-    for path in upgraded:
+    for path in upgrade_checkpoints(upgradable_run_dir(args.run_dir), trust=args.trust):
         print(f"[gmmvit] rewrote {path} as tensors and plain types", flush=True)
     return 0
 

@@ -30,7 +30,7 @@ from gmmvit.run.ending import recorded_end
 from gmmvit.run.figures import MaskFigures
 from gmmvit.run.loaders import eval_loader, run_splits, training_loader
 from gmmvit.run.profiling import StepProfiler
-from gmmvit.run.progress import Progress
+from gmmvit.run.progress import Progress, epoch_label, finished_line
 from gmmvit.run.provenance import record_environment
 from gmmvit.run.recipe import build_criterion, build_mixup, build_optimizer, build_scheduler
 from gmmvit.run.records import (STATUS_FAILED, STATUS_FINISHED, STATUS_RUNNING, RunRecord, check_writable,
@@ -182,7 +182,7 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
         set_rng_state(state["rng"])
         start_epoch, wall_before, wandb_id = state["epoch"], state["wall_s"], state.get("wandb_id")
         continue_from(record, state)  # epochs 0..N-1 recorded, or rebuilt from the checkpoint, or one line
-        print(f"[gmmvit] resuming {run_dir.name} from epoch {start_epoch}", flush=True)
+        print(f"[gmmvit] resuming {run_dir.name} after {epoch_label(start_epoch - 1, recipe.epochs)}", flush=True)
     elif any(r["epoch"] >= 1 for r in record.history):
         # epochs were recorded, so checkpoints were written: starting over would overwrite history
         raise CheckpointError(f"{run_dir} records {len(record.history)} epochs but has no checkpoint; "
@@ -218,7 +218,8 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
                 loss_sum += loss * images.shape[0]
                 # reading the loss on the host stalls a GPU: look only every few steps
                 if step % DIVERGENCE_CHECK_EVERY == 0 and not torch.isfinite(loss):
-                    raise TrainingDiverged(f"loss became {loss.item()} at epoch {epoch} step {step}")
+                    raise TrainingDiverged(
+                        f"loss became {loss.item()} in {epoch_label(epoch, recipe.epochs)} step {step}")
                 step += 1
                 scheduler.step_update(step)
                 profiler.step()
@@ -226,7 +227,7 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
                 progress.step(seen, loss_sum)
             loss_sum = float(loss_sum)
             if not math.isfinite(loss_sum):
-                raise TrainingDiverged(f"loss became {loss_sum} during epoch {epoch}")
+                raise TrainingDiverged(f"loss became {loss_sum} during {epoch_label(epoch, recipe.epochs)}")
             train_s = time.time() - t0
             paths_taken(model)  # eval is eager: every layer notes the path it takes
             top1 = evaluate(model, test_loader, device, autocast)
@@ -250,7 +251,7 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
                 "wall_s": wall_before + time.time() - started, "wandb_id": tracker.run_id,
                 "history": record.history})  # what metrics.json is rebuilt from, should it be lost
             best_weights.after_epoch(row, model)
-            print(f"[gmmvit] {run_dir.name} epoch {epoch + 1}/{recipe.epochs} loss {row['train_loss']:.4f} "
+            print(f"[gmmvit] {run_dir.name} {epoch_label(epoch, recipe.epochs)} loss {row['train_loss']:.4f} "
                   f"top-1 {top1:.2f} lr {row['lr']:.2e} {row['img_per_s']:.0f} img/s", flush=True)
     except TrainingDiverged as exc:
         progress.close()
@@ -270,6 +271,5 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
     record.update(status=STATUS_FINISHED, final=final)
     tracker.log_summary(**{f"final/{k}": v for k, v in final.items()})
     tracker.finish()
-    print(f"[gmmvit] {run_dir.name} finished: best top-1 {final['best_top1']:.2f} "
-          f"(epoch {final['best_epoch']}), final {final['final_top1']:.2f}", flush=True)
+    print(finished_line(run_dir.name, final, recipe.epochs), flush=True)
     return record.data

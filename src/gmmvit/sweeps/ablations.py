@@ -14,7 +14,6 @@ finished, and the GPU-hours left, estimated as ``make paper DRY=1`` does (``gmmv
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from gmmvit.catalog import CONF, MULTIRUN, REPO, TRAIN_SCRIPT
+from gmmvit.errors import CommandLine, ConfigError, one_line_errors
 from gmmvit.sweeps.cost import NO_PACKING, estimate, measured_rates, recipe_length
 from gmmvit.sweeps.expand import BASIC_SWEEPER, is_task_override, run_name, sweep_jobs
 from gmmvit.sweeps.folders import csv, read_metrics
@@ -36,7 +36,7 @@ def preset_names() -> list[str]:
 def preset(name: str):
     path = PRESET_DIR / f"{name}.yaml"
     if not path.is_file():
-        sys.exit(f"gmmvit: error: no ablation preset {name!r}; choose from {', '.join(preset_names())}")
+        raise ConfigError(f"--only {name}: no ablation preset {name!r}; choose from {', '.join(preset_names())}")
     return OmegaConf.load(path)
 
 
@@ -104,8 +104,9 @@ def command(name: str, launcher: str, overrides: list[str]) -> list[str]:
             f"hydra/launcher={launcher}", *overrides]
 
 
+@one_line_errors
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m gmmvit.sweeps.ablations", description=__doc__.split("\n\n")[0])
+    p = CommandLine(prog="python -m gmmvit.sweeps.ablations", description=__doc__.split("\n\n")[0])
     p.add_argument("--only", default=None, help=f"comma-separated presets (default: all of {', '.join(preset_names())})")
     p.add_argument("--launcher", default="local", help="conf/hydra/launcher preset: local, local_gpus, slurm, ray_gpus")
     p.add_argument("--multirun", default=str(MULTIRUN), help="where sweeps live")

@@ -22,8 +22,8 @@ project come from the runs' logger config. Any failure is one line; a sweep neve
 
 from __future__ import annotations
 
-import argparse
 import hashlib
+import os
 import sys
 import tempfile
 from collections import Counter
@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from gmmvit.errors import CommandLine, ConfigError, one_line_errors
 from gmmvit.run import tracking
 from gmmvit.run.records import METRICS, read_json, write_json
 from gmmvit.run.tracking import (EPOCH, EPOCH_S, IMG_PER_S, MACS, MASK_IMAGE, MASK_PARAMS, PARAMS, TOP1, TOP1_BEST,
@@ -424,20 +425,33 @@ def render_preview(spec_path: Path, runs: list, out: Path) -> None:
     plt.close(fig)
 
 
+def preview_path(text: str) -> Path:
+    """``--preview``'s PNG, refused before anything is built when it cannot be written."""
+    path = Path(text)
+    if path.is_dir():
+        raise ConfigError(f"--preview {path} is a folder; give the PNG file to draw into, e.g. {path / 'view.png'}")
+    if not path.parent.is_dir():
+        raise ConfigError(f"--preview {path}: folder {path.parent} does not exist; create it or draw into "
+                          "an existing folder")
+    if not os.access(path.parent, os.W_OK):
+        raise ConfigError(f"--preview {path}: folder {path.parent} is not writable; draw into a folder you "
+                          "can write")
+    return path
+
+
+@one_line_errors
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m gmmvit.sweeps.dashboard", description=__doc__.split("\n\n")[0])
+    ap = CommandLine(prog="python -m gmmvit.sweeps.dashboard", description=__doc__.split("\n\n")[0])
     ap.add_argument("sweeps", nargs="*", default=["multirun"], help="sweep folders, or folders of sweeps")
     ap.add_argument("--preview", metavar="PNG", help="also draw the view, from its specification and the "
                                                    "runs' files, into this PNG (one sweep)")
     args = ap.parse_args(argv)
-    paths = [Path(p) for p in args.sweeps]
-    sweeps = collect_sweeps(paths, "gmmvit.sweeps.dashboard")
-    if not sweeps:
-        return 1
+    preview = preview_path(args.preview) if args.preview else None
+    sweeps = collect_sweeps([Path(p) for p in args.sweeps])
     ok = [dashboard(folder, runs) for folder, runs in sweeps.items()]
-    if args.preview:
-        folder, runs = next(iter(sweeps.items()))
-        render_preview(folder / SPEC_FILE, runs, Path(args.preview))
+    folder, runs = next(iter(sweeps.items()))
+    if preview is not None and (folder / SPEC_FILE).is_file():  # else dashboard() said why nothing was built
+        render_preview(folder / SPEC_FILE, runs, preview)
     return 0 if all(ok) else 1
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from gmmvit.errors import ConfigError
 from gmmvit.run import runlock
 from gmmvit.run import metrics_schema
 from gmmvit.run.records import METRICS, read_back
@@ -203,12 +203,23 @@ def collect(paths: list[Path], stale_after: Optional[float] = None) -> dict[Path
     return dict(sorted(sweeps.items()))
 
 
-def collect_sweeps(paths: list[Path], prog: str, stale_after: Optional[float] = None) -> dict[Path, list[Run]]:
-    """``collect`` over the paths that exist; when no run is found, one line on stderr saying so
-    (the command-line tools' shared start: table, status, dashboard)."""
-    sweeps = collect([p for p in paths if p.exists()], stale_after)
+WHERE_SWEEPS_ARE = "give a sweep folder (multirun/NAME), a folder of sweeps (multirun) or a run folder"
+
+
+def collect_sweeps(paths: list[Path], stale_after: Optional[float] = None) -> dict[Path, list[Run]]:
+    """``collect`` over the folders a command was given (the command-line readers' shared start: table,
+    status, dashboard); a path that is no folder, or no run under them, is ``ConfigError`` before
+    anything is read or written."""
+    for path in paths:
+        if not path.exists():
+            broken = " (a broken symbolic link)" if path.is_symlink() else ""
+            raise ConfigError(f"{path} does not exist{broken}; {WHERE_SWEEPS_ARE}")
+        if not path.is_dir():
+            raise ConfigError(f"{path} is a file, not a folder; {WHERE_SWEEPS_ARE}")
+    sweeps = collect(paths, stale_after)
     if not sweeps:
-        print(f"{prog}: no runs under {' '.join(map(str, paths))}", file=sys.stderr)
+        raise ConfigError(f"no runs under {' '.join(map(str, paths))} (no folder holds metrics.json or "
+                          f"config.yaml); {WHERE_SWEEPS_ARE}")
     return sweeps
 
 

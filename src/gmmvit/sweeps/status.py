@@ -6,7 +6,6 @@ at the pace of the runs going on now (from metrics.json, no W&B).
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 import sys
@@ -14,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from gmmvit.errors import CommandLine, one_line_errors
 from gmmvit.run.progress import duration
 from gmmvit.sweeps.expand import sweep_size
 from gmmvit.sweeps.folders import collect_sweeps
@@ -73,24 +73,25 @@ def sweep_status(folder: Path, runs: list, now: Optional[float] = None) -> str:
     work = [e for e in left if e is not None]
     work += [typical] * (not_started + counts["incomplete"]) if typical else []
     unknown = typical is None and (not_started + counts["incomplete"]) > 0
-    eta = None if unknown or any(e is None for e in left) else sum(work) / in_flight
+    eta = None if unknown or any(e is None for e in left) or not work else sum(work) / in_flight
     head = f"{folder.name} ({folder}): {len(runs) + not_started} runs" + (
         f" ({not_started} not started yet)" if not_started else "")
     summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
-    tail = (f"sweep ETA {duration(eta)} at {in_flight} run(s) at a time" if counts["finished"] < len(runs) + not_started
-            else "sweep finished")
+    if counts["finished"] == len(runs) + not_started:
+        tail = "sweep finished"
+    elif eta is None:   # no pace to count the work left by; "0s" would say the sweep is done
+        tail = "sweep ETA unknown" + (" (fix or delete the unreadable runs)" if counts["unreadable"] else "")
+    else:
+        tail = f"sweep ETA {duration(eta)} at {in_flight} run(s) at a time"
     return "\n".join([head, *lines, f"{summary}; {tail}"]) + "\n"
 
 
+@one_line_errors
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m gmmvit.sweeps.status", description=__doc__.split("\n\n")[0])
+    ap = CommandLine(prog="python -m gmmvit.sweeps.status", description=__doc__.split("\n\n")[0])
     ap.add_argument("sweeps", nargs="*", default=["multirun"], help="sweep folders, or folders of sweeps")
     args = ap.parse_args(argv)
-    paths = [Path(p) for p in args.sweeps]
-    sweeps = collect_sweeps(paths, "gmmvit.sweeps.status")
-    if not sweeps:
-        return 1
-    for folder, runs in sweeps.items():
+    for folder, runs in collect_sweeps([Path(p) for p in args.sweeps]).items():
         print(sweep_status(folder, runs), flush=True)
     return 0
 

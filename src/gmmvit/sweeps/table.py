@@ -33,6 +33,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from gmmvit.errors import CommandLine, one_line_errors
 from gmmvit.sweeps import render
 from gmmvit.sweeps.cells import SELECTIONS, SweepTable
 from gmmvit.sweeps.folders import Run, collect_sweeps
@@ -45,26 +46,36 @@ def outputs(stem: str) -> list[str]:
 
 
 OUTPUTS = tuple(outputs("table"))
+DEFAULT_SELECTION = "test"
+
+
+def stem_of(select: str) -> str:
+    """The files a selection's table is written to: ``table.*`` is only ever the paper's selection,
+    whatever flags asked for the others, so another never overwrites it."""
+    return "table" if select == DEFAULT_SELECTION else f"table_{select}"
 
 
 def selections(asked: Optional[str], runs: list[Run]) -> list[str]:
     """The selections to print: those asked for, else the paper's, then the clean one where runs have it."""
     if asked:
         return asked.split(",")
-    return ["test"] + (["val"] if any(r.at_best_val is not None for r in runs) else [])
+    return [DEFAULT_SELECTION] + (["val"] if any(r.at_best_val is not None for r in runs) else [])
 
 
-def build(folder: Path, runs: list[Run], select: str = "test", write: bool = True,
-          stem: str = "table") -> tuple[str, Optional[SweepTable]]:
-    """The printed text of one sweep; with ``write``, its four files ``<stem>.*`` in ``folder``."""
+def build(folder: Path, runs: list[Run], select: str = DEFAULT_SELECTION,
+          write: bool = True) -> tuple[str, Optional[SweepTable]]:
+    """The printed text of one sweep; with ``write``, its four files (``stem_of(select)``) in ``folder``."""
     t = SweepTable(Path(folder), runs, select)
     if not any(r.state == "finished" for r in runs):
         counts = ", ".join(f"{v} {k}" for k, v in sorted(t.counts().items()))
         listed = "".join(f"- {line}\n" for line in t.notices() if line.startswith("unreadable: "))
         return f"{t.name} ({folder}): nothing finished yet ({counts}).\n{listed}", None
+    if select == "val" and not any(r.at_best_val is not None for r in runs):
+        return (f"{t.name} ({folder}): --select val has nothing to show, its runs hold no validation split; "
+                "train them with one held out, e.g. dataset.val_fraction=0.1\n"), None
     text = render.render_markdown(t)
     if write:
-        md, csv, tex, png = (t.folder / name for name in outputs(stem))
+        md, csv, tex, png = (t.folder / name for name in outputs(stem_of(select)))
         md.write_text(text)
         render.write_csv(t, csv)
         tex.write_text(render.render_tex(t))
@@ -72,8 +83,9 @@ def build(folder: Path, runs: list[Run], select: str = "test", write: bool = Tru
     return text, t
 
 
+@one_line_errors
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m gmmvit.sweeps.table", description=__doc__.split("\n\n")[0])
+    ap = CommandLine(prog="python -m gmmvit.sweeps.table", description=__doc__.split("\n\n")[0])
     ap.add_argument("sweeps", nargs="*", default=["multirun"], help="sweep folders, or folders of sweeps")
     ap.add_argument("--select", type=_selection, default=None, metavar="test|val|final[,...]",
                     help="which epoch a cell is: best on test (the paper's), best on the validation split "
@@ -84,20 +96,13 @@ def main(argv=None) -> int:
                     help="a 'running' run silent this long is reported incomplete "
                          "(default: 3 of its longest epochs, at least 10 min)")
     args = ap.parse_args(argv)
-    paths = [Path(p) for p in args.sweeps]
-    absent = [p for p in paths if not p.exists()]
-    for p in absent:
-        print(f"gmmvit.sweeps.table: {p} does not exist", file=sys.stderr)
-    sweeps = collect_sweeps(paths, "gmmvit.sweeps.table", args.stale_after)
-    if not sweeps:
-        return 1
+    sweeps = collect_sweeps([Path(p) for p in args.sweeps], args.stale_after)
     for folder, runs in sweeps.items():
-        for i, select in enumerate(selections(args.select, runs)):
-            stem = "table" if i == 0 else f"table_{select}"  # the first table keeps the usual names
-            text, t = build(folder, runs, select, stem=stem)
+        for select in selections(args.select, runs):
+            text, t = build(folder, runs, select)
             print(text, flush=True)
             if t is not None:
-                print(f"(written: {', '.join(str(folder / o) for o in outputs(stem))})\n", flush=True)
+                print(f"(written: {', '.join(str(folder / o) for o in outputs(stem_of(select)))})\n", flush=True)
     return 0
 
 
