@@ -4,6 +4,8 @@ takes another test set of the same shape, and refuses in one line what would cha
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 
@@ -80,3 +82,42 @@ def test_make_eval_on_a_folder_without_a_run_exits_2_with_one_line(tmp_path):
     out = subprocess.run([sys.executable, "-m", "gmmvit.config.evaluation", str(tmp_path)], cwd=REPO,
                          capture_output=True, text=True)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "config.yaml" in out.stderr
+
+
+@pytest.mark.parametrize("override, line", [
+    ("recipe.batch_size=0", "recipe.batch_size=0: recipe.batch_size must be >= 1"),
+    ("recipe.batch_size=-5", "recipe.batch_size=-5: recipe.batch_size must be >= 1"),
+    ("threads=-2", "threads=-2: threads must be >= 0"),
+    ("seed=-1", "seed=-1: seed must be >= 0"),
+    ("limit_test=-1", "limit_test=-1: limit_test must be >= 1"),
+    ("limit_test=0", "limit_test=0: limit_test must be >= 1"),
+])
+def test_an_override_out_of_its_range_is_refused_in_one_line_as_training_refuses_it(trained_run, override, line,
+                                                                                     capsys):
+    with pytest.raises(SystemExit) as ended:
+        main([str(trained_run), override])
+    assert ended.value.code == 2 and capsys.readouterr().err == f"gmmvit: error: {line}\n"
+
+
+@pytest.mark.parametrize("text, fault", [("model: [unclosed", "cannot be read"), ("", "is empty"),
+                                         ("- 1\n- 2\n", "holds a list, not a config"),
+                                         ("model: 3\n", "has the wrong shape: model is 3"),
+                                         ("seed: 0\n", "has the wrong shape: no model")])
+def test_a_damaged_config_yaml_is_one_line_naming_the_file_and_the_fix(trained_run, tmp_path, text, fault):
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run, run_dir)
+    (run_dir / "config.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=rf"^{run_dir / 'config.yaml'} {re.escape(fault)}.*: make eval builds the "
+                                          "network from it; restore it, or relaunch the run's training command"):
+        eval_config(run_dir, [])
+
+
+def test_make_eval_on_a_run_whose_config_yaml_is_empty_exits_2_with_one_line(trained_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run, run_dir)
+    (run_dir / "config.yaml").write_text("")
+    out = subprocess.run([sys.executable, "-m", "gmmvit.config.evaluation", str(run_dir)], cwd=REPO,
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr == f"gmmvit: error: {run_dir / 'config.yaml'} is empty: make eval " \
+        "builds the network from it; restore it, or relaunch the run's training command, which writes it again " \
+        "from the config its checkpoint records\n"

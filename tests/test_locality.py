@@ -139,6 +139,21 @@ def test_an_override_that_changes_the_network_ends_a_sweep_in_one_line(measured_
     assert "model.depth=2 changes the network" in capsys.readouterr().err
 
 
+def test_a_refused_override_names_make_locality_the_command_that_was_run(measured_sweep, capsys):
+    with pytest.raises(SystemExit):
+        main([str(measured_sweep[0]), "model.depth=3"])
+    err = capsys.readouterr().err
+    assert "make locality takes only overrides that keep it" in err and "make eval" not in err
+
+
+@pytest.mark.parametrize("override, line", [("threads=-2", "threads=-2: threads must be >= 0"),
+                                            ("recipe.batch_size=0", "recipe.batch_size=0: recipe.batch_size must be >= 1")])
+def test_an_override_out_of_its_range_ends_a_sweep_in_one_line(measured_sweep, override, line, capsys):
+    with pytest.raises(SystemExit) as ended:
+        main([str(measured_sweep[0]), override])
+    assert ended.value.code == 2 and capsys.readouterr().err == f"gmmvit: error: {line}\n"
+
+
 def test_a_missing_folder_ends_in_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as ended:
         main([str(tmp_path / "nowhere")])

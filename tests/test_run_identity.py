@@ -1,18 +1,23 @@
 """A run is what its config says: config.yaml is written once, and a relaunch into a folder whose
 recorded config trains something else is refused in one line naming each differing key with both
-values, nothing written; in a sweep that job is skipped and the others go on."""
+values, nothing written; in a sweep that job is skipped and the others go on. A config.yaml lost beside
+a checkpoint is checked against the config the checkpoint records and written again from it, or, with
+no record to check against, refused in one line."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
 
-from conftest import REPO
+from conftest import REPO, compose_cfg
+from gmmvit.errors import ConfigError
 from gmmvit.run import train as train_mod
 from gmmvit.run.identity import DifferentRun, differences
 
@@ -84,3 +89,83 @@ def test_in_a_sweep_the_refused_job_is_one_line_and_the_other_jobs_train(tmp_pat
     statuses = [json.loads((p / "metrics.json").read_text())["status"] for p in sweep_dir.iterdir()
                 if (p / "metrics.json").exists()]
     assert statuses == ["finished", "finished"]
+
+
+@pytest.fixture(scope="module")
+def stopped_run(tmp_path_factory, data_dir):
+    """A three-epoch run stopped after its 2nd checkpoint; each test relaunches a copy of it."""
+    from test_faults import interrupted_run
+
+    run_dir = tmp_path_factory.mktemp("stopped") / "run"
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        interrupted_run(compose_cfg, run_dir, data_dir, monkeypatch)
+    return run_dir
+
+
+def relaunch(stopped_run, tmp_path, data_dir, *overrides):
+    from test_faults import TINY as INTERRUPTED
+
+    return compose_cfg(["mask=gmm", *INTERRUPTED, "recipe.epochs=3", *overrides], run_dir=tmp_path / "run",
+                       data_dir=data_dir)
+
+
+def damage(stopped_run, tmp_path, text):
+    run_dir = tmp_path / "run"
+    shutil.copytree(stopped_run, run_dir)
+    config = run_dir / "config.yaml"
+    config.unlink() if text is None else config.write_text(text)
+    return run_dir
+
+
+def trained_keys(path):
+    return {k: v for k, v in yaml.safe_load(path.read_text()).items() if k != "run_dir"}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("text, fault", [("", "is empty"), (None, "is missing"), ("model: [unclosed", "cannot be read")])
+def test_a_lost_config_yaml_beside_a_checkpoint_is_written_again_from_the_checkpoints_record_and_the_run_resumes(
+        stopped_run, tmp_path, data_dir, capsys, text, fault):
+    run_dir = damage(stopped_run, tmp_path, text)
+    result = train_mod.train(relaunch(stopped_run, tmp_path, data_dir))
+    out = capsys.readouterr().out
+    assert f"{run_dir / 'config.yaml'} {fault}" in out and "written again from the config its checkpoint records" in out
+    assert "resuming run from epoch 2" in out and result["status"] == "finished"
+    assert trained_keys(run_dir / "config.yaml") == trained_keys(stopped_run / "config.yaml")
+    kept = run_dir / "config.yaml.unreadable-1"
+    assert (kept.read_text() == text) if text is not None else not kept.exists()
+
+
+@pytest.mark.timeout(60)
+def test_another_config_beside_a_lost_config_yaml_is_refused_against_the_checkpoints_record(stopped_run, tmp_path,
+                                                                                            data_dir):
+    run_dir = damage(stopped_run, tmp_path, "")
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    with pytest.raises(DifferentRun, match=r"recipe.label_smoothing=0.1 there, 0.0 now"):
+        train_mod.train(relaunch(stopped_run, tmp_path, data_dir, "recipe.label_smoothing=0.0"))
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
+
+
+@pytest.mark.timeout(60)
+def test_a_lost_config_yaml_beside_a_checkpoint_that_records_no_config_is_refused_in_one_line(stopped_run, tmp_path,
+                                                                                              data_dir):
+    run_dir = damage(stopped_run, tmp_path, "")
+    for name in ("checkpoint.pt", "checkpoint.prev.pt"):  # as an earlier gmmvit wrote them
+        state = torch.load(run_dir / name, weights_only=True)
+        del state["config"]
+        torch.save(state, run_dir / name)
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    config = run_dir / "config.yaml"
+    with pytest.raises(ConfigError, match=rf"^{config} is empty and the checkpoint of {run_dir} does not record the "
+                                          rf"config it trained with, .*: restore {config}, or delete {run_dir} to retrain"):
+        train_mod.train(relaunch(stopped_run, tmp_path, data_dir))
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
+
+
+@pytest.mark.timeout(60)
+def test_an_empty_config_yaml_with_nothing_trained_is_kept_aside_and_written_as_the_run_starts(tmp_path, data_dir):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("")
+    result = train_mod.train(compose_cfg(TINY, run_dir=run_dir, data_dir=data_dir))
+    assert result["status"] == "finished" and (run_dir / "config.yaml.unreadable-1").read_text() == ""
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["recipe"]["epochs"] == 1

@@ -20,11 +20,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from gmmvit.config.checks import check
 from gmmvit.config.compose import compose_config
-from gmmvit.config.refusals import explain
+from gmmvit.config.refusals import GROUPS, explain
 from gmmvit.config.reporting import fail, guarded
 from gmmvit.errors import ConfigError
 from gmmvit.run.evaluate import CHECKPOINTS, evaluate_run, report
-from gmmvit.run.records import current_targets
+from gmmvit.run.identity import read_config
+from gmmvit.run.records import METRICS, current_targets
 from gmmvit.run.tracking import flatten
 from gmmvit.sweeps.folders import CONFIG
 
@@ -39,12 +40,32 @@ def network(cfg: DictConfig) -> dict:
     return keys
 
 
-def recorded_config(run_dir: Path) -> DictConfig:
+def recorded_config(run_dir: Path, command: str = "make eval") -> DictConfig:
     path = Path(run_dir) / CONFIG
-    if not path.is_file():
+    if not path.exists() and not (Path(run_dir) / METRICS).exists():
         raise ConfigError(f"{run_dir} holds no {CONFIG}: RUN names a run folder, multirun/<sweep>/<run>")
-    plain = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    plain, fault = read_config(path, groups=GROUPS)
+    if fault is not None:
+        raise ConfigError(f"{path} {fault}: {command} builds the network from it; restore it, or relaunch the "
+                          "run's training command, which writes it again from the config its checkpoint records")
     return OmegaConf.create(current_targets(plain))
+
+
+def _schema_keys(plain: dict, typed: DictConfig) -> dict:
+    """``plain`` without the keys the schema of ``typed`` lacks (a run recorded by an earlier gmmvit)."""
+    return {k: _schema_keys(v, typed[k]) if isinstance(v, dict) and isinstance(typed._get_node(k), DictConfig) else v
+            for k, v in plain.items() if k in typed}
+
+
+def check_as_training(cfg: DictConfig, composed: DictConfig) -> None:
+    """``cfg`` through the checks a training command line gets (``gmmvit.config.checks``), its values set
+    into the typed nodes of ``composed`` so that every range is read."""
+    plain = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    try:
+        typed = OmegaConf.merge(composed, _schema_keys(plain, composed))
+    except Exception as exc:
+        raise ConfigError(explain(exc) or str(exc).splitlines()[0]) from None
+    check(typed)
 
 
 def _parse(overrides: list[str]):
@@ -56,10 +77,10 @@ def _parse(overrides: list[str]):
         raise ConfigError(f"cannot read the override(s) {' '.join(overrides)}: {str(exc).splitlines()[0]}") from None
 
 
-def eval_config(run_dir: Path, overrides: list[str]) -> DictConfig:
-    """The run's recorded config with ``overrides`` applied, refused in one line where they would
-    change the network."""
-    recorded = recorded_config(run_dir)
+def eval_config(run_dir: Path, overrides: list[str], command: str = "make eval") -> DictConfig:
+    """The run's recorded config with ``overrides`` applied, checked as a training command line is and
+    refused in one line where they would change the network; ``command``: the one the user ran."""
+    recorded = recorded_config(run_dir, command)
     base = [f"{group}={recorded[group].name}" for group in ("model", "mask", "dataset", "logger")]
     data_dir = next((o.partition("=")[2] for o in overrides if o.startswith("paths.data=")), recorded.paths.data)
     try:  # the overrides checked as a training command line would be, against the run's own choices
@@ -67,7 +88,7 @@ def eval_config(run_dir: Path, overrides: list[str]) -> DictConfig:
     except Exception as exc:
         line = explain(exc)
         if line is None:
-            raise ConfigError(f"make eval: {str(exc).splitlines()[0]}") from None
+            raise ConfigError(f"{command}: {str(exc).splitlines()[0]}") from None
         raise ConfigError(line) from None
     chosen = OmegaConf.create(OmegaConf.to_container(composed, resolve=True, enum_to_str=True))
     cfg, before = recorded.copy(), network(recorded)
@@ -79,10 +100,10 @@ def eval_config(run_dir: Path, overrides: list[str]) -> DictConfig:
         if changed:
             what = ", ".join(f"{k}: {before.get(k)} -> {after.get(k)}" for k in changed[:3])
             raise ConfigError(
-                f"{text} changes the network the weights belong to ({what}); make eval takes only overrides "
+                f"{text} changes the network the weights belong to ({what}); {command} takes only overrides "
                 "that keep it: another test set of the same image size, channels and classes, precision, "
                 "attention, device, limit_test")
-    check(cfg)
+    check_as_training(cfg, composed)
     return cfg
 
 

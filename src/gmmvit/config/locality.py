@@ -24,6 +24,8 @@ from gmmvit.run.locality import DEFAULT_IMAGES, measure_run, report
 from gmmvit.sweeps import locality as sweep_locality
 from gmmvit.sweeps.folders import find_run_dirs, is_run_dir, read_any
 
+COMMAND = "make locality"  # what its refusals name
+
 
 def measure(path: Path, checkpoint: str = "best", images: int = DEFAULT_IMAGES, overrides=()) -> list[Path]:
     """Measure the run at ``path``, or every finished run under it and draw each sweep's figure;
@@ -32,7 +34,7 @@ def measure(path: Path, checkpoint: str = "best", images: int = DEFAULT_IMAGES, 
     if not path.exists():
         raise ConfigError(f"{path} does not exist: PATH is a run folder or a sweep folder under multirun/")
     if is_run_dir(path):
-        cfg = eval_config(path, list(overrides))
+        cfg = eval_config(path, list(overrides), COMMAND)
         print(report(measure_run(cfg, path, checkpoint, images)), flush=True)
         return []
     sweeps = defaultdict(list)
@@ -42,7 +44,7 @@ def measure(path: Path, checkpoint: str = "best", images: int = DEFAULT_IMAGES, 
             print(f"locality: {run_dir} skipped: {run.state}{f' ({run.reason})' if run.reason else ''}", flush=True)
             continue
         try:
-            cfg = eval_config(run_dir, list(overrides))
+            cfg = eval_config(run_dir, list(overrides), COMMAND)
             result = measure_run(cfg, run_dir, checkpoint, images)
         except (CheckpointError, DatasetUnavailable) as exc:  # this run's; a bad override ends the command
             print(f"locality: {run_dir} skipped: {exc}", flush=True)

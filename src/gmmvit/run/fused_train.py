@@ -245,7 +245,7 @@ def _train_group(members: list[Member], start_epoch: int) -> None:
         m.record.update(paths=paths)
         figures = MaskFigures(m.cfg, evals[g], m.run_dir, tracker)
         figures.start(start_epoch)
-        m.extra.update(best=best, tracker=tracker, figures=figures,
+        m.extra.update(best=best, tracker=tracker, figures=figures, config=identity.as_recorded(m.cfg),
                        progress=Progress(m.name, recipe.epochs, steps_per_epoch, start_epoch))
 
     active = torch.ones(len(members), dtype=torch.bool, device=device)
@@ -326,7 +326,7 @@ def _end_epoch(m: Member, g: int, net: FusedModel, optimizer, scheduler, random:
         "epoch": epoch + 1, "model": net.member_state(g),
         "optimizer": member_optimizer_state(optimizer.state_dict(), g, net),
         "scheduler": scheduler.state_dict(), "rng": rng, "wall_s": wall_s,
-        "wandb_id": m.extra["tracker"].run_id, "history": m.record.history})
+        "wandb_id": m.extra["tracker"].run_id, "history": m.record.history, "config": m.extra["config"]})
     m.extra["best"].after_epoch(row, model)
     print(f"[gmmvit] {m.name} {epoch_label(epoch, m.cfg.recipe.epochs)} loss {row['train_loss']:.4f} "
           f"top-1 {top1:.2f} lr {row['lr']:.2e} {row['img_per_s']:.0f} img/s (fused x{net.size})", flush=True)

@@ -1,18 +1,25 @@
 """A run is what its config says: ``config.yaml`` is written once, when the run starts, and a relaunch
 into the folder whose config differs in anything that changes what is trained is refused in one line
 naming each differing key with both values. Only the speed settings (``gmmvit.catalog.SPEED_SETTINGS``)
-and bookkeeping that names no training setting may differ between launches of one run."""
+and bookkeeping that names no training setting may differ between launches of one run.
+
+Each checkpoint records the config it was trained with too (``as_recorded``): a relaunch beside a
+checkpoint whose ``config.yaml`` is missing, empty or damaged is compared against that record and the
+file written again from it (the damaged one kept aside); with no record to compare against, it is
+refused in one line rather than trusted."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Optional
 
 from omegaconf import DictConfig, OmegaConf
 
 from gmmvit.catalog import SPEED_SETTINGS
 from gmmvit.errors import ConfigError
-from gmmvit.run.records import current_targets
+from gmmvit.run.records import CHECKPOINT, PREVIOUS_CHECKPOINT, current_targets, load_checkpoint
+from gmmvit.run.repair import keep_aside
 
 CONFIG = "config.yaml"
 # where the run lives and how it is logged or made reproducible, not what it trains
@@ -48,29 +55,91 @@ def differences(recorded: dict, current: dict) -> list[tuple[str, object, object
     return [(k, old[k], new[k]) for k in sorted(old.keys() & new.keys()) if old[k] != new[k]]
 
 
+def read_config(path: Path, groups=()) -> tuple[Optional[dict], Optional[str]]:
+    """(the config ``path`` records, None), or (None, why it records none: ``is missing``, ``is empty``...).
+    Every reader of a run's ``config.yaml`` goes through here; ``groups``: those it must record."""
+    path = Path(path)
+    if not path.is_file():
+        return None, "is missing"
+    try:
+        config = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except Exception as exc:
+        return None, f"cannot be read ({' '.join(str(exc).split())[:120]})"
+    if not config:
+        return None, "is empty"
+    if not isinstance(config, dict):
+        return None, f"holds a {type(config).__name__}, not a config"
+    for group in ("model", "mask", "dataset", "recipe"):
+        if group in config and not isinstance(config[group], dict):
+            return None, f"has the wrong shape: {group} is {config[group]!r:.40}"
+    if "seed" in config and not isinstance(config["seed"], (int, str)):
+        return None, f"has the wrong shape: seed is {config['seed']!r:.40}"
+    missing = [group for group in groups if group not in config]
+    if missing:
+        return None, f"has the wrong shape: no {', '.join(missing)}"
+    return config, None
+
+
+def as_recorded(cfg: DictConfig) -> dict:
+    """``cfg`` as ``config.yaml`` and each checkpoint record it: plain types, resolved."""
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+
+
+def _has_checkpoint(run_dir: Path) -> bool:
+    return any((Path(run_dir) / name).exists() for name in (CHECKPOINT, PREVIOUS_CHECKPOINT))
+
+
+def _write_again(path: Path, fault: str, config: dict, source: str) -> None:
+    kept = keep_aside(path) if path.exists() else None
+    OmegaConf.save(OmegaConf.create(config), path)
+    print(f"[gmmvit] {path} {fault}: written again from {source}"
+          f"{f' (the old file kept as {kept.name})' if kept else ''}", flush=True)
+
+
+def _checkpoint_config(run_dir: Path, path: Path, fault: str) -> Optional[dict]:
+    """The config the run's checkpoint records, its ``config.yaml`` written again from it; None where
+    nothing was trained; ``ConfigError`` where a checkpoint records none (written by an earlier gmmvit)."""
+    if not _has_checkpoint(run_dir):
+        return None
+    recorded = (load_checkpoint(run_dir) or {}).get("config")
+    if not isinstance(recorded, dict):
+        raise ConfigError(f"{path} {fault} and the checkpoint of {run_dir} does not record the config it trained "
+                          f"with, so nothing shows this launch continues it: restore {path}, or delete {run_dir} "
+                          "to retrain this run")
+    return recorded
+
+
 def same_run_or_refuse(cfg: DictConfig, run_dir: Path) -> None:
     """``DifferentRun`` when ``run_dir`` already records a config that trains something else."""
-    path = Path(run_dir) / CONFIG
-    if not path.is_file():
-        return
-    try:
-        recorded = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    except Exception as exc:
-        raise ConfigError(f"{path} cannot be read ({' '.join(str(exc).split())[:120]}); restore it, or delete "
-                          f"{run_dir} to retrain this run") from None
-    current = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    diffs = differences(recorded if isinstance(recorded, dict) else {}, current)
+    run_dir = Path(run_dir)
+    path = run_dir / CONFIG
+    recorded, fault = read_config(path, groups=("model", "mask", "dataset", "recipe"))
+    from_checkpoint = recorded is None
+    if from_checkpoint:
+        recorded = _checkpoint_config(run_dir, path, fault)
+        if recorded is None:
+            return
+    current = as_recorded(cfg)
+    diffs = differences(recorded, current)
     if diffs:
         shown = "; ".join(f"{k}={old} there, {new} now" for k, old, new in diffs[:4])
         more = f" (and {len(diffs) - 4} more)" if len(diffs) > 4 else ""
         raise DifferentRun(f"{run_dir} holds a run of another config: {shown}{more}; relaunch with its values, "
                            "or give this config its own folder (sweep=NEW_NAME)")
+    if from_checkpoint:
+        _write_again(path, fault, recorded, "the config its checkpoint records")
 
 
 def record_config(cfg: DictConfig, run_dir: Path) -> None:
-    """``config.yaml`` as the run starts; a relaunch (resume, other speed settings) leaves it alone."""
+    """``config.yaml`` as the run starts; a relaunch (resume, other speed settings) leaves it alone. One
+    left damaged beside no checkpoint (nothing trained yet) is kept aside and written again."""
     path = Path(run_dir) / CONFIG
-    if not path.exists():
+    recorded, fault = read_config(path)
+    if recorded is not None:
+        return
+    if path.exists():
+        _write_again(path, fault, as_recorded(cfg), "this launch's config")
+    else:
         OmegaConf.save(cfg, path, resolve=True)
 
 

@@ -200,6 +200,7 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
     mask_figures.start(start_epoch)
 
     # --- loop -----------------------------------------------------------------------------
+    config = identity.as_recorded(cfg)
     profiler = StepProfiler(cfg.get("profile_steps"), run_dir, device)  # profile_steps=N: profile.md
     started = time.time()
     step = start_epoch * len(train_loader)
@@ -249,7 +250,8 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
                 "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "rng": rng_state(),
                 "wall_s": wall_before + time.time() - started, "wandb_id": tracker.run_id,
-                "history": record.history})  # what metrics.json is rebuilt from, should it be lost
+                "history": record.history,  # what metrics.json is rebuilt from, should it be lost
+                "config": config})  # what a relaunch compares against, should config.yaml be lost
             best_weights.after_epoch(row, model)
             print(f"[gmmvit] {run_dir.name} {epoch_label(epoch, recipe.epochs)} loss {row['train_loss']:.4f} "
                   f"top-1 {top1:.2f} lr {row['lr']:.2e} {row['img_per_s']:.0f} img/s", flush=True)

@@ -19,6 +19,7 @@ from typing import Optional
 from gmmvit.errors import ConfigError
 from gmmvit.run import runlock
 from gmmvit.run import metrics_schema
+from gmmvit.run.identity import read_config
 from gmmvit.run.records import METRICS, read_back
 from gmmvit.run.tracking import flatten
 
@@ -27,21 +28,8 @@ CONFIG = "config.yaml"
 
 def _load_yaml(path: Path) -> tuple[dict, Optional[str]]:
     """(config, None), or ({}, why it cannot be read)."""
-    from omegaconf import OmegaConf
-    try:
-        config = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    except Exception as exc:
-        return {}, f"config.yaml cannot be read ({' '.join(str(exc).split())[:120]})"
-    if config is None:
-        return {}, "config.yaml is empty"
-    if not isinstance(config, dict):
-        return {}, f"config.yaml holds a {type(config).__name__}, not a config"
-    for group in ("model", "mask", "dataset", "recipe"):
-        if group in config and not isinstance(config[group], dict):
-            return {}, f"config.yaml has the wrong shape: {group} is {config[group]!r:.40}"
-    if "seed" in config and not isinstance(config["seed"], (int, str)):
-        return {}, f"config.yaml has the wrong shape: seed is {config['seed']!r:.40}"
-    return read_back(config), None
+    config, fault = read_config(path)
+    return (read_back(config), None) if fault is None else ({}, f"config.yaml {fault}")
 
 
 def scalar(value):
