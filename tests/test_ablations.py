@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from gmmvit.nn import kernels
-from gmmvit.sweeps import ablations, cost
+from gmmvit.config import ablations
+from gmmvit.sweeps import cost
 from gmmvit.data import datasets, sampling
 from gmmvit.sweeps import table as table_lib
 from gmmvit.nn.attention import MaskedAttention
