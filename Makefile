@@ -78,7 +78,7 @@ paper: install
 #   make ablations [ONLY=pooling,data_fraction] [LAUNCHER=...] [DRY=1] [ARGS='model=pit dataset=fashion_mnist seed=0,1,2,3,4']
 # DRY=1 lists each preset's jobs and the GPU-hours left; `make table SWEEP=multirun/ablation` reads them.
 ablations: install
-	$(PY) -m gmmvit.sweeps.ablations --launcher $(or $(LAUNCHER),local) $(if $(ONLY),--only $(ONLY)) $(if $(DRY),--dry) $(ARGS)
+	$(PY) -m gmmvit.config.ablations --launcher $(or $(LAUNCHER),local) $(if $(ONLY),--only $(ONLY)) $(if $(DRY),--dry) $(ARGS)
 
 clean:
 	rm -rf multirun/*/ outputs/

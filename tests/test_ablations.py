@@ -8,13 +8,15 @@ import json
 import math
 import statistics
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from gmmvit.nn import kernels
-from gmmvit.sweeps import ablations, cost
+from gmmvit.config import ablations
+from gmmvit.sweeps import cost
 from gmmvit.data import datasets, sampling
 from gmmvit.sweeps import table as table_lib
 from gmmvit.nn.attention import MaskedAttention
@@ -225,16 +227,50 @@ def test_gmm_kernels_and_init_sweep_cleanly(compose_config, tmp_path, data_dir):
         assert train(cfg)["status"] == "finished"
 
 
+@pytest.mark.parametrize("name, n", [("pooling", 18), ("placement", 6), ("combine", 12), ("kernels", 12),
+                                     ("data_fraction", 36)])
+def test_each_preset_has_its_number_of_jobs(name, n):
+    assert len(ablations.jobs(name, [], Path("multirun"))) == n
+
+
+def test_an_override_of_a_swept_key_replaces_the_presets_values():
+    assert len(ablations.jobs("pooling", ["model=vit,pit", "seed=0,1,2,3,4"], Path("multirun"))) == 60
+
+
 def test_ablations_dry_run_counts_jobs_and_gpu_hours(capsys):
-    assert ablations.main(["--dry"]) == 0
+    assert ablations.main(["--dry", "--only", "placement,combine"]) == 0
     out = capsys.readouterr().out
-    for name, n in (("pooling", 18), ("placement", 6), ("combine", 12), ("kernels", 12), ("data_fraction", 36)):
+    for name, n in (("placement", 6), ("combine", 12)):
         line = next(l for l in out.splitlines() if l.strip().startswith(name))
         assert f"{n} jobs" in line and "GPU-h left" in line and "vit on cifar10" in line
     assert "runs_per_gpu=" not in out.replace(cost.NO_PACKING, "")  # no hours divided by an unmeasured gain
     assert cost.NO_PACKING in next(l for l in out.splitlines() if l.strip().startswith("all"))
-    assert ablations.main(["--dry", "--only", "pooling", "model=vit,pit", "seed=0,1,2,3,4"]) == 0
-    assert " 60 jobs" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["--dry", "--only", "placement", "model=pitt"],
+     "ablation/placement job 1/6: model=pitt: model takes one of cait, pit, swin, t2t, vit (5 more job(s) refused too)"),
+    (["--dry", "--only", "pooling", "model=swin"], "model=swin has no class token"),
+    (["--dry", "--only", "placement", "bogus=1"], "bogus is not a config key"),
+    (["--dry", "--only", "placement", "seed=0,-1"], "job 2/4: seed=-1: seed must be >= 0"),
+    (["--dry", "--only", "pooling,bogus"], "--only pooling,bogus: --only takes comma-separated names from combine,"),
+    (["--dry", "--launcher", "bogus"], "--launcher bogus: --launcher takes one of basic, joblib, local,"),
+    (["--only", "placement", "--launcher", "bogus"], "--launcher bogus: --launcher takes one of"),
+])
+def test_ablations_refuses_a_bad_flag_or_override_in_one_line(capsys, argv, line):
+    with pytest.raises(SystemExit) as exit_:
+        ablations.main(argv)
+    out = capsys.readouterr()
+    assert exit_.value.code == 2 and out.out == ""
+    assert out.err.startswith("gmmvit: error: ") and line in out.err and out.err.count("\n") == 1
+
+
+def test_ablations_refuses_a_later_preset_before_the_first_one_starts(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        ablations.main(["--only", "placement,pooling", "model=swin"])
+    out = capsys.readouterr()
+    assert exit_.value.code == 2 and "+ " not in out.out  # no preset's multirun was launched
+    assert "ablation/pooling job 1/18: model=swin has no class token" in out.err and "no job was started" in out.err
 
 
 # --- make table on a real tiny ablation sweep -------------------------------------------------------

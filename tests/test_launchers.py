@@ -103,16 +103,24 @@ def dry(*argv):
 
 
 def test_dry_run_prints_one_run_per_gpu_hours_and_no_unmeasured_packing_gain(tmp_path):
-    text = dry("--multirun", str(tmp_path), "--seeds", "0")
+    text = dry("--multirun", str(tmp_path), "--seeds", "0", "--models", "vit", "--masks", "none", "--datasets", "cifar10")
     summary = next(line for line in text.splitlines() if "GPU-hours left" in line)
     assert cost.NO_PACKING in summary
     assert len(re.findall(r"\d+\.\d GPU-h", summary)) == 1  # the one-run-per-GPU figure, no divided one
     assert not hasattr(cost, "PACKING_GAIN")
 
 
+def test_the_table_is_120_jobs_on_two_seeds():
+    args = launch.main.__globals__["argparse"].Namespace(
+        models=",".join(catalog.MODELS), masks=",".join(catalog.MASKS), datasets=",".join(catalog.PAPER_DATASETS),
+        seeds="0,1", sweep="paper", multirun="multirun", overrides=[])
+    assert len(launch.jobs(args)) == 120
+
+
 def test_dry_run_lists_the_table_reads_status_and_estimates_gpu_hours(tmp_path):
-    text = dry("--multirun", str(tmp_path), "--seeds", "0,1")
-    assert "120 jobs" in text and "0 finished" in text and "120 todo" in text
+    grid = ["--models", "vit,t2t", "--masks", "none,gmm", "--datasets", "cifar10", "--seeds", "0,1"]
+    text = dry("--multirun", str(tmp_path), *grid)
+    assert "8 jobs" in text and "0 finished" in text and "8 todo" in text
     assert "(assumed)" in text and "(measured, H200)" in text
     hours_all = float(text.split("about ")[1].split(" GPU-hours")[0])
     assert hours_all > 0
@@ -128,7 +136,7 @@ def test_dry_run_lists_the_table_reads_status_and_estimates_gpu_hours(tmp_path):
                               "history": [{"epoch": e, "img_per_s": 40000.0} for e in range(50)]})):
         job["dir"].mkdir(parents=True)
         (job["dir"] / "metrics.json").write_text(json.dumps(m))
-    text = dry("--multirun", str(tmp_path), "--seeds", "0,1")
+    text = dry("--multirun", str(tmp_path), *grid)
     assert "1 finished, 1 running" in text and "finished, best top-1 93.50" in text and "50/100 epochs" in text
     assert "vit 40000 (measured)" in text
     assert float(text.split("about ")[1].split(" GPU-hours")[0]) < hours_all
@@ -173,3 +181,36 @@ def test_paper_grid_composes_for_every_configured_model(compose_config):
     for model in models:
         cfg = compose_cfg(["experiment=paper", f"model={model}", "mask=gmm", "dataset=tinyimagenet"])
         assert cfg.sweep == "paper" and cfg.model.name == model
+
+
+ONE_CELL = ["--models", "vit", "--masks", "none", "--datasets", "cifar10"]
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["--dry", "--seeds", "abc"], "--seeds abc: --seeds takes comma-separated whole numbers >= 0"),
+    (["--dry", "--seeds", "-1"], "--seeds -1: --seeds takes comma-separated whole numbers >= 0"),
+    (["--dry", "--launcher", "bogus"], "--launcher bogus: --launcher takes one of basic, joblib, local,"),
+    (["--launcher", "bogus"], "--launcher bogus: --launcher takes one of basic, joblib, local,"),
+    (["--dry", "--models", "resnet"], "--models resnet: --models takes comma-separated names from cait, pit,"),
+    (["--dry", "model=resnet"], "job 1/1: model=resnet: model takes one of cait, pit, swin, t2t, vit"),
+    (["--dry", "fused=4", "bogus=1"], "job 1/1: bogus is not a config key"),
+    (["--dry", "model=swin", "model.pool=token"], "model=swin has no class token"),
+    (["model=swin", "model.pool=token"], "model=swin has no class token"),
+    (["--dry", "--launcher", "slurm", "hydra.launcher.partiton=gpu"],
+     "hydra.launcher.partiton is not a key of hydra.launcher"),
+])
+def test_make_paper_refuses_a_bad_flag_or_override_in_one_line_before_launching(capsys, argv, line):
+    with pytest.raises(SystemExit) as exit_:
+        launch.main([*ONE_CELL, *argv])
+    out = capsys.readouterr()
+    assert exit_.value.code == 2 and out.out == ""  # nothing listed, no multirun launched
+    assert out.err.startswith("gmmvit: error: ") and line in out.err and out.err.count("\n") == 1
+
+
+def test_an_override_of_a_grid_key_narrows_the_plan_as_hydra_narrows_the_launch(tmp_path, capsys):
+    grid = ["--dry", "--models", "vit,pit", "--masks", "none", "--datasets", "cifar10", "--multirun", str(tmp_path)]
+    assert launch.main([*grid, "model=pit"]) == 0
+    narrowed = capsys.readouterr().out
+    assert launch.main([*grid[:2], "pit", *grid[3:]]) == 0
+    assert narrowed == capsys.readouterr().out
+    assert "1 jobs" in narrowed and narrowed.rstrip().splitlines()[1].endswith(" dataset=cifar10,mask=none,model=pit,seed=0")

@@ -11,7 +11,7 @@ import pytest
 
 from gmmvit.catalog import CONF
 from gmmvit.config import paper_grid
-from gmmvit.sweeps import ablations
+from gmmvit.config import ablations
 
 
 def hydra_run_dir(overrides: list[str]) -> str:

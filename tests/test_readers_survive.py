@@ -11,7 +11,8 @@ from argparse import Namespace
 import yaml
 
 from gmmvit.config import paper_grid
-from gmmvit.sweeps import ablations, dashboard, status, table
+from gmmvit.config import ablations
+from gmmvit.sweeps import dashboard, status, table
 
 MALFORMED = {  # folder: {file: text}
     "truncated_metrics": {"metrics.json": '{"status": "finished", "hist'},

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Sequence
 
 from gmmvit.catalog import REPO
+from gmmvit.errors import CommandLine
 
 BARRIER_POLL_S = 0.001
 
@@ -156,7 +157,7 @@ def measure(parties: int, overrides: Sequence[str] = (), steps: int = 50, warmup
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m gmmvit.bench.packing", description=__doc__.split("\n\n")[0])
+    p = CommandLine(prog="python -m gmmvit.bench.packing", description=__doc__.split("\n\n")[0])
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--sizes", default="1,2,4")
     p.add_argument("--steps", type=int, default=50)

@@ -39,6 +39,7 @@ from gmmvit.bench.machine import all_models, available, machine
 from gmmvit.bench.report import fmt, render
 from gmmvit.bench.steps import check_authors_checkout, time_train_steps
 from gmmvit.catalog import CONF, DATASETS, MASKS
+from gmmvit.errors import CommandLine
 from gmmvit.run.compiling import compile_setting
 
 
@@ -47,7 +48,7 @@ def _csv(text: str) -> list[str]:
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m gmmvit.bench", description=__doc__.split("\n\n")[0])
+    p = CommandLine(prog="python -m gmmvit.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--models", type=_csv, default=None, help="comma list (default: all in conf/model/)")
     p.add_argument("--masks", type=_csv, default=list(MASKS), help="comma list of none,elm,gmm")
     p.add_argument("--steps", type=int, default=10, help="timed steps per model x mask (median)")

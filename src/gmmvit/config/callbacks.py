@@ -9,7 +9,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from gmmvit.config.checks import check
-from gmmvit.config.refusals import explain
+from gmmvit.config.planning import refusal_line, refusals
 from gmmvit.config.reporting import fail
 from gmmvit.errors import ConfigError
 from gmmvit.run.records import check_writable
@@ -57,21 +57,9 @@ def check_every_job(config) -> None:
     if jobs is None:
         return
     loader = GlobalHydra.instance().config_loader()
-    refused = []
-    for index, overrides in enumerate(jobs, 1):
-        try:
-            check(loader.load_sweep_config(config, overrides), machine=False)
-        except ConfigError as exc:
-            refused.append((index, exc))
-        except Exception as exc:  # a job Hydra cannot compose (model=vit,resnet): one line too
-            line = explain(exc)
-            if line is None:
-                raise
-            refused.append((index, ConfigError(line)))
+    _, refused = refusals(jobs, lambda overrides: loader.load_sweep_config(config, overrides))
     if refused:
-        index, exc = refused[0]
-        more = f" ({len(refused) - 1} more job(s) refused too)" if len(refused) > 1 else ""
-        fail(f"job {index}/{len(jobs)}: {exc}{more}; no job was started")
+        fail(refusal_line(refused, len(jobs)))
 
 
 class JobAnnouncer(Callback):

@@ -12,7 +12,6 @@ may change. The evaluation itself is ``gmmvit.run.evaluate``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from gmmvit.config.checks import check
 from gmmvit.config.compose import compose_config
 from gmmvit.config.refusals import GROUPS, explain
 from gmmvit.config.reporting import fail, guarded
-from gmmvit.errors import ConfigError
+from gmmvit.errors import CommandLine, ConfigError
 from gmmvit.run.evaluate import CHECKPOINTS, evaluate_run, report
 from gmmvit.run.identity import read_config
 from gmmvit.run.records import METRICS, current_targets
@@ -120,7 +119,7 @@ def run_eval(run_dir: Path, checkpoint: str, overrides: list[str]) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m gmmvit.config.evaluation", description=__doc__.split("\n\n")[0])
+    ap = CommandLine(prog="python -m gmmvit.config.evaluation", description=__doc__.split("\n\n")[0])
     ap.add_argument("run", type=Path, nargs="?", help="a run folder, multirun/<sweep>/<run>")
     ap.add_argument("--ckpt", choices=CHECKPOINTS, default="best", help="best.pt (default) or the last checkpoint")
     ap.add_argument("overrides", nargs="*", help="KEY=VALUE or GROUP=OPTION, e.g. dataset=digits precision=fp32")

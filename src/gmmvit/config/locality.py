@@ -11,14 +11,13 @@ anything that would change the network is refused in one line). The measure is
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections import defaultdict
 from pathlib import Path
 
 from gmmvit.config.evaluation import eval_config
 from gmmvit.config.reporting import fail, guarded
-from gmmvit.errors import CheckpointError, ConfigError, DatasetUnavailable
+from gmmvit.errors import CheckpointError, CommandLine, ConfigError, DatasetUnavailable
 from gmmvit.run.evaluate import CHECKPOINTS
 from gmmvit.run.locality import DEFAULT_IMAGES, measure_run, report
 from gmmvit.sweeps import locality as sweep_locality
@@ -64,7 +63,7 @@ def measure(path: Path, checkpoint: str = "best", images: int = DEFAULT_IMAGES, 
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m gmmvit.config.locality", description=__doc__.split("\n\n")[0])
+    ap = CommandLine(prog="python -m gmmvit.config.locality", description=__doc__.split("\n\n")[0])
     ap.add_argument("path", type=Path, nargs="?", help="a run folder or a sweep folder, multirun/<sweep>[/<run>]")
     ap.add_argument("--ckpt", choices=CHECKPOINTS, default="best", help="best.pt (default) or the last checkpoint")
     ap.add_argument("--images", type=int, default=DEFAULT_IMAGES,

@@ -6,50 +6,67 @@ Without ``--dry`` it runs ``src/train.py -m experiment=paper <grid> hydra/launch
 one Hydra multirun into ``multirun/paper/<overrides>/``. Relaunching it skips finished runs and
 resumes interrupted ones (train() does both from the run folders). ``--dry`` lists the jobs, which
 are finished, running (epochs done) or failed, reading ``metrics.json``, and estimates the GPU-hours
-left (``gmmvit.sweeps.cost``).
+left (``gmmvit.sweeps.cost``). Both plan the jobs Hydra runs: an override of one of the grid's keys
+narrows it as Hydra does (``model=pit``: PiT alone, as ``--models pit``), and every job is composed
+and checked as training checks it (``gmmvit.config.planning``) before anything is listed or
+launched: a bad override or flag is one line, exit 2.
 """
 
 from __future__ import annotations
 
-import argparse
 from collections import Counter
 import subprocess
 import sys
 from pathlib import Path
 
-from gmmvit.catalog import CONF, MASKS, MODELS, MULTIRUN, PAPER_DATASETS, REPO, TRAIN_SCRIPT
-from gmmvit.config.compose import compose_config
+from gmmvit.catalog import MASKS, MODELS, MULTIRUN, PAPER_DATASETS, REPO, TRAIN_SCRIPT
+from gmmvit.config.planning import checked_configs, launcher_flag, names_flag, seeds_flag
+from gmmvit.config.refusals import group_options
+from gmmvit.config.reporting import guarded
+from gmmvit.errors import CommandLine
 from gmmvit.run.fused import stacking_key
 from gmmvit.sweeps.cost import (DEFAULT_IMG_PER_S, GPU_IMG_PER_S, GPU_RATE_SOURCE, NO_PACKING, epochs_left, estimate,
                                 fused_hours, measured_rates, recipe_length)
-from gmmvit.sweeps.expand import fused_groups, is_task_override, override_key, run_name
-from gmmvit.sweeps.folders import csv, is_run_dir, read_any, read_metrics
+from gmmvit.sweeps.expand import fused_groups, is_task_override, override_key, override_value, preset_jobs, run_name
+from gmmvit.sweeps.folders import is_run_dir, read_any, read_metrics
 from gmmvit.sweeps.status import run_detail
 
 
+def task_overrides(args) -> list[str]:
+    """The run's overrides of the multirun ``command`` launches, after ``experiment=paper``."""
+    return [f"sweep={args.sweep}", f"model={args.models}", f"mask={args.masks}", f"dataset={args.datasets}",
+            f"seed={args.seeds}", *(o for o in args.overrides if is_task_override(o))]
+
+
+def sweep_of(args) -> str:
+    """The sweep folder the jobs train in: ``--sweep``, or a ``sweep=`` override after it."""
+    return override_value(task_overrides(args), "sweep")
+
+
 def jobs(args) -> list[dict]:
-    extra = [o for o in args.overrides if is_task_override(o)]
+    """Each job of the multirun, in Hydra's order: its grid values, overrides and run folder."""
+    sweep = sweep_of(args)
     out = []
-    for model in csv(args.models):
-        for mask in csv(args.masks):
-            for dataset in csv(args.datasets):
-                for seed in csv(args.seeds):
-                    overrides = [f"model={model}", f"mask={mask}", f"dataset={dataset}", f"seed={seed}", *extra]
-                    out.append({"model": model, "mask": mask, "dataset": dataset, "seed": seed,
-                                "overrides": overrides,
-                                "dir": Path(args.multirun) / args.sweep / run_name(["experiment=paper", *overrides],
-                                                                                    args.sweep)})
+    for job in preset_jobs("paper", task_overrides(args)):
+        out.append({key: override_value(job, key) for key in ("model", "mask", "dataset", "seed")}
+                   | {"overrides": job, "dir": Path(args.multirun) / sweep / run_name(["experiment=paper", *job], sweep)})
     return out
 
 
-def dry_run(args) -> int:
-    epochs, passes = recipe_length()
+def planned(args) -> tuple[list[dict], list]:
+    """The jobs and their configs, every one checked (``ConfigError`` at the first refused)."""
+    hydra = [f"hydra/launcher={args.launcher}", *(o for o in args.overrides if not is_task_override(o))]
     listed = jobs(args)
+    return listed, checked_configs([["experiment=paper", *job["overrides"]] for job in listed], hydra)
+
+
+def dry_run(args, listed: list[dict], configs: list) -> int:
+    epochs, passes = recipe_length()
     records = {str(j["dir"]): read_metrics(j["dir"]) for j in listed}
     measured = measured_rates(listed, records)
     counts = {"finished": 0, "running": 0, "incomplete": 0, "failed": 0, "unreadable": 0, "todo": 0}
     hours = 0.0
-    print(f"{len(listed)} jobs in {Path(args.multirun) / args.sweep} (recipe: {epochs:g} epochs x "
+    print(f"{len(listed)} jobs in {Path(args.multirun) / sweep_of(args)} (recipe: {epochs:g} epochs x "
           f"{passes:g} passes; launcher: {args.launcher})")
     for job in listed:
         m = records[str(job["dir"])]
@@ -63,9 +80,9 @@ def dry_run(args) -> int:
     shown = {k: v for k, v in counts.items() if v or k != "unreadable"}  # unreadable folders only when there are some
     print(", ".join(f"{v} {k}" for k, v in shown.items()) + f"; about {hours:.1f} GPU-hours left ({NO_PACKING})")
     rates = ", ".join(f"{m} {measured[m]:.0f} (measured)" if m in measured else
-                      f"{m} {GPU_IMG_PER_S.get(m, DEFAULT_IMG_PER_S)} ({GPU_RATE_SOURCE.get(m, 'assumed')})" for m in csv(args.models))
+                      f"{m} {GPU_IMG_PER_S.get(m, DEFAULT_IMG_PER_S)} ({GPU_RATE_SOURCE.get(m, 'assumed')})" for m in dict.fromkeys(j["model"] for j in listed))
     print(f"training img/s per GPU: {rates}; failed runs count as starting over")
-    fused_plan(args, listed, records, epochs, passes)
+    fused_plan(args, listed, configs, records, epochs, passes)
     return 0
 
 
@@ -74,7 +91,7 @@ def fused_size(overrides: list[str]) -> int:
     return int(sizes[-1]) if sizes and sizes[-1].isdigit() else 1
 
 
-def fused_plan(args, listed: list[dict], records: dict, epochs: float, passes: float) -> None:
+def fused_plan(args, listed: list[dict], configs: list, records: dict, epochs: float, passes: float) -> None:
     """With ``fused=G`` among the overrides: the groups the sweep's jobs form (as its jobs form them:
     alike by their overrides, then by their models' stacking key), and their GPU-hours from
     measured fused rates only (none measured: it says so and prints no figure)."""
@@ -87,7 +104,7 @@ def fused_plan(args, listed: list[dict], records: dict, epochs: float, passes: f
     def structure(j: int):
         unseeded = tuple(o for o in overrides[j] if override_key(o) != "seed")
         if unseeded not in keys:
-            keys[unseeded] = stacking_key(compose_config(unseeded))
+            keys[unseeded] = stacking_key(configs[j])
         return keys[unseeded]
 
     groups = [[listed[j] for j in g] for g in fused_groups(overrides, size, structure)]
@@ -105,25 +122,28 @@ def fused_plan(args, listed: list[dict], records: dict, epochs: float, passes: f
 
 def command(args) -> list[str]:
     default_root = Path(args.multirun).resolve() == MULTIRUN.resolve()
-    sweep_dir = [] if default_root else [f"hydra.sweep.dir={Path(args.multirun) / args.sweep}"]
+    sweep_dir = [] if default_root else [f"hydra.sweep.dir={Path(args.multirun) / sweep_of(args)}"]
     grid = [f"model={args.models}", f"mask={args.masks}", f"dataset={args.datasets}", f"seed={args.seeds}"]
     return [sys.executable, str(TRAIN_SCRIPT), "-m", "experiment=paper", f"sweep={args.sweep}",
             *grid, f"hydra/launcher={args.launcher}", *sweep_dir, *args.overrides]
 
 
-def check_groups(args) -> None:
-    for group, names in (("model", args.models), ("mask", args.masks), ("dataset", args.datasets),
-                         ("hydra/launcher", args.launcher)):
-        for name in csv(names):
-            if group == "hydra/launcher" and name in ("basic", "submitit_local", "submitit_slurm", "ray", "joblib"):
-                continue
-            if not (CONF / group / f"{name}.yaml").exists():
-                sys.exit(f"gmmvit: error: no config conf/{group}/{name}.yaml; "
-                         f"choose from {sorted(p.stem for p in (CONF / group).glob('*.yaml'))}")
+def run(args) -> int:
+    launcher_flag(args.launcher)
+    seeds_flag(args.seeds)
+    for flag, names, group in (("--models", args.models, "model"), ("--masks", args.masks, "mask"),
+                               ("--datasets", args.datasets, "dataset")):
+        names_flag(flag, names, group_options(group))
+    listed, configs = planned(args)
+    if args.dry:
+        return dry_run(args, listed, configs)
+    cmd = command(args)
+    print("+ " + " ".join(cmd), flush=True)
+    return subprocess.call(cmd, cwd=REPO)
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m gmmvit.config.paper_grid", description=__doc__.split("\n\n")[0])
+    p = CommandLine(prog="python -m gmmvit.config.paper_grid", description=__doc__.split("\n\n")[0])
     p.add_argument("--launcher", default="local", help="conf/hydra/launcher preset: local, local_gpus, slurm, ray_gpus")
     p.add_argument("--seeds", default="0", help="comma-separated seeds (SEEDS=0,1,2)")
     p.add_argument("--models", default=",".join(MODELS))
@@ -133,13 +153,7 @@ def main(argv=None) -> int:
     p.add_argument("--multirun", default=str(MULTIRUN), help="where sweeps live")
     p.add_argument("--dry", action="store_true", help="list the jobs, what is finished, GPU-hours left")
     p.add_argument("overrides", nargs="*", help="more Hydra overrides, e.g. hydra.launcher.partition=gpu")
-    args = p.parse_args(argv)
-    if args.dry:
-        return dry_run(args)
-    check_groups(args)
-    cmd = command(args)
-    print("+ " + " ".join(cmd), flush=True)
-    return subprocess.call(cmd, cwd=REPO)
+    return guarded(run, p.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,3 +1,3 @@
 """Many runs, read back from ``multirun/``: the run-folder reader, the table's statistics and
-renderers, ``make status``, the expansion of a sweep into jobs, the W&B dashboard, and the two
-launchers of whole grids (``make paper``, ``make ablations``) with their cost estimate."""
+renderers, ``make status``, the expansion of a sweep into jobs, the W&B dashboard, and the cost
+estimate of the launchers of whole grids (``make paper``, ``make ablations``: ``gmmvit.config``)."""

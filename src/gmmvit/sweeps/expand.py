@@ -32,6 +32,21 @@ def sweep_jobs(config) -> Optional[list[list[str]]]:
     return BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(arguments), None)[0]
 
 
+def preset_jobs(preset: str, task: list[str]) -> list[list[str]]:
+    """Each job's overrides of ``src/train.py -m experiment=<preset> <task>`` as Hydra's basic sweeper
+    expands them: the preset's ``hydra.sweeper.params``, then ``task``; a later value of a key
+    replaces an earlier one (``model=pit`` after ``model=vit,swin``: PiT alone)."""
+    params = OmegaConf.to_container(OmegaConf.load(CONF / "experiment" / f"{preset}.yaml").hydra.sweeper.params)
+    return sweep_jobs(OmegaConf.create({"hydra": {"sweeper": {"_target_": BASIC_SWEEPER, "params": params},
+                                                  "overrides": {"task": list(task)}}}))
+
+
+def override_value(overrides: list[str], key: str, default=None):
+    """The value the last override of ``key`` gives it, as text, or ``default``."""
+    values = [o.split("=", 1)[1] for o in overrides if "=" in o and override_key(o) == key]
+    return values[-1] if values else default
+
+
 def sweep_size(sweep_dir: Path) -> Optional[int]:
     """Jobs in the multirun whose ``multirun.yaml`` Hydra saved in ``sweep_dir``, or None."""
     try:
@@ -121,6 +136,6 @@ def is_task_override(text: str) -> bool:
     return not text.startswith(("hydra.", "hydra/", "+hydra", "~hydra", "-"))
 
 
-__all__ = ["BASIC_SWEEPER", "FUSABLE", "sweep_jobs", "sweep_size", "run_name", "override_key", "is_fusable",
+__all__ = ["BASIC_SWEEPER", "FUSABLE", "sweep_jobs", "preset_jobs", "override_value", "sweep_size", "run_name", "override_key", "is_fusable",
            "alike_jobs", "cut_groups", "fused_groups",
            "is_task_override"]
