@@ -3,6 +3,7 @@ estimates and launches the table, finding the same run folders as Hydra."""
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import re
@@ -111,7 +112,7 @@ def test_dry_run_prints_one_run_per_gpu_hours_and_no_unmeasured_packing_gain(tmp
 
 
 def test_the_table_is_120_jobs_on_two_seeds():
-    args = launch.main.__globals__["argparse"].Namespace(
+    args = argparse.Namespace(
         models=",".join(catalog.MODELS), masks=",".join(catalog.MASKS), datasets=",".join(catalog.PAPER_DATASETS),
         seeds="0,1", sweep="paper", multirun="multirun", overrides=[])
     assert len(launch.jobs(args)) == 120
@@ -126,7 +127,7 @@ def test_dry_run_lists_the_table_reads_status_and_estimates_gpu_hours(tmp_path):
     assert hours_all > 0
 
     # one finished run, one half-way: fewer GPU-hours, and their status is read from metrics.json
-    args = launch.main.__globals__["argparse"].Namespace(
+    args = argparse.Namespace(
         models="vit", masks="gmm", datasets="cifar10", seeds="0,1", sweep="paper", multirun=str(tmp_path),
         overrides=[])
     finished, running = launch.jobs(args)
@@ -149,7 +150,7 @@ def test_make_paper_passes_launcher_seeds_and_dry():
 
 
 def test_launch_builds_the_multirun_command():
-    args = launch.main.__globals__["argparse"].Namespace(
+    args = argparse.Namespace(
         models="vit,swin", masks="none,gmm", datasets="cifar10", seeds="0", sweep="paper",
         multirun=str(REPO / "multirun"), launcher="slurm", overrides=["hydra.launcher.partition=gpu"])
     cmd = launch.command(args)

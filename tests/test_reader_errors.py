@@ -1,4 +1,4 @@
-"""Every command that reads run folders (table, status, dashboard, records upgrade, ablations) refuses bad
+"""Every command that reads run folders (table, status, dashboard, records upgrade) refuses bad
 input as the trainer does: one ``gmmvit: error:`` line naming the path and the fix, exit code 2, nothing
 written; and what it reports of a readable sweep is never a false statement."""
 
@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from gmmvit.run import records
-from gmmvit.sweeps import ablations, dashboard, status, table
+from gmmvit.sweeps import dashboard, status, table
 from gmmvit.sweeps.folders import read_any
 from gmmvit.sweeps.status import sweep_status
 
@@ -85,12 +85,6 @@ def test_a_bad_flag_is_one_line_not_usage_and_a_line(tmp_path, capsys, argv):
     with pytest.raises(SystemExit) as exit_info:
         table.main([str(tmp_path), *argv])
     assert "python -m gmmvit.sweeps.table" in one_error_line(capsys, exit_info)
-
-
-def test_an_unknown_ablation_preset_is_one_line_with_exit_2(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        ablations.main(["--dry", "--only", "nosuch"])
-    assert "no ablation preset 'nosuch'; choose from" in one_error_line(capsys, exit_info)
 
 
 def test_a_preview_into_a_missing_folder_is_refused_before_anything_is_built(tmp_path, capsys):
