@@ -39,20 +39,20 @@ def test_a_rehearsal_replaces_only_the_settings_cuda_alone_has():
 
 
 def test_the_gpu_check_rehearses_its_phases_on_the_cpu(tmp_path):
+    """Phase A's runs are the composes above; phase C's packed processes are tests/test_packing.py's."""
     out = tmp_path / "gpu_check.md"
     proc = subprocess.run([sys.executable, "-m", "gmmvit.bench.gpu_check", "--rehearse", "--models", "vit",
-                           "--phases", "b,c,d,e", "--fmnist", str(tmp_path / "unused"), "--out", str(out),
+                           "--phases", "b,d,e", "--fmnist", str(tmp_path / "unused"), "--out", str(out),
                            "--logs", str(tmp_path / "logs"), "--workdir", str(tmp_path / "work")],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     text = out.read_text()
     assert "REHEARSAL" in text and "failed" not in text and "error" not in text, text
-    for section in ("### 2.", "### 2b.", "### 3.", "### 4.", "### 5."):
+    for section in ("### 2.", "### 2b.", "### 4.", "### 5."):
         assert section in text
     results = json.loads((tmp_path / "gpu_check.json").read_text())
     assert {r["kind"] for r in results["serial"]} == {"e2e", "data"}
     assert all("img_s" in r for r in results["serial"] + results["fused"])
     assert results["serial"][0]["profile_figures"]["steps"] == REHEARSAL.profile_steps
-    assert set(results["packing"]) >= {"mps", *map(str, REHEARSAL.pack_sizes)}
     assert set(results["rates"]) == {"vit"} and results["table_hours"] > 0
-    assert {"vit|4", "vit|16"} <= set(results["fused_rates"])
+    assert set(results["fused_rates"]) == {"vit|2", "vit|4"}  # sizes cut at REHEARSAL.fused_members

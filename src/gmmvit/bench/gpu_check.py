@@ -396,7 +396,8 @@ def phase_e(args, logs: Path, cap: float) -> None:
     def sizes(gs, masks=("none", "gmm"), models=MODELS, compile="false"):
         return [{"kind": "fused", "model": m, "mask": k, "members": g, "compile": compile, "device": scale.device,
                  "precision": scale.precision, "batch": scale.fused_batch, "steps": scale.fused_steps,
-                 "warmup": scale.fused_warmup} for m in models if m in args.models for k in masks for g in gs]
+                 "warmup": scale.fused_warmup} for m in models if m in args.models for k in masks
+                for g in dict.fromkeys(min(g, scale.fused_members) for g in gs)]
 
     # a sweep over masks fuses them (each member its own); ViT's none and gmm do not stack (pooling)
     plan = (sizes(FUSED_SIZES) + sizes(MIXED_SIZES, ("none,gmm",), [m for m in MODELS if m != "vit"])
