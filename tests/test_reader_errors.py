@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import yaml
 
+from gmmvit.catalog import REPO
 from gmmvit.run import records
 from gmmvit.sweeps import dashboard, status, table
 from gmmvit.sweeps.folders import read_any
@@ -110,3 +113,12 @@ def test_status_of_a_sweep_whose_only_run_is_unreadable_gives_no_eta(tmp_path):
     (run / "metrics.json").write_text('{"status": "fini')
     tail = sweep_status(run.parent, [read_any(run)]).splitlines()[-1]
     assert tail == "1 unreadable; sweep ETA unknown (fix or delete the unreadable runs)"
+
+
+def test_a_table_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path):
+    sweep = unlogged_run(tmp_path / "multirun" / "plain" / "run").parent
+    proc = subprocess.Popen([sys.executable, "-m", "gmmvit.sweeps.table", str(sweep)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # `| head` gone before the table is printed
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0 and "Traceback" not in err, err

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import sys
 from typing import Callable, NoReturn
 
@@ -41,7 +42,8 @@ class CommandLine(argparse.ArgumentParser):
 
 def one_line_errors(main: Callable[..., int]) -> Callable[..., int]:
     """A ``python -m`` entry point's ``main``, whose user errors end in the policy's one line and exit 2:
-    every command reports them the same way, whatever layer raised them."""
+    every command reports them the same way, whatever layer raised them. Output piped into a reader
+    that stops early (``make table | head``) ends the command quietly: the reader has what it wanted."""
 
     @functools.wraps(main)
     def guarded_main(*args, **kwargs) -> int:
@@ -49,5 +51,8 @@ def one_line_errors(main: Callable[..., int]) -> Callable[..., int]:
             return main(*args, **kwargs)
         except USER_ERRORS as exc:
             fail(str(exc))
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail too
+            return 0
 
     return guarded_main
