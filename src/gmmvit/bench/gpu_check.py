@@ -7,7 +7,7 @@
 carry the wheels its image lacks (hydra-core, omegaconf, antlr4-python3-runtime, timm) and those
 files; README "GPU figures" has the last results. In order:
 
-A. (in parallel: the machine's cores are many) **accuracy pairs**: short real training runs
+A. (in parallel, ``--parallel`` at a time, most needed first) **accuracy pairs**: short real training runs
    through ``src/train.py`` on Fashion-MNIST (2 x 234 steps), each under named settings
    (``SETTINGS``: the defaults, ``step_graph=true``, every fast path off, ...), and one fused
    multirun (ViT-GMM, seeds 0, 1, 2 as one group) beside the same seeds unfused. The models of
@@ -141,37 +141,38 @@ def phase_a(args, logs: Path, cap: float) -> None:
     fashion_mnist(str(data_root / "fashion_mnist"), True, args.fmnist)  # unpack once, before the runs
     env = child_env(args.scale, TORCHINDUCTOR_COMPILE_THREADS="4")
     runs = [r for r in ACCURACY_RUNS if r[0] in args.models]
-    procs = {}
-    for model, mask, seed, setting in runs:
-        name = f"acc_{setting}_{model}_{mask}_{seed}"
-        procs[name] = subprocess.Popen(accuracy_command(model, mask, seed, setting, data_root, args.scale),
-                                       cwd=args.workdir, env=env, stdout=open(logs / f"{name}.log", "w"),
-                                       stderr=subprocess.STDOUT)
-    if "vit" in args.models:
-        procs["acc_fused_vit_gmm"] = subprocess.Popen(fused_accuracy_command(data_root, args.scale), cwd=args.workdir,
-                                                      env=env, stdout=open(logs / "acc_fused_vit_gmm.log", "w"),
-                                                      stderr=subprocess.STDOUT)
     warm = [m for m in args.models if args.warm == "all" or m in args.warm.split(",")]
+    queue = []  # (name, argv), most needed first: a crowded machine serves these first
     for model, mask, mode in ([(m, k, args.mode) for m in warm for k in ("none", "gmm")]
                               + ([("vit", "gmm", args.other_mode)] if "vit" in warm else [])):
-        name = f"warm_{model}_{mask}_{mode}"
         run = {"model": model, "mask": mask, "compile": mode, "step_graph": args.step_graph, "epochs": 1,
                "device": args.scale.device, "n_train": 20 * args.scale.batch, "n_test": args.scale.e2e_test,
                "batch": args.scale.batch}  # phase B's shapes: its graphs are these
-        procs[name] = subprocess.Popen([sys.executable, "-c", WARM, json.dumps(run)], cwd=args.workdir, env=env,
-                                       stdout=open(logs / f"{name}.log", "w"), stderr=subprocess.STDOUT)
+        queue.append((f"warm_{model}_{mask}_{mode}", [sys.executable, "-c", WARM, json.dumps(run)]))
+    for model, mask, seed, setting in runs:
+        if (model, mask, seed, setting) == ("vit", "gmm", FUSED_SEEDS[-1], "defaults"):  # the fused pair's
+            queue.append(("acc_fused_vit_gmm", fused_accuracy_command(data_root, args.scale)))
+        queue.append((f"acc_{setting}_{model}_{mask}_{seed}",
+                      accuracy_command(model, mask, seed, setting, data_root, args.scale)))
     deadline = time.time() + cap
-    status = {}
-    for name, proc in procs.items():
-        try:
-            status[name] = proc.wait(timeout=max(deadline - time.time(), 1))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            status[name] = "killed at the cap"
-    emit(f"- phase A (parallel: {len(procs)} processes) took {elapsed():.0f}s; "
+    status, running = {}, {}
+    while (queue or running) and time.time() < deadline:
+        while queue and len(running) < args.parallel:
+            name, argv = queue.pop(0)
+            running[name] = subprocess.Popen(argv, cwd=args.workdir, env=env, stdout=open(logs / f"{name}.log", "w"),
+                                             stderr=subprocess.STDOUT)
+        for name, proc in list(running.items()):
+            if proc.poll() is not None:
+                status[name] = running.pop(name).returncode
+        time.sleep(0.5)
+    for name, proc in running.items():
+        proc.kill()
+        status[name] = "killed at the cap"
+    status.update({name: "not started: the cap" for name, _ in queue})
+    emit(f"- phase A ({len(status)} processes, {args.parallel} at a time) took {elapsed():.0f}s; "
          f"not exit 0: {', '.join(f'{k} ({v})' for k, v in status.items() if v != 0) or 'none'}", "")
     for name, code in status.items():
-        if code not in (0, "killed at the cap"):
+        if code not in (0, "killed at the cap", "not started: the cap"):
             emit(f"  - {name}: {log_tail(logs / f'{name}.log')}")
     found: dict = {}
     for setting in SETTINGS:
@@ -434,6 +435,8 @@ def main() -> None:
     p.add_argument("--other-mode", default="reduce-overhead",
                    help="the second compile setting, timed for ViT-GMM without step_graph")
     p.add_argument("--step-graph", default="true", help="step_graph for the timed runs (phases B, C)")
+    p.add_argument("--parallel", type=int, default=os.cpu_count(),
+                   help="phase A's processes at a time (23 at once overran the cap on a 16-core H200 machine)")
     p.add_argument("--warm", default="t2t", help="models compiled in phase A, for phase B (all; '' for none)")
     p.add_argument("--phases", default="a,b,c,d,e")
     p.add_argument("--logs", default="/tmp/gpu_check_logs", help="each process's log")
