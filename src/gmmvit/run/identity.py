@@ -22,6 +22,7 @@ from gmmvit.run.records import CHECKPOINT, PREVIOUS_CHECKPOINT, current_targets,
 from gmmvit.run.repair import keep_aside
 
 CONFIG = "config.yaml"
+TRAINED_GROUPS = ("model", "mask", "dataset", "recipe")  # the groups every recorded config holds
 # where the run lives and how it is logged or made reproducible, not what it trains
 BOOKKEEPING = ("sweep", "gain_reference", "run_dir", "experiment", "deterministic")
 BOOKKEEPING_PREFIXES = ("logger.", "paths.", "hydra.")
@@ -69,7 +70,7 @@ def read_config(path: Path, groups=()) -> tuple[Optional[dict], Optional[str]]:
         return None, "is empty"
     if not isinstance(config, dict):
         return None, f"holds a {type(config).__name__}, not a config"
-    for group in ("model", "mask", "dataset", "recipe"):
+    for group in TRAINED_GROUPS:
         if group in config and not isinstance(config[group], dict):
             return None, f"has the wrong shape: {group} is {config[group]!r:.40}"
     if "seed" in config and not isinstance(config["seed"], (int, str)):
@@ -113,7 +114,7 @@ def same_run_or_refuse(cfg: DictConfig, run_dir: Path) -> None:
     """``DifferentRun`` when ``run_dir`` already records a config that trains something else."""
     run_dir = Path(run_dir)
     path = run_dir / CONFIG
-    recorded, fault = read_config(path, groups=("model", "mask", "dataset", "recipe"))
+    recorded, fault = read_config(path, groups=TRAINED_GROUPS)
     from_checkpoint = recorded is None
     if from_checkpoint:
         recorded = _checkpoint_config(run_dir, path, fault)

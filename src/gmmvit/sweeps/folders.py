@@ -19,11 +19,10 @@ from typing import Optional
 from gmmvit.errors import ConfigError
 from gmmvit.run import runlock
 from gmmvit.run import metrics_schema
-from gmmvit.run.identity import read_config
+from gmmvit.run.identity import CONFIG, read_config
 from gmmvit.run.records import METRICS, read_back
 from gmmvit.run.tracking import flatten
 
-CONFIG = "config.yaml"
 
 
 def _load_yaml(path: Path) -> tuple[dict, Optional[str]]:
