@@ -2,10 +2,10 @@
 
 Stated: three seeds of a 1-block ViT-GMM on 896 of scikit-learn's digits, 6 epochs each, trained once as
 one fused group (``train_group``) and once as three unfused runs (``train``); paired by seed, the
-95% t-interval of the difference of their best test top-1 contains zero. The members' draws are
-their own, not the unfused runs' (augmentation and Mixup streams start at the seed rather than after
-the model's init; dropout and stochastic depth come from the group's stream), so the pairs differ
-by about the seed spread; what must not happen is a systematic gap.
+95% t-interval of the difference of their best test top-1 contains zero. The members draw the
+unfused runs' data exactly, but their stochastic depth comes from the group's stream, so the pairs
+differ by about the seed spread; what must not happen is a systematic gap. (Without stochastic depth
+a member trains as its run alone does: ``tests/test_fused_runs.py``.)
 """
 
 from __future__ import annotations

@@ -171,6 +171,27 @@ def test_a_fused_group_trains_on_its_members_splits_held_on_the_device_where_dat
         assert data["status"] == "finished" and data["paths"]["data"] == "device" and len(data["history"]) == 3
 
 
+@pytest.mark.parametrize("data_on_gpu", ["false", "true"])  # the loader's per-image path; the batched split
+def test_a_member_whose_model_draws_nothing_trains_as_its_run_alone_does_epoch_by_epoch(member, tmp_path, data_on_gpu):
+    # without stochastic depth the only draws are the data's (augmentation, Mixup/CutMix, the loader's
+    # seeds): each member's come from its run's own data stream, which evaluating leaves alone
+    runs = [("seed=0", "mask=none", "model.pool=mean"), ("seed=1", "mask=gmm"), ("seed=2", "mask=elm")]
+
+    def cfg(kind, overrides):
+        return compose_config([*TINY, *overrides, "model.drop_path=0", f"data_on_gpu={data_on_gpu}"],
+                              run_dir=tmp_path / kind / overrides[0], data_dir=tmp_path / "data")
+
+    fused = [cfg("fused", r) for r in runs]
+    fused_train.train_group(fused)
+    for overrides, f in zip(runs, fused):
+        alone = cfg("alone", overrides)
+        train(alone)
+        got, want = metrics(f)["history"], metrics(alone)["history"]
+        assert metrics(f)["paths"]["step"] == "fused x3" and len(got) == len(want) == 3
+        assert [r["test_top1"] for r in got] == [r["test_top1"] for r in want], overrides
+        assert [r["train_loss"] for r in got] == pytest.approx([r["train_loss"] for r in want], rel=1e-5), overrides
+
+
 def test_a_member_whose_loss_is_not_finite_fails_with_its_reason_while_the_others_finish(member, monkeypatch):
     cfgs = [member(0), member(1), member(2)]
     batches = fused_train.stacked_batches

@@ -16,8 +16,10 @@ Everything else must stack: the same parameters and buffers, names and shapes, a
 settings (``structure``). ViT pools by its class token without a mask and by the mean with one
 (the authors'), so its unmasked and masked runs differ in parameters and fuse in separate groups.
 
-Each member keeps its own data: the unfused run's loader at its seed (``gmmvit.run.loaders``: its
-order, exactly) and its own random state for augmentation and Mixup/CutMix (``MemberRandom``).
+Each member draws the unfused run's data exactly: its loader at its seed (``gmmvit.run.loaders``)
+and, for augmentation and Mixup/CutMix, the run's data stream (``seed_data_stream``, held by
+``MemberRandom``). Only stochastic depth and dropout, drawn inside the vmapped forward, come from
+the group's stream: a member whose model draws nothing trains as its run alone does, to rounding.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from gmmvit.errors import ConfigError
 from gmmvit.nn.attention import use_attention
 from gmmvit.nn.mask_choice import mask_paths, with_mask_choices
-from gmmvit.run.train import build_model, seed_everything
+from gmmvit.run.train import build_model, seed_data_stream, seed_everything
 
 
 def architecture(model: nn.Module) -> tuple:
@@ -169,13 +171,12 @@ class FusedStep:
 
 class MemberRandom:
     """A member's own random state (torch's CPU and CUDA generators, numpy, Python), swapped in
-    for its data draws: augmentation and Mixup/CutMix draw from it as the run's own stream."""
+    for its data draws: augmentation and Mixup/CutMix draw from it the run's own data stream
+    (``seed_data_stream``), exactly what the run alone draws where its model draws nothing."""
 
     def __init__(self, seed: int):
         saved = self._get()
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
+        seed_data_stream(seed)
         self.state = self._get()
         self._set(saved)
 

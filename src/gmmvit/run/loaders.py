@@ -44,6 +44,7 @@ def eval_loader(split, cfg: DictConfig, device: torch.device, workers: int):
     on_device = resident.gpu_test_loader(cfg.get("data_on_gpu", "auto"), split, ds, batch, device)
     if on_device is not None:
         return on_device
+    # its own generator: an iterator's worker seed is drawn from it, not from the run's data stream
     return DataLoader(Transformed(split, build_transforms(ds, cfg.recipe.aug, train=False)), batch_size=batch,
                       shuffle=False, num_workers=workers, pin_memory=device.type == "cuda",
-                      persistent_workers=workers > 0)
+                      persistent_workers=workers > 0, generator=torch.Generator())

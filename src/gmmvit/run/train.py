@@ -65,12 +65,27 @@ def build_model(cfg: DictConfig) -> torch.nn.Module:
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    _seed_generators(seed)
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
+
+
+def _seed_generators(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+DATA_STREAM = 1  # the spawn key that sets a run's data draws apart from its model's init
+
+
+def seed_data_stream(seed: int) -> None:
+    """Start a run's data draws (augmentation, Mixup/CutMix, the loader's worker seeds) from its
+    seed alone, whatever building the model drew: a fused member, whose model is built with the
+    others', then draws what the run alone draws. A seed of its own, not ``seed`` again, so the
+    first augmentation draws are not the init's first draws."""
+    _seed_generators(int(np.random.SeedSequence(seed, spawn_key=(DATA_STREAM,)).generate_state(1)[0]))
 
 
 @torch.no_grad()
@@ -179,7 +194,6 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
         start_epoch, wall_before, wandb_id = state["epoch"], state["wall_s"], state.get("wandb_id")
         continue_from(record, state)  # epochs 0..N-1 recorded, or rebuilt from the checkpoint, or one line
         print(f"[gmmvit] resuming {run_dir.name} after {epoch_label(start_epoch - 1, recipe.epochs)}", flush=True)
@@ -200,6 +214,10 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
     mask_figures.start(start_epoch)
 
     # --- loop -----------------------------------------------------------------------------
+    if state is not None:  # the data draws go on from the checkpoint, or start from the run's seed
+        set_rng_state(state["rng"])
+    else:
+        seed_data_stream(cfg.seed)
     config = identity.as_recorded(cfg)
     profiler = StepProfiler(cfg.get("profile_steps"), run_dir, device)  # profile_steps=N: profile.md
     started = time.time()
