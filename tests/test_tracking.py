@@ -208,3 +208,26 @@ def test_a_resumed_runs_best_top1_counts_the_epochs_its_record_holds_from_before
     [offline] = list((tmp_path / "wandb").glob("offline-run-*"))
     summary = read_complete(offline)["summary"]
     assert summary["test/top1_best"] == 50.0 and summary["test/top1_best_epoch"] == 1
+
+
+def test_an_epoch_trained_again_after_a_stop_appears_once_in_the_gmm_parameter_csv(tmp_path, data_dir, monkeypatch):
+    run_dir = tmp_path / "mask=gmm"
+    cfg = compose_cfg([*TINY, "mask=gmm", "recipe.epochs=3", "logger=none"],
+                      run_dir=run_dir, data_dir=data_dir)
+    real_save, saves = train_mod.save_checkpoint, []
+
+    def stopped_while_saving_the_second(path, state):   # epoch 2's masks are drawn, its checkpoint is not
+        saves.append(state["epoch"])
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+        real_save(path, state)
+
+    monkeypatch.setattr(train_mod, "save_checkpoint", stopped_while_saving_the_second)
+    with pytest.raises(SystemExit):
+        train(cfg)
+    monkeypatch.undo()
+    assert train(cfg)["status"] == "finished"             # resumes after epoch 1: trains epoch 2 again
+    rows = (run_dir / "masks" / "gmm_params.csv").read_text().splitlines()[1:]
+    per_snapshot = 5 * 2                                    # K = 5 x 2 heads x 1 layer
+    assert [int(r.split(",")[0]) for r in rows[::per_snapshot]] == [0, 1, 2, 3]
+    assert len(rows) == 4 * per_snapshot
