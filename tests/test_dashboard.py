@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 import wandb_workspaces.reports.v2 as wr
 
-from conftest import wandb_without_account
+from conftest import compose_cfg, wandb_without_account
+from gmmvit.config import ablations
 from gmmvit.run import tracking
+from gmmvit.run.train import train
 from gmmvit.sweeps import dashboard
 from gmmvit.sweeps.folders import collect
 from gmmvit.sweeps.table import build as build_table
@@ -228,3 +230,39 @@ def test_at_a_sweeps_end_offline_runs_are_not_published_even_with_an_account(bui
         server.shutdown()
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and "the runs were logged offline" in out[0] and "wandb sync" in out[0]
+
+
+@pytest.fixture(scope="module")
+def kernels_sweep(tmp_path_factory, data_dir):
+    """The kernels ablation narrowed to K = 1, 5 x seeds 0, 1 on digits, W&B offline (4 real runs)."""
+    tmp = tmp_path_factory.mktemp("kernels")
+    sweep = tmp / "kernels"
+    tiny = ["model=vit", "dataset=digits", "model.depth=1", "model.embed_dim=32", "model.num_heads=2",
+            "recipe.batch_size=32", "recipe.epochs=1", "recipe.warmup_epochs=0", "recipe.passes_per_epoch=1",
+            "limit_train=128", "limit_test=64", "threads=1", "logger=wandb", "logger.mode=offline",
+            "logger.mask_figures=0", "mask.num_kernels=1,5", "seed=0,1"]
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in wandb_without_account({}, tmp).items():
+            mp.setenv(k, v)
+        mp.delenv("WANDB_API_KEY", raising=False)
+        for job in ablations.grid("kernels", tiny):
+            name = ",".join(sorted(o for o in job if o.startswith(("mask.num_kernels=", "seed="))))
+            cfg = compose_cfg(["experiment=ablation/kernels", *job], run_dir=sweep / name, data_dir=data_dir)
+            assert train(cfg)["status"] == "finished"
+    return sweep
+
+
+def test_an_ablations_view_and_report_group_by_the_setting_it_varies(kernels_sweep, tmp_path):
+    runs = collect([kernels_sweep])[kernels_sweep]
+    d = dashboard.build_dashboard(kernels_sweep, runs)
+    keys = [config_key(c) for c in d.workspace.runset_settings.groupby]
+    assert keys == ["model.name", "mask.name", "mask.num_kernels"]      # K = 1 and K = 5 are two groups
+    assert set(keys) <= logged(kernels_sweep)["config"]                # keys the runs' W&B config holds
+    [best] = [p for s in d.workspace.sections if s.name == "Table" for p in s.panels]
+    assert "per model x mask x mask.num_kernels" in best.title
+    [curves] = [b for b in d.report.blocks if isinstance(b, wr.PanelGrid) and b.runsets[0].name == "ablation/kernels"]
+    assert [str(g) for g in curves.runsets[0].groupby] == [f"config.{k}.value" for k in keys]
+    assert any(isinstance(b, wr.H2) and "mask.num_kernels=5" in b.text for b in d.report.blocks)
+    # the same split as make table's rows
+    table = d.table.rows["vit"]
+    assert sorted(dict(variant)["mask.num_kernels"] for _, variant in table) == [1, 5]

@@ -237,14 +237,18 @@ def test_make_paper_dry_prints_fused_gpu_hours_from_a_measured_fused_rate(tmp_pa
     assert fused == pytest.approx(alone, abs=0.1)
 
 
-def test_each_member_of_a_fused_group_logs_its_own_whole_wandb_run(member, tmp_path, monkeypatch):
-    from gmmvit.run.tracking import read_offline_run
-
+def no_wandb_account(monkeypatch, tmp_path):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     for var, folder in (("NETRC", "no.netrc"), ("WANDB_DIR", "wandb_dir"), ("WANDB_CACHE_DIR", "wandb_cache"),
                         ("WANDB_CONFIG_DIR", "wandb_config")):
         monkeypatch.setenv(var, str(tmp_path / folder))
     monkeypatch.setenv("WANDB_SILENT", "true")
+
+
+def test_each_member_of_a_fused_group_logs_its_own_whole_wandb_run(member, tmp_path, monkeypatch):
+    from gmmvit.run.tracking import read_offline_run
+
+    no_wandb_account(monkeypatch, tmp_path)
     cfgs = [member(0, "logger=wandb", "logger.mode=offline"), member(1, "logger=wandb", "logger.mode=offline")]
     fused_train.train_group(cfgs)
     ids = set()
@@ -258,6 +262,24 @@ def test_each_member_of_a_fused_group_logs_its_own_whole_wandb_run(member, tmp_p
         assert logged["summary"]["final/best_top1"] == metrics(cfg)["final"]["best_top1"]
         ids.add(logged["run"]["id"])
     assert len(ids) == 2
+
+
+def test_a_stopped_fused_group_ends_each_members_wandb_run_stopped(member, tmp_path, monkeypatch):
+    from gmmvit.run.tracking import read_offline_run
+
+    no_wandb_account(monkeypatch, tmp_path)
+    cfgs = [member(0, "logger=wandb", "logger.mode=offline"), member(1, "logger=wandb", "logger.mode=offline")]
+    monkeypatch.setattr(fused_train, "save_checkpoint", StopAfter(fused_train.save_checkpoint, 2))
+    with pytest.raises(SystemExit):
+        fused_train.train_group(cfgs)  # stopped after both members' first epoch
+    for cfg in cfgs:
+        [offline] = list((Path(cfg.run_dir) / "wandb").glob("offline-run-*"))
+        deadline = time.time() + 30
+        while not (logged := read_offline_run(offline))["complete"] and time.time() < deadline:
+            time.sleep(0.2)
+        assert logged["complete"] and logged["exit_code"] == 130, cfg.seed
+        assert logged["summary"]["status"] == "stopped" == metrics(cfg)["status"]
+        assert logged["summary"]["reason"] == metrics(cfg)["reason"] == "Ctrl-C at epoch 1/3"
 
 
 @pytest.mark.slow

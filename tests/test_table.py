@@ -213,3 +213,19 @@ def test_nothing_finished_is_one_line(sweep, tmp_path, capsys):
     out = capsys.readouterr().out.strip()
     assert len(out.splitlines()) == 1 and "nothing finished yet (1 failed)" in out
     assert not (only / "table.md").exists()
+
+
+def test_a_gain_from_one_pair_shows_its_n_and_no_interval_in_every_form(sweep, tmp_path):
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep, copy)
+    shutil.rmtree(copy / "mask=gmm,seed=1")                   # gmm pairs with none at seed 0 only
+    assert table_lib.main([str(copy)]) == 0
+    best = {m: _metrics(copy, f"mask={m},seed=0")["final"]["best_top1"] for m in ("gmm", "none")}
+    diff = best["gmm"] - best["none"]
+    [md] = [l for l in (copy / "table.md").read_text().splitlines() if "Δ gmm − none" in l]
+    assert f"{diff:+.2f} (n=1 pair, no interval)" in md and "n.s." not in md
+    [tex] = [l for l in (copy / "table.tex").read_text().splitlines() if "Delta$ gmm" in l]
+    assert rf"\textit{{{diff:+.2f}\,{{\scriptsize (1)}}}}" in tex     # not a bare number beside the intervals
+    assert "(n) = seeds paired, no interval from one pair" in (copy / "table.tex").read_text()
+    g = _row(_csv_rows(copy / "table.csv"), "gmm", "digits", "gain_vs_none")
+    assert (g["n"], g["ci95_low"], g["significant"]) == ("1", "", "")

@@ -1,4 +1,5 @@
-"""W&B tracking in real offline mode, mask figures, and the rule that tracking never stops a run."""
+"""W&B tracking in real offline mode, mask figures, the rule that tracking never stops a run, and a
+W&B run that ends as the run's record does (finished, failed, stopped) and continues on resume."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from conftest import compose_cfg
 from gmmvit.run import tracking
 from gmmvit.run.figures import snapshot_epochs
+from gmmvit.run import train as train_mod
 from gmmvit.run.train import train
 
 TINY = ["dataset=digits", "model.depth=1", "model.embed_dim=32", "model.num_heads=2", "recipe.batch_size=64",
@@ -123,7 +125,109 @@ def test_wandb_failures_never_stop_a_run(monkeypatch, tmp_path, capsys):
     for _ in range(3):
         guarded.log_epoch({})
     guarded.log_summary(a=1)
-    guarded.finish()
+    guarded.end("finished")
     assert Flaky.calls == 1 and guarded.run_id is None
     assert capsys.readouterr().out.count("tracking off") == 1
     assert type(tracking.build_tracker(compose_cfg(["logger=none"]), tmp_path, None, {})) is tracking.Tracker
+
+
+def read_complete(offline):
+    """An offline run's log once W&B's service has written its exit record."""
+    deadline = time.time() + 60          # W&B's service may finish writing a moment after finish()
+    while not (logged := tracking.read_offline_run(offline))["complete"] and time.time() < deadline:
+        time.sleep(0.5)
+    assert logged["complete"], f"{offline} has no exit record"
+    return logged
+
+
+def interrupt_after_first_checkpoint(monkeypatch, exc):
+    """The trainer meets ``exc`` right after its first checkpoint, once (a Ctrl-C, a full disk)."""
+    real_save = train_mod.save_checkpoint
+    raised = []
+
+    def save_then_raise(path, state):
+        real_save(path, state)
+        if not raised:
+            raised.append(exc)
+            raise exc
+
+    monkeypatch.setattr(train_mod, "save_checkpoint", save_then_raise)
+
+
+def test_a_stopped_run_ends_its_wandb_run_stopped_and_its_relaunch_continues_that_run(
+        tmp_path, data_dir, no_wandb_account, monkeypatch):
+    run_dir = tmp_path / "sweep" / "mask=gmm"
+    cfg = compose_cfg([*TINY, "mask=gmm", "recipe.epochs=3", "logger=wandb", "logger.mode=offline"],
+                      run_dir=run_dir, data_dir=data_dir)
+    interrupt_after_first_checkpoint(monkeypatch, KeyboardInterrupt())
+    with pytest.raises(SystemExit):
+        train(cfg)
+    [first] = list((run_dir / "wandb").glob("offline-run-*"))
+    stopped = read_complete(first)
+    assert stopped["exit_code"] == 130                        # W&B shows it failed, not finished
+    assert stopped["summary"]["status"] == "stopped" and stopped["summary"]["reason"] == "Ctrl-C at epoch 1/3"
+
+    assert train(cfg)["status"] == "finished"                  # the relaunch resumes it
+    [second] = [p for p in (run_dir / "wandb").glob("offline-run-*") if p != first]
+    resumed = read_complete(second)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert resumed["run"]["id"] == stopped["run"]["id"] == metrics["wandb_id"]   # one W&B run, not a fork
+    assert [h["epoch"] for h in resumed["history"] if "test/top1" in h] == [2, 3]
+    assert resumed["exit_code"] == 0
+    assert resumed["summary"]["status"] == "finished" and resumed["summary"]["reason"] is None
+    assert resumed["summary"]["test/top1_best"] == pytest.approx(metrics["final"]["best_top1"])
+    assert resumed["summary"]["test/top1_best_epoch"] == metrics["final"]["best_epoch"] + 1
+
+
+def test_a_run_that_fails_ends_its_wandb_run_failed_with_the_reason(tmp_path, data_dir, no_wandb_account,
+                                                                     monkeypatch):
+    run_dir = tmp_path / "sweep" / "mask=elm"
+    cfg = compose_cfg([*TINY, "mask=elm", "recipe.epochs=3", "logger=wandb", "logger.mode=offline"],
+                      run_dir=run_dir, data_dir=data_dir)
+    interrupt_after_first_checkpoint(monkeypatch, OSError(28, "No space left on device"))
+    with pytest.raises(OSError):
+        train(cfg)
+    [offline] = list((run_dir / "wandb").glob("offline-run-*"))
+    logged = read_complete(offline)
+    reason = json.loads((run_dir / "metrics.json").read_text())["reason"]
+    assert reason == "OSError: [Errno 28] No space left on device"
+    assert logged["exit_code"] == 1
+    assert logged["summary"]["status"] == "failed" and logged["summary"]["reason"] == reason
+
+
+def test_a_resumed_runs_best_top1_counts_the_epochs_its_record_holds_from_before(tmp_path, no_wandb_account):
+    cfg = compose_cfg(["logger=wandb", "logger.mode=offline"], run_dir=tmp_path)
+    tracker = tracking.build_tracker(cfg, tmp_path, "resumedrun", {"sweep": "s"})
+
+    def row(epoch, top1):
+        return {"epoch": epoch, "train_loss": 1.0, "test_top1": top1, "lr": 1e-3, "img_per_s": 100.0}
+
+    tracker.begin([row(0, 50.0), row(1, 40.0)])      # epochs trained before the stop, read from metrics.json
+    tracker.log_epoch(row(2, 30.0))
+    tracker.end("finished")
+    [offline] = list((tmp_path / "wandb").glob("offline-run-*"))
+    summary = read_complete(offline)["summary"]
+    assert summary["test/top1_best"] == 50.0 and summary["test/top1_best_epoch"] == 1
+
+
+def test_an_epoch_trained_again_after_a_stop_appears_once_in_the_gmm_parameter_csv(tmp_path, data_dir, monkeypatch):
+    run_dir = tmp_path / "mask=gmm"
+    cfg = compose_cfg([*TINY, "mask=gmm", "recipe.epochs=3", "logger=none"],
+                      run_dir=run_dir, data_dir=data_dir)
+    real_save, saves = train_mod.save_checkpoint, []
+
+    def stopped_while_saving_the_second(path, state):   # epoch 2's masks are drawn, its checkpoint is not
+        saves.append(state["epoch"])
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+        real_save(path, state)
+
+    monkeypatch.setattr(train_mod, "save_checkpoint", stopped_while_saving_the_second)
+    with pytest.raises(SystemExit):
+        train(cfg)
+    monkeypatch.undo()
+    assert train(cfg)["status"] == "finished"             # resumes after epoch 1: trains epoch 2 again
+    rows = (run_dir / "masks" / "gmm_params.csv").read_text().splitlines()[1:]
+    per_snapshot = 5 * 2                                    # K = 5 x 2 heads x 1 layer
+    assert [int(r.split(",")[0]) for r in rows[::per_snapshot]] == [0, 1, 2, 3]
+    assert len(rows) == 4 * per_snapshot

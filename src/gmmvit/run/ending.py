@@ -1,7 +1,7 @@
 """How a trainer ends is written down before its lock goes, so that every reader tells the truth at
 once: ``finished`` (train.py), ``failed`` with its reason (NaN, an exception), ``stopped`` (Ctrl-C,
-SIGTERM). A run killed outright (SIGKILL, OOM, node lost) cannot write; its lock tells instead
-(``gmmvit.run.runlock``)."""
+SIGTERM), and its W&B run ends the same way. A run killed outright (SIGKILL, OOM, node lost) cannot
+write; its lock tells instead (``gmmvit.run.runlock``)."""
 
 from __future__ import annotations
 
@@ -39,30 +39,43 @@ def epochs_done(record: RunRecord) -> int:
     return len(record.history)
 
 
+def _end_tracker(trackers: dict, record: RunRecord, exit_code: int) -> None:
+    tracker = trackers.pop(record.run_dir, None)
+    if tracker is not None:
+        tracker.end(record.status, record.data.get("reason"), exit_code)
+
+
 @contextmanager
 def recorded_end(ends: list[tuple[RunRecord, int]], name: str):
     """Around training one run or a fused group (``ends``: each run's record and its epochs; ``name``
     says which in the one line): Ctrl-C and SIGTERM record ``stopped`` for every run not yet ended and
     exit with the shell's code after one line; any other exception records ``failed`` with its reason
     and goes on up. SIGTERM is taken only where nobody else handles it (submitit, under SLURM, has its
-    own plan for it)."""
+    own plan for it).
+
+    It yields a dict, run folder -> tracker, for training to put each run's tracker in once built:
+    a run that stops or fails ends its W&B run with its record's status and reason and a non-zero exit
+    code (W&B would otherwise close it at exit, or at the next job's start, as finished)."""
     own_sigterm = (threading.current_thread() is threading.main_thread()
                    and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)
     if own_sigterm:
         signal.signal(signal.SIGTERM, _raise_terminated)
     open_ends = lambda: [(r, n) for r, n in ends if r.status not in (STATUS_FINISHED, STATUS_FAILED)]  # noqa: E731
+    trackers: dict = {}
     try:
-        yield
+        yield trackers
     except (KeyboardInterrupt, Terminated) as exc:
         how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
         for record, epochs in open_ends():
             record.update(status=STATUS_STOPPED, reason=f"{how} at epoch {epochs_done(record)}/{epochs}")
+            _end_tracker(trackers, record, EXIT_CODE[how])
         where = f" at epoch {epochs_done(ends[0][0])}/{ends[0][1]}" if len(ends) == 1 else ""
         print(f"\n[gmmvit] {name} stopped{where}; relaunch to resume", flush=True)
         raise SystemExit(EXIT_CODE[how]) from None
     except Exception as exc:
         for record, _ in open_ends():
             record.update(status=STATUS_FAILED, reason=reason_of(exc))
+            _end_tracker(trackers, record, 1)
         raise
     finally:
         if own_sigterm:

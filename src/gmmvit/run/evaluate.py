@@ -125,7 +125,7 @@ def _log_to_wandb(cfg, run_dir: Path, metrics: dict, name: str, result: dict, pn
     tracker = build_tracker(cfg, run_dir, wandb_id, metrics.get("meta") or {})
     tracker.log_summary(**{f"eval/{name}/{k}": result[k] for k in ("top1", "top5", "epoch")})
     tracker.log_images({f"eval/{name}/confusion": str(png)})
-    tracker.finish()
+    tracker.end(metrics.get("status"), metrics.get("reason"))  # reopened: it ends as its record says
 
 
 def report(result: dict) -> str:

@@ -144,10 +144,27 @@ class MaskFigures:
         self.enabled = bool(self.masks)
 
     def start(self, epochs_done: int = 0) -> None:
+        self._forget_after(epochs_done)
         if epochs_done and (self.dir / f"epoch_{epochs_done:03d}.png").exists():
             self.done.add(epochs_done)       # a resumed run: this state was drawn before the restart
             return
         self.snapshot(epochs_done)
+
+    def _forget_after(self, epochs_done: int) -> None:
+        """A run stopped after a snapshot but before that epoch's checkpoint trains the epoch again:
+        its sigma/alpha rows are dropped, or the CSV would hold that epoch twice (its PNG is redrawn)."""
+        path = self.dir / PARAMS_CSV
+        if not self.enabled or not path.exists():
+            return
+        try:
+            with open(path, newline="") as f:
+                rows = list(csv.reader(f))
+            kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= epochs_done]
+            if len(kept) < len(rows):
+                with open(path, "w", newline="") as f:
+                    csv.writer(f).writerows(kept)
+        except (OSError, ValueError) as exc:  # a figure never stops training
+            print(f"[gmmvit] {path} not trimmed to {epochs_done} epochs ({type(exc).__name__}: {exc})", flush=True)
 
     def after_epoch(self, epochs_done: int) -> None:
         if epochs_done in self.during:

@@ -114,8 +114,9 @@ def train_group(cfgs: list) -> dict:
             return train(cfgs[0])
         print(f"[gmmvit] fused: {lead.name} trains {len(members)} runs as one model: "
               + ", ".join(m.name for m in members), flush=True)
-        with recorded_end([(m.record, m.cfg.recipe.epochs) for m in members], f"fused group of {members[0].name}"):
-            _train_group(members, lead.epoch)
+        with recorded_end([(m.record, m.cfg.recipe.epochs) for m in members],
+                          f"fused group of {members[0].name}") as trackers:
+            _train_group(members, lead.epoch, trackers)
         return lead.record.data
 
 
@@ -164,12 +165,11 @@ def _fail(m: Member, reason: str, active: torch.Tensor, g: int) -> None:
     active[g] = False
     m.extra["progress"].close()
     m.record.update(status=STATUS_FAILED, reason=reason)
-    m.extra["tracker"].log_summary(status=STATUS_FAILED, reason=reason)
-    m.extra["tracker"].finish(failed=True)
+    m.extra["tracker"].end(STATUS_FAILED, reason)
     print(f"[gmmvit] {m.name} failed: {reason}; the rest of its fused group trains on", flush=True)
 
 
-def _train_group(members: list[Member], start_epoch: int) -> None:
+def _train_group(members: list[Member], start_epoch: int, trackers: dict) -> None:
     lead = members[0].cfg
     recipe, ds = lead.recipe, lead.dataset
     for m in members:
@@ -237,9 +237,11 @@ def _train_group(members: list[Member], start_epoch: int) -> None:
         best.start(m.state)
         meta = {"model": m.cfg.model.name, "mask": m.cfg.mask.name, "dataset": ds.name, "seed": m.cfg.seed,
                 "sweep": m.cfg.sweep, "name": m.name}
-        tracker = build_tracker(m.cfg, m.run_dir, (m.state or {}).get("wandb_id"), meta, alongside=True)
+        tracker = trackers[m.run_dir] = build_tracker(m.cfg, m.run_dir, (m.state or {}).get("wandb_id"), meta,
+                                                      alongside=True)
         m.record.update(status=STATUS_RUNNING, reason=None, meta=meta, params=params, macs=macs,
                         epochs=recipe.epochs, wandb_id=tracker.run_id)
+        tracker.begin(m.record.history)
         tracker.log_summary(params=params, macs=macs)
         record_environment(m.record, tracker, device)
         m.record.update(paths=paths)
@@ -295,7 +297,7 @@ def _train_group(members: list[Member], start_epoch: int) -> None:
         m.extra["figures"].end(recipe.epochs)
         m.record.update(status=STATUS_FINISHED, final=final)
         m.extra["tracker"].log_summary(**{f"final/{k}": v for k, v in final.items()})
-        m.extra["tracker"].finish()
+        m.extra["tracker"].end(STATUS_FINISHED)
         print(finished_line(m.name, final, recipe.epochs), flush=True)
 
 

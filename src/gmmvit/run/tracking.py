@@ -7,8 +7,11 @@ Any W&B failure turns the tracker off for the rest of the run and training goes 
 One W&B run per job: group = sweep, job_type = ``<model>-<mask>``, tags model=, mask=,
 dataset=, seed=; config = the flattened resolved config. The x axis is ``epoch`` = epochs
 completed (1 after the first epoch; 0 for the initial mask figures). The summary holds
-``test/top1.max`` (best top-1), ``test/top1_best_epoch`` (its epoch, same axis), params, macs
-and ``final/*`` (as metrics.json: ``final/best_epoch`` there is the 0-based history index).
+``test/top1_best`` (best top-1 over every epoch the run's record holds, resumes included) and
+``test/top1_best_epoch`` (its epoch, same axis), params, macs, ``status`` and ``reason`` as
+metrics.json says them, and ``final/*`` (as metrics.json: ``final/best_epoch`` there is the 0-based
+history index). A W&B run ends as its record does: exit code 0 when finished, non-zero (W&B: failed)
+when it failed or was stopped.
 ``read_offline_run`` reads an offline run's transaction log back (summary, history) without W&B.
 """
 
@@ -23,6 +26,8 @@ from typing import Any, Optional
 from urllib.parse import urlparse
 
 from omegaconf import DictConfig, OmegaConf
+
+from gmmvit.run.records import STATUS_FINISHED, STATUS_RUNNING
 
 # The names runs log under. gmmvit.dashboard builds its panels from these same names, and its
 # tests check them against what an offline run really logs.
@@ -83,12 +88,13 @@ def resolve_mode(mode: str, run_dir: Path) -> str:
 class Tracker:
     """No-op tracker (``logger=none``); the W&B one overrides every method."""
 
+    def begin(self, history: list[dict]) -> None: ...
     def log_epoch(self, row: dict) -> None: ...
     def log_summary(self, **summary) -> None: ...
     def log_config(self, **config) -> None: ...
     def log_images(self, images: dict[str, Any], step: Optional[int] = None) -> None: ...
     def log_mask_snapshot(self, image_path, columns: list, rows: list, epochs_done: int) -> None: ...
-    def finish(self, failed: bool = False) -> None: ...
+    def end(self, status: Optional[str], reason: Optional[str] = None, exit_code: Optional[int] = None) -> None: ...
     @property
     def run_id(self) -> Optional[str]:
         return None
@@ -119,18 +125,25 @@ class WandbTracker(Tracker):
     def run_id(self) -> Optional[str]:
         return self.run.id
 
-    def log_epoch(self, row: dict) -> None:
-        epoch = row["epoch"] + 1                      # epochs completed
-        self.run.log({EPOCH: epoch, TRAIN_LOSS: row["train_loss"], TOP1: row["test_top1"],
-                      LR: row["lr"], IMG_PER_S: row["img_per_s"], EPOCH_S: row.get("epoch_s"),
-                      **({VAL_TOP1: row["val_top1"]} if "val_top1" in row else {})})
-        if self.best is None:                          # resumed runs: the best so far is in the summary
-            prev = self.run.summary.get(TOP1_BEST)
-            self.best = prev if isinstance(prev, (int, float)) else None
+    def begin(self, history: list[dict]) -> None:
+        """Training starts, or resumes after ``history``'s epochs (the run's record). The best so far
+        comes from the record, not from W&B: an offline run cannot read its own summary back, and a
+        resumed offline run is a second log whose summary ``wandb sync`` lays over the first's."""
+        self.log_summary(status=STATUS_RUNNING, reason=None)
+        for row in history:
+            self._note_best(row)
+
+    def _note_best(self, row: dict) -> None:
         if self.best is None or row["test_top1"] > self.best:
             self.best = row["test_top1"]
             self.run.summary[TOP1_BEST] = row["test_top1"]
-            self.run.summary[f"{TOP1_BEST}_epoch"] = epoch
+            self.run.summary[f"{TOP1_BEST}_epoch"] = row["epoch"] + 1
+
+    def log_epoch(self, row: dict) -> None:
+        self.run.log({EPOCH: row["epoch"] + 1, TRAIN_LOSS: row["train_loss"], TOP1: row["test_top1"],
+                      LR: row["lr"], IMG_PER_S: row["img_per_s"], EPOCH_S: row.get("epoch_s"),
+                      **({VAL_TOP1: row["val_top1"]} if "val_top1" in row else {})})
+        self._note_best(row)
 
     def log_summary(self, **summary) -> None:
         for k, v in summary.items():
@@ -156,8 +169,11 @@ class WandbTracker(Tracker):
             payload[MASK_ALPHA] = wandb.Histogram([r[i_alpha] for r in rows])
         self.run.log(payload)
 
-    def finish(self, failed: bool = False) -> None:
-        self.run.finish(exit_code=1 if failed else 0)
+    def end(self, status: Optional[str], reason: Optional[str] = None, exit_code: Optional[int] = None) -> None:
+        """Close the W&B run as the record ends: its status and reason in the summary; the exit code is
+        what W&B shows as finished (0) or failed (any other), 1 unless the caller has the shell's."""
+        self.log_summary(status=status, reason=reason)
+        self.run.finish(exit_code=exit_code if exit_code is not None else 0 if status == STATUS_FINISHED else 1)
 
 
 class _Guarded(Tracker):
@@ -176,6 +192,9 @@ class _Guarded(Tracker):
                   flush=True)
             self.inner = None
 
+    def begin(self, history):
+        self._call("begin", history)
+
     def log_epoch(self, row):
         self._call("log_epoch", row)
 
@@ -191,8 +210,8 @@ class _Guarded(Tracker):
     def log_mask_snapshot(self, image_path, columns, rows, epochs_done):
         self._call("log_mask_snapshot", image_path, columns, rows, epochs_done)
 
-    def finish(self, failed=False):
-        self._call("finish", failed)
+    def end(self, status, reason=None, exit_code=None):
+        self._call("end", status, reason, exit_code)
 
     @property
     def run_id(self):
@@ -250,10 +269,11 @@ def _set_nested(d: dict, keys: list, value) -> None:
 
 
 def read_offline_run(run_path: Path) -> dict:
-    """``{"run", "summary", "history", "config", "complete"}`` of an offline run (``.../wandb/offline-run-*``).
+    """``{"run", "summary", "history", "config", "complete", "exit_code"}`` of an offline run
+    (``.../wandb/offline-run-*``).
 
-    ``complete`` says the exit record is there: W&B's service may still be writing the log for a
-    moment after ``run.finish()`` returns.
+    ``complete`` says the exit record is there (``exit_code`` is its code): W&B's service may still be
+    writing the log for a moment after ``run.finish()`` returns.
     """
     from wandb.proto import wandb_internal_pb2 as pb
 
@@ -263,7 +283,7 @@ def read_offline_run(run_path: Path) -> dict:
     history: list[dict] = []
     config: dict = {}
     run: dict = {}
-    complete = False
+    complete, exit_code = False, None
     for raw in _log_records(log):
         record = pb.Record()
         record.ParseFromString(raw)
@@ -278,7 +298,7 @@ def read_offline_run(run_path: Path) -> dict:
                 row["/".join(item.nested_key) or item.key] = json.loads(item.value_json)
             history.append(row)
         elif kind == "exit":
-            complete = True
+            complete, exit_code = True, record.exit.exit_code
         if kind == "run":
             r = record.run
             run = {"id": r.run_id, "project": r.project, "group": r.run_group, "job_type": r.job_type,
@@ -287,4 +307,5 @@ def read_offline_run(run_path: Path) -> dict:
             cfg = record.run.config if kind == "run" else record.config
             for item in cfg.update:
                 config[item.key] = json.loads(item.value_json)
-    return {"run": run, "summary": summary, "history": history, "config": config, "complete": complete}
+    return {"run": run, "summary": summary, "history": history, "config": config, "complete": complete,
+            "exit_code": exit_code}

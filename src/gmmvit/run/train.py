@@ -142,11 +142,12 @@ def train(cfg: DictConfig) -> dict:
             return record.data
         remove_temporaries(run_dir)  # a killed trainer's half-written files
         record = usable_record(record)  # an unreadable metrics.json: rebuilt from the checkpoint, or one line
-        with recorded_end([(record, cfg.recipe.epochs)], run_dir.name):  # stopped / failed, before the lock goes
-            return _train(cfg, run_dir, record)
+        # stopped / failed recorded, and its W&B run ended so, before the lock goes
+        with recorded_end([(record, cfg.recipe.epochs)], run_dir.name) as trackers:
+            return _train(cfg, run_dir, record, trackers)
 
 
-def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
+def _train(cfg: DictConfig, run_dir: Path, record: RunRecord, trackers: dict) -> dict:
     identity.record_config(cfg, run_dir)  # once, as the run starts
 
     # --- machine --------------------------------------------------------------------------
@@ -205,9 +206,10 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
     best_weights.start(state)
     meta = {"model": cfg.model.name, "mask": cfg.mask.name, "dataset": ds.name, "seed": cfg.seed,
             "sweep": cfg.sweep, "name": run_dir.name}
-    tracker = build_tracker(cfg, run_dir, wandb_id, meta)
+    tracker = trackers[run_dir] = build_tracker(cfg, run_dir, wandb_id, meta)  # stopped / failed: ended as recorded
     record.update(status=STATUS_RUNNING, reason=None, meta=meta, params=params, macs=macs,
                   epochs=recipe.epochs, wandb_id=tracker.run_id)
+    tracker.begin(record.history)
     tracker.log_summary(params=params, macs=macs)
     record_environment(record, tracker, device)  # versions, commit, device, host, command line
     mask_figures = MaskFigures(cfg, model, run_dir, tracker)  # GMM/ELM: masks/epoch_XXX.png (+ W&B)
@@ -276,8 +278,7 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
     except TrainingDiverged as exc:
         progress.close()
         record.update(status=STATUS_FAILED, reason=str(exc))
-        tracker.log_summary(status=STATUS_FAILED, reason=str(exc))
-        tracker.finish(failed=True)
+        tracker.end(STATUS_FAILED, str(exc))
         print(f"[gmmvit] {run_dir.name} failed: {exc}", flush=True)
         return record.data
 
@@ -290,6 +291,6 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict:
     mask_figures.end(recipe.epochs)
     record.update(status=STATUS_FINISHED, final=final)
     tracker.log_summary(**{f"final/{k}": v for k, v in final.items()})
-    tracker.finish()
+    tracker.end(STATUS_FINISHED)
     print(finished_line(run_dir.name, final, recipe.epochs), flush=True)
     return record.data

@@ -59,8 +59,9 @@ def _relevant(key: str) -> bool:
     return not (key in IGNORED_KEYS or key.startswith(IGNORED_PREFIXES) or key.endswith(IGNORED_SUFFIXES))
 
 
-def assign_variants(runs: list[Run]) -> None:
-    """Settings that differ between runs of one model/mask/dataset cell split it into variants."""
+def varied_settings(runs: list[Run]) -> list[str]:
+    """The settings (flat config keys) that differ between runs of one model/mask/dataset cell, seeds
+    and bookkeeping aside: what an ablation sweeps. The table's rows and the W&B view's groups split by them."""
     groups = defaultdict(list)
     for r in runs:
         groups[(r.model, r.mask, r.dataset)].append(r)
@@ -70,8 +71,14 @@ def assign_variants(runs: list[Run]) -> None:
         for k in keys:
             if _relevant(k) and len({repr(m.config.get(k)) for m in members}) > 1:
                 varying.add(k)
+    return sorted(varying)
+
+
+def assign_variants(runs: list[Run]) -> None:
+    """Settings that differ between runs of one model/mask/dataset cell split it into variants."""
+    varying = varied_settings(runs)
     for r in runs:
-        r.variant = tuple((k, scalar(r.config.get(k))) for k in sorted(varying) if k in r.config)
+        r.variant = tuple((k, scalar(r.config.get(k))) for k in varying if k in r.config)
 
 
 def _order(value, order):

@@ -5,9 +5,10 @@
 For each sweep (its runs are one W&B group, ``cfg.sweep``) it creates or updates:
 
 - a saved workspace view named ``gmmvit: <group>``: runs filtered to the group, grouped by model and
-  mask (and dataset when the sweep spans several); sections Accuracy (``test/top1`` against epoch,
-  mean with a min-max band per group), Table (best top-1 per model x mask, mean and min-max over
-  seeds), Masks (the ``masks/central_query`` images, the sigma/alpha table), Speed (img/s) and
+  mask, dataset when the sweep spans several, and every setting it varies (an ablation's
+  ``model.pool``, ``mask.num_kernels``, ...: the table's ``[key=value]`` rows); sections Accuracy
+  (``test/top1`` against epoch, mean with a min-max band per group), Table (best top-1 per group, mean
+  and min-max over seeds), Masks (the ``masks/central_query`` images, the sigma/alpha table), Speed (img/s) and
   Cost (params, MACs);
 - a report ``gmmvit: <group> table``: the table as ``make table`` prints it, its gains plot (logged
   by a small run of job type ``table`` in the group) and links to the view.
@@ -36,6 +37,7 @@ from gmmvit.run import tracking
 from gmmvit.run.records import METRICS, read_json, write_json
 from gmmvit.run.tracking import (EPOCH, EPOCH_S, IMG_PER_S, MACS, MASK_IMAGE, MASK_PARAMS, PARAMS, TOP1, TOP1_BEST,
                                  TRAIN_LOSS)
+from gmmvit.sweeps.cells import varied_settings
 from gmmvit.sweeps.folders import collect_sweeps
 from gmmvit.sweeps.render import render_png
 from gmmvit.sweeps.table import build
@@ -66,6 +68,7 @@ class Sweep:
     datasets: list[str]
     runs: list = field(default_factory=list)   # gmmvit.sweeps.folders.Run
     logged: bool = True                       # the runs used logger=wandb
+    varied: list = field(default_factory=list)  # flat config keys the sweep varies besides model, mask, dataset
 
     @property
     def view_name(self) -> str:
@@ -100,7 +103,8 @@ def read_sweep(folder: Path, runs: list) -> Sweep:
     datasets = sorted({r.dataset for r in runs})
     return Sweep(folder=Path(folder), group=str(common("sweep", Path(folder).name)),
                  entity=common("logger.entity"), project=str(common("logger.project", "gmmvit")),
-                 datasets=datasets, runs=runs, logged=common("logger.name") == "wandb")
+                 datasets=datasets, runs=runs, logged=common("logger.name") == "wandb",
+                 varied=varied_settings(runs))
 
 
 # --- the view ----------------------------------------------------------------------------------------
@@ -111,9 +115,17 @@ def run_filters(sweep: Sweep) -> list:
     return ws.And(ws.Metric("Group") == sweep.group, ws.Metric("JobType") != TABLE_JOB_TYPE)
 
 
+def group_keys(sweep: Sweep) -> list[str]:
+    """What tells the table's rows apart, so a group never averages two settings of an ablation."""
+    return [MODEL_KEY, MASK_KEY] + ([DATASET_KEY] if len(sweep.datasets) > 1 else []) + sweep.varied
+
+
 def grouping(sweep: Sweep) -> list:
-    keys = [MODEL_KEY, MASK_KEY] + ([DATASET_KEY] if len(sweep.datasets) > 1 else [])
-    return [config_column(k) for k in keys]
+    return [config_column(k) for k in group_keys(sweep)]
+
+
+def group_names(sweep: Sweep) -> list[str]:
+    return [k.removesuffix(".name") for k in group_keys(sweep)]
 
 
 def sections(sweep: Sweep) -> list:
@@ -131,7 +143,8 @@ def sections(sweep: Sweep) -> list:
     panels = {
         "Accuracy": [curve(TOP1, "test top-1 (%): mean, min-max over seeds"),
                      curve(TRAIN_LOSS, "training loss: mean, min-max over seeds")],
-        "Table": [bars(TOP1_BEST, "best test top-1 (%) per model x mask: mean, min-max over seeds")],
+        "Table": [bars(TOP1_BEST, f"best test top-1 (%) per {' x '.join(group_names(sweep))}: mean, min-max "
+                                  "over seeds")],
         "Masks": [wr.MediaBrowser(title="central query's mask, as it learns", media_keys=[MASK_IMAGE],
                                   gallery_axis="step"),
                   wr.WeavePanelSummaryTable(table_name=MASK_PARAMS)],
@@ -161,27 +174,28 @@ def table_text(sweep: Sweep) -> tuple[str, object]:
     return build(sweep.folder, sweep.runs, write=False)
 
 
-def build_report(sweep: Sweep, entity: str, text: str, online: bool = False):
+def build_report(sweep: Sweep, entity: str, text: str, online: bool = False, reference: str = "mask=none"):
     """``online``: the panel grids name their entity, which the library resolves through the W&B API
-    when the report is serialised; offline they are left to the report's entity."""
+    when the report is serialised; offline they are left to the report's entity. ``reference``: the
+    table's reference row (``gain_reference``), which every gain pairs with."""
     import wandb_workspaces.reports.v2 as wr
     import wandb_workspaces.workspaces as ws
 
     view_url = sweep.view_url(entity)
     runs_entity = entity if online else ""
     runs = wr.Runset(entity=runs_entity, project=sweep.project, name=sweep.group, filters=run_filters(sweep),
-                     groupby=[f"config.{k}.value" for k in (MODEL_KEY, MASK_KEY)])
+                     groupby=[f"config.{k}.value" for k in group_keys(sweep)])
     gains = wr.Runset(entity=runs_entity, project=sweep.project, name="table",
                       filters=ws.And(ws.Metric("Group") == sweep.group, ws.Metric("JobType") == TABLE_JOB_TYPE))
     return wr.Report(
         entity=entity, project=sweep.project, title=sweep.report_title,
         description=f"The paper's table for the W&B group {sweep.group}, as `make table` prints it.",
         blocks=[
-            wr.P(["Every run of the sweep, grouped by model and mask: the workspace view ",
+            wr.P([f"Every run of the sweep, grouped by {', '.join(group_names(sweep))}: the workspace view ",
                   wr.Link(text=sweep.view_name, url=view_url), "."]),
             wr.H2("The table"),
             wr.MarkdownBlock(text=text),
-            wr.H2("Gain of each mask over none"),
+            wr.H2(f"Gain over {reference}, paired by seed"),
             wr.PanelGrid(runsets=[gains], panels=[wr.MediaBrowser(title="gains, paired by seed (95% CI)",
                                                                   media_keys=[GAINS_IMAGE])]),
             wr.H2("Test top-1 against epoch"),
@@ -208,8 +222,9 @@ def build_dashboard(folder: Path, runs: list, entity: Optional[str] = None, onli
     sweep = read_sweep(folder, runs)
     entity = entity or sweep.entity or ""
     text, table = table_text(sweep)
-    return Dashboard(sweep, entity, build_workspace(sweep, entity), build_report(sweep, entity, text, online),
-                     table)
+    reference = ", ".join(table.reference_items) if table is not None else "mask=none"
+    return Dashboard(sweep, entity, build_workspace(sweep, entity),
+                     build_report(sweep, entity, text, online, reference), table)
 
 
 def specification(d: Dashboard, published: Optional[dict] = None) -> dict:
@@ -352,15 +367,14 @@ def render_preview(spec_path: Path, runs: list, out: Path) -> None:
     keys = [k.name.removesuffix(".value") for k in view.runset_settings.groupby]
     groups: dict[str, list] = {}
     for run in sorted(runs, key=lambda r: r.label):
-        groups.setdefault(" / ".join(str(run.config.get(k)) for k in keys), []).append(
-            (run, read_json(run.path / METRICS) or {}))
+        label = " / ".join(str(run.config.get(k)) if k.endswith(".name") else f"{k}={run.config.get(k)}"
+                           for k in keys)
+        groups.setdefault(label, []).append((run, read_json(run.path / METRICS) or {}))
     colors = {g: plt.cm.tab10(i % 10) for i, g in enumerate(groups)}
     ncols = max(len(s.panels) for s in view.sections)
     fig, axes = plt.subplots(len(view.sections), ncols, figsize=(4.2 * ncols, 2.9 * len(view.sections)),
                              squeeze=False)
     for row, section in zip(axes, view.sections):
-        row[0].annotate(section.name, xy=(-0.32, 0.5), xycoords="axes fraction", rotation=90, va="center",
-                        ha="center", fontsize=12, fontweight="bold")
         for ax in row[len(section.panels):]:
             ax.axis("off")
         for ax, panel in zip(row, section.panels):
@@ -419,8 +433,13 @@ def render_preview(spec_path: Path, runs: list, out: Path) -> None:
             ax.tick_params(labelsize=7)
     grouping = ", ".join(keys)
     fig.suptitle(f"W&B view \"{view.name}\" in {view.entity or '<entity>'}/{view.project}\n"
-                 f"runs: {view.runset_settings.filters}; grouped by {grouping}", fontsize=10)
-    fig.tight_layout(rect=(0.03, 0, 1, 0.95))
+                 f"runs: {view.runset_settings.filters}\ngrouped by {grouping}", fontsize=10)
+    fig.tight_layout(rect=(0.04, 0, 1, 0.94))
+    # in the margin, after the layout: beside the axes, a section's name would sit on long group labels
+    for row, section in zip(axes, view.sections):
+        box = row[0].get_position()
+        fig.text(0.012, (box.y0 + box.y1) / 2, section.name, rotation=90, va="center", ha="center",
+                 fontsize=12, fontweight="bold")
     fig.savefig(out, dpi=80)
     plt.close(fig)
 

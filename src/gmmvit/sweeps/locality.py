@@ -136,4 +136,4 @@ def log_to_wandb(cfg, run_dir: Path, result: dict, figure: Path) -> None:
     tracker = build_tracker(cfg, Path(run_dir), metrics["wandb_id"], metrics.get("meta") or {})
     tracker.log_summary(**{f"locality/{layer['layer']}": layer["mean"] for layer in result["layers"]})
     tracker.log_images({"locality/figure": str(figure)})
-    tracker.finish()
+    tracker.end(metrics.get("status"), metrics.get("reason"))  # reopened: it ends as its record says

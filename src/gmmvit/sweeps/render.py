@@ -204,6 +204,7 @@ def render_tex(t: SweepTable) -> str:
                     s = f"{c.mean:+.2f}"
                     if c.low is not None:
                         s += rf"\,{{\scriptsize[{c.low:+.2f}, {c.high:+.2f}]}}"
+                    s += rf"\,{{\scriptsize ({c.n})}}"        # one pair: no interval, so no n.s. either
                     if c.paper is not None:
                         s += rf" {{\scriptsize(paper {c.paper:+.2f})}}"
                     if c.significant is False:
@@ -214,7 +215,8 @@ def render_tex(t: SweepTable) -> str:
     lines += [r"\bottomrule", r"\end{tabular}",
               r"\caption{" + _tex(f"{t.name}: {what} test top-1 (%), mean ± std over seeds (n); "
                                   "[paper]; gain rows: paired difference to the reference row "
-                                  f"({', '.join(t.reference_items)}) with 95% t-interval, n.s. = contains 0. "
+                                  f"({', '.join(t.reference_items)}) with 95% t-interval, n.s. = contains 0, "
+                                  "(n) = seeds paired, no interval from one pair. "
                                   + {"test": "Best epoch selected on the test set, as in the paper.",
                                      "val": "Epoch selected on a held-out validation split.",
                                      "final": "Last epoch."}[t.select]) + "}",
@@ -252,7 +254,9 @@ def render_png(t: SweepTable, path: Path) -> None:
             x = t.models.index(model) + (labels.index(lab) - (len(labels) - 1) / 2) * width
             if plot_gains:
                 err = None if g.low is None else [[g.mean - g.low], [g.high - g.mean]]
-                ax.bar(x, g.mean, width, color=colors[lab], yerr=err, capsize=3)
+                # hatched: one pair, no interval (a bar without whiskers would read as a sure gain)
+                ax.bar(x, g.mean, width, color=colors[lab], yerr=err, capsize=3,
+                       hatch="//" if err is None else None, edgecolor="white" if err is None else None)
                 if g.paper is not None:
                     ax.plot(x, g.paper, "kx", ms=7)
             else:
@@ -265,10 +269,14 @@ def render_png(t: SweepTable, path: Path) -> None:
         ax.set_title(d, fontsize=9)
         if plot_gains:
             ax.axhline(0, color="grey", lw=0.8)
-    axes[0][0].set_ylabel("gain over the reference, top-1 points (95% CI)" if plot_gains else "top-1 (%) ± std")
+    axes[0][0].set_ylabel("gain over the reference\n(top-1 points, 95% CI)" if plot_gains else "top-1 (%) ± std")
     handles = [plt.Rectangle((0, 0), 1, 1, color=colors[lab]) for lab in labels]
     handles.append(plt.Line2D([], [], color="k", marker="x", ls=""))
-    axes[0][-1].legend(handles, labels + ["paper"], loc="best", fontsize=7)
+    names = labels + ["paper"]
+    if plot_gains and any(has(g) and g.low is None for _, _, cells in series for g in cells.values()):
+        handles.append(plt.Rectangle((0, 0), 1, 1, facecolor="lightgrey", hatch="//", edgecolor="white"))
+        names.append("one pair: no interval")
+    axes[0][-1].legend(handles, names, loc="best", fontsize=7)
     fig.suptitle(f"{t.name}: {SELECTIONS[t.select][3]} test top-1"
                  + (f"\ngain over {', '.join(t.reference_items)}, paired by seed" if plot_gains else ""), fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.92))
