@@ -38,6 +38,13 @@ def test_a_run_without_a_preset_keeps_the_name_of_its_overrides(overrides, folde
     assert hydra_run_dir(overrides) == folder
 
 
+def test_a_forced_override_names_the_folder_its_plain_form_names():
+    # ++ is how Hydra applies a key a sweep's default option lacks (model=swin,pit ++model.depths=...)
+    plain = hydra_run_dir(["model=swin", "model.depths=[1,1,1]", "sweep=s"])
+    assert hydra_run_dir(["model=swin", "++model.depths=[1,1,1]", "sweep=s"]) == plain
+    assert plain == "multirun/s/model.depths=[1,1,1],model=swin"
+
+
 @pytest.mark.parametrize("overrides, folder", [
     (["experiment=demo", "mask=gmm"], "multirun/demo/mask=gmm"),
     (["experiment=ablation/pooling", "mask=gmm", "model.pool=token", "seed=0"],

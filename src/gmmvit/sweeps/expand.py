@@ -63,15 +63,25 @@ def run_name(overrides: list[str], sweep: Optional[str] = None) -> str:
     trained. A preset run in the sweep folder the preset names (``experiment=demo`` in multirun/demo/)
     is known by that folder and keeps its name without it; given another sweep, the preset joins the
     name (``experiment=demo,mask=gmm``, ``experiment=ablation-pooling,...``), so a run with it and one
-    without never share a folder. Runs without a preset keep the name of their overrides alone."""
-    from hydra._internal.config_loader_impl import get_overrides_dirname
+    without never share a folder. Runs without a preset keep the name of their overrides alone. An
+    override's ``+``/``++`` is how Hydra applies it, not what the run is: ``++model.depths=[1,1,1]``
+    (in a sweep over models, which Hydra checks against the default one) names the folder
+    ``model.depths=[1,1,1]`` names."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parsed = OverridesParser.create().parse_overrides([str(o) for o in overrides])
-    named = get_overrides_dirname(parsed, run_name_excluded(), item_sep=",", kv_sep="=")
+    excluded = run_name_excluded()
+    named = ",".join(sorted(_as_named(o) for o in parsed if o.key_or_group not in excluded))
     presets = sorted(f"experiment={name.replace('/', '-')}" for name in _presets(parsed)
                      if sweep is None or _own_sweep(name) != str(sweep))
     return ",".join([*presets, *([named] if named else [])]) or "defaults"
+
+
+def _as_named(override) -> str:
+    """What Hydra's ``hydra.job.override_dirname`` writes for ``override`` (its text as typed), less
+    the ``+``/``++`` that only says how to apply it."""
+    text = override.input_line
+    return text.lstrip("+") if override.is_add() or override.is_force_add() else text
 
 
 def _presets(parsed) -> list[str]:
