@@ -229,3 +229,15 @@ def test_a_gain_from_one_pair_shows_its_n_and_no_interval_in_every_form(sweep, t
     assert "(n) = seeds paired, no interval from one pair" in (copy / "table.tex").read_text()
     g = _row(_csv_rows(copy / "table.csv"), "gmm", "digits", "gain_vs_none")
     assert (g["n"], g["ci95_low"], g["significant"]) == ("1", "", "")
+
+
+def test_a_run_held_by_two_folders_counts_once_and_is_listed_as_a_twin(sweep, tmp_path, capsys):
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep, copy)
+    shutil.copytree(copy / "mask=none,seed=0", copy / "mask=none,model.pool=token,seed=0")  # pool=token: vit's default
+    assert table_lib.main([str(copy)]) == 0
+    out = capsys.readouterr().out
+    n = _row(_csv_rows(copy / "table.csv"), "none", "digits")["n"]
+    assert n == "2"                                    # seeds 0 and 1, not seed 0 twice
+    assert (f"twin: vit/none/digits seed 0: {copy / 'mask=none,seed=0'} holds the same run as "
+            f"{copy / 'mask=none,model.pool=token,seed=0'}; counted once, from there") in out

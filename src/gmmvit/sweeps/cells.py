@@ -81,6 +81,22 @@ def assign_variants(runs: list[Run]) -> None:
         r.variant = tuple((k, scalar(r.config.get(k))) for k in varying if k in r.config)
 
 
+def counted_once(runs: list[Run]) -> tuple[list[Run], list[tuple[Run, Run]]]:
+    """(runs, twins): one run per cell and seed, and (kept, left out) for each other folder that holds
+    the same run (same cell and seed: the same training config), from a gmmvit that trained it again
+    under another spelling of its overrides. Counting both would count one seed twice."""
+    by_key = defaultdict(list)
+    for r in runs:
+        by_key[(r.model, r.mask, r.variant, r.dataset, repr(r.seed))].append(r)
+    kept, twins = [], []
+    for same in by_key.values():
+        same.sort(key=lambda r: (r.state != "finished", -(r.done or 0), str(r.path)))
+        kept.append(same[0])
+        twins += [(same[0], other) for other in same[1:]]
+    keep = {id(r) for r in kept}
+    return [r for r in runs if id(r) in keep], twins
+
+
 def _order(value, order):
     return (order.index(value), "") if value in order else (len(order), str(value))
 
@@ -138,10 +154,11 @@ class SweepTable:
         self.folder = folder
         self.unreadable = [r for r in runs if r.state == "unreadable"]  # listed under the table, with why
         runs = [r for r in runs if r.state != "unreadable"]
-        self.runs = runs
         self.select = select             # one of SELECTIONS: which epoch's test top-1 a cell holds
         self.paper = paper.results()  # {(model, mask): {dataset: top1, params_M, macs_M}}
         assign_variants(runs)
+        runs, self.twins = counted_once(runs)
+        self.runs = runs
         references = {tuple(r.config["gain_reference"]) for r in runs
                       if isinstance(r.config.get("gain_reference"), list)}
         self.reference_items = references.pop() if len(references) == 1 else DEFAULT_REFERENCE
@@ -249,6 +266,8 @@ class SweepTable:
                     if c is not None and c.seeds_missing:
                         seeds = ", ".join(str(s) for s in c.seeds_missing)
                         lines.append(f"missing: {model}/{mask}{variant_text(variant)}/{ds} seed {seeds}")
+        lines += [f"twin: {other.label}: {other.path} holds the same run as {kept.path}; counted once, from there"
+                  for kept, other in self.twins]
         return lines + [f"unreadable: {r.path}: {r.reason}" for r in self.unreadable]
 
     def environments(self) -> dict[str, int]:
