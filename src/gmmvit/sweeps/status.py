@@ -16,7 +16,7 @@ from typing import Optional
 from gmmvit.errors import CommandLine, one_line_errors
 from gmmvit.run.progress import duration
 from gmmvit.sweeps.expand import saved_job_folders
-from gmmvit.sweeps.folders import collect_sweeps
+from gmmvit.sweeps.folders import collect_sweeps, is_run_dir
 
 
 def run_eta(metrics: dict) -> Optional[float]:
@@ -65,8 +65,7 @@ def sweep_status(folder: Path, runs: list, now: Optional[float] = None) -> str:
         if state == "running":
             left.append(run_eta(m))
         lines.append(f"  {run.label:<36} {run_detail(run, m):<44} {pace:>14}  {run.path.name}")
-    started = {run.path.name for run in runs}
-    not_started = sum(name not in started for name in saved_job_folders(folder) or [])
+    not_started = sum(not is_run_dir(folder / name) for name in saved_job_folders(folder) or [])
     counts["todo"] += not_started
     in_flight = max(counts["running"], 1)
     typical = statistics.median(full_runs) if full_runs else None
