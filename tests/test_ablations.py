@@ -256,6 +256,8 @@ def test_ablations_dry_run_counts_jobs_and_gpu_hours(capsys):
     (["--dry", "--only", "pooling,bogus"], "--only pooling,bogus: --only takes comma-separated names from combine,"),
     (["--dry", "--launcher", "bogus"], "--launcher bogus: --launcher takes one of basic, joblib, local,"),
     (["--only", "placement", "--launcher", "bogus"], "--launcher bogus: --launcher takes one of"),
+    (["--dry", "--only", "placement", "seed=0,1,"], "seed=0,1,: Hydra cannot parse this override"),
+    (["--dry", "--only", "placement", "+experiment=demo"], "job 1/6: experiment is given more than once"),
 ])
 def test_ablations_refuses_a_bad_flag_or_override_in_one_line(capsys, argv, line):
     with pytest.raises(SystemExit) as exit_:

@@ -199,6 +199,9 @@ ONE_CELL = ["--models", "vit", "--masks", "none", "--datasets", "cifar10"]
     (["model=swin", "model.pool=token"], "model=swin has no class token"),
     (["--dry", "--launcher", "slurm", "hydra.launcher.partiton=gpu"],
      "hydra.launcher.partiton is not a key of hydra.launcher"),
+    (["--dry", "seed=0,1,"], "seed=0,1,: Hydra cannot parse this override (mismatched input '<EOF>')"),
+    (["model=vit,"], "model=vit,: Hydra cannot parse this override"),
+    (["--dry", "+experiment=demo"], "job 1/1: experiment is given more than once: give experiment=NAME once"),
 ])
 def test_make_paper_refuses_a_bad_flag_or_override_in_one_line_before_launching(capsys, argv, line):
     with pytest.raises(SystemExit) as exit_:

@@ -135,6 +135,21 @@ def test_status_gives_each_runs_epochs_and_eta_and_the_sweeps(offline_sweep, tmp
     assert status.main([str(sweep_dir)]) == 0
 
 
+def test_status_counts_as_not_started_the_latest_multiruns_jobs_that_have_no_run_folder(offline_sweep, tmp_path):
+    """A later multirun into the same sweep folder (two more seeds) rewrites multirun.yaml: its jobs
+    are not started until their folders exist, however many runs earlier multiruns left there."""
+    sweep_dir, _ = offline_sweep
+    copy = tmp_path / "dashtest"
+    shutil.copytree(sweep_dir, copy, ignore=shutil.ignore_patterns("wandb", "*.pt"))
+    saved = (copy / "multirun.yaml").read_text()
+    assert "- seed=0,1\n" in saved
+    (copy / "multirun.yaml").write_text(saved.replace("- seed=0,1\n", "- seed=2,3\n"))
+    [(folder, found)] = collect([copy]).items()
+    text = sweep_status(folder, found)
+    assert "8 runs (4 not started yet)" in text
+    assert "4 finished, 4 todo; sweep ETA" in text and "sweep finished" not in text
+
+
 def test_the_finished_line_counts_the_best_epoch_as_the_epoch_lines_do(offline_sweep):
     sweep_dir, stdout = offline_sweep
     for run in (p for p in sweep_dir.iterdir() if (p / "metrics.json").exists()):

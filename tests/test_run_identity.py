@@ -91,6 +91,33 @@ def test_in_a_sweep_the_refused_job_is_one_line_and_the_other_jobs_train(tmp_pat
     assert statuses == ["finished", "finished"]
 
 
+def test_a_default_spelled_out_on_relaunch_continues_the_run_already_trained_instead_of_training_it_twice(
+        tmp_path, data_dir):
+    """``-m seed=0,1`` after a sweep launched without a seed: the seed=0 job is the run already there
+    (one folder, one record, linked from the job's name), so it is neither trained nor counted twice."""
+    from gmmvit.sweeps.folders import collect
+    from gmmvit.sweeps.status import sweep_status
+
+    sweep_dir = tmp_path / "sweep"
+    args = [sys.executable, "src/train.py", "-m", *TINY, f"paths.data={data_dir}", f"hydra.sweep.dir={sweep_dir}"]
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    first = subprocess.run(args, cwd=REPO, capture_output=True, text=True, env=env, timeout=150)
+    assert first.returncode == 0, first.stderr[-3000:]
+    [trained] = [p for p in sweep_dir.iterdir() if (p / "metrics.json").exists()]
+    record = (trained / "metrics.json").read_bytes()
+    out = subprocess.run([*args, "seed=0,1"], cwd=REPO, capture_output=True, text=True, env=env, timeout=150)
+    assert out.returncode == 0, out.stderr[-3000:]
+    spelled = sweep_dir / f"{trained.name},seed=0"
+    assert f"{spelled.name}: {trained} already holds this run" in out.stdout
+    assert f"{trained} already finished" in out.stdout
+    assert spelled.is_symlink() and spelled.resolve() == trained.resolve()
+    assert (trained / "metrics.json").read_bytes() == record  # not trained again
+    runs = [p.name for p in sweep_dir.iterdir() if (p / "metrics.json").exists() and not p.is_symlink()]
+    assert sorted(runs) == sorted([trained.name, f"{trained.name},seed=1"])
+    [(folder, found)] = collect([sweep_dir]).items()
+    assert sweep_status(folder, found).splitlines()[-1] == "2 finished; sweep finished"
+
+
 @pytest.fixture(scope="module")
 def stopped_run(tmp_path_factory, data_dir):
     """A three-epoch run stopped after its 2nd checkpoint; each test relaunches a copy of it."""

@@ -24,6 +24,10 @@ SWEEP_REFUSED = {
                                                             "be >= 1 (2 more job(s) refused too); no job was started"),
 }
 
+OVERRIDE_FIX = "write KEY=VALUE, KEY=A,B for a sweep, and quote a value holding spaces, brackets or a trailing comma"
+# a sweep list ending in a comma: Hydra cannot parse it, before any job is expanded
+SWEEP_REFUSED["-m mask=none,gmm,"] = f"mask=none,gmm,: Hydra cannot parse this override (mismatched input '<EOF>'); {OVERRIDE_FIX}"
+
 REFUSED = {
     # the inputs that used to run (or crash deep inside torch)
     "seed=abc": "seed=abc: seed takes a whole number",
@@ -65,6 +69,13 @@ REFUSED = {
     "mask.num_kernels=3": "mask.num_kernels is not a key of mask (mask=gmm has it)",
     "model.embed_dimm=64": "model.embed_dimm is not a key of model (did you mean model.embed_dim?)",
     "recipe.warmup=0": "recipe.warmup is not a key of recipe (did you mean recipe.warmup_epochs?)",
+    # overrides Hydra cannot parse or combine: a trailing comma, a missing '=', a '+' on a chosen group
+    "mask=none,gmm,": SWEEP_REFUSED["-m mask=none,gmm,"],
+    "epochs": f"epochs: Hydra cannot parse this override (missing EQUAL at '<EOF>'); {OVERRIDE_FIX}",
+    "+mask=gmm": ("mask is chosen twice: choose its option with mask=NAME, without '+' (a '+mask=NAME' adds a "
+                  "second one where the defaults already choose it)"),
+    "experiment=demo +experiment=demo": ("experiment is given more than once: give experiment=NAME once (a second "
+                                         "preset stacks as +experiment@_global_=NAME)"),
 }
 
 
@@ -127,7 +138,8 @@ def test_choices_reach_the_code_as_plain_strings(compose_config):
 @pytest.mark.parametrize("args", ["seed=abc", "recipe.epochs=-1", "recipe.epoch=5",
                                   "-m mask=none,gmm recipe.batch_size=0",
                                   "-m recipe.epochs=20,-1 mask=none,gmm",
-                                  "-m experiment=ablation/kernels mask.num_kernels=2,0"])
+                                  "-m experiment=ablation/kernels mask.num_kernels=2,0",
+                                  "-m mask=none,gmm,", "+mask=gmm"])
 def test_the_command_line_prints_one_line_exits_2_and_reads_no_data(tmp_path, args):
     data = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}

@@ -7,6 +7,7 @@ import re
 from dataclasses import fields, is_dataclass
 from typing import Optional
 
+from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 
 from gmmvit.catalog import CONF
@@ -112,22 +113,61 @@ def _field_type(object_type, key) -> Optional[str]:
     return None
 
 
+def _in_chain(exc: Optional[BaseException], kinds):
+    while exc is not None and not isinstance(exc, kinds):
+        exc = exc.__cause__
+    return exc
+
+
+def _unparsable(exc: OverrideParseException) -> str:
+    """``model=vit,: Hydra cannot parse this override (mismatched input '<EOF>'); ...``: Hydra's reason
+    without its grammar's token list and link."""
+    reasons = [line for line in exc.message.splitlines()
+               if line.strip() and not line.startswith(("Error parsing override", "See https://"))]
+    reason = re.sub(r" expecting (\{.*\}|\S+)$", "", reasons[0]) if reasons else "not KEY=VALUE"
+    return (f"{exc.override}: Hydra cannot parse this override ({reason}); write KEY=VALUE, KEY=A,B for a "
+            "sweep, and quote a value holding spaces, brackets or a trailing comma")
+
+
+def _composition(exc: ConfigCompositionException) -> str:
+    """Hydra's refusal of how the overrides combine, as one line naming the group and the fix."""
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    twice = re.match(r"Multiple values for (\S+?)\.", text)
+    if twice:
+        group = twice.group(1)
+        return (f"{group} is chosen twice: choose its option with {group}=NAME, without '+' (a '+{group}=NAME' "
+                "adds a second one where the defaults already choose it)")
+    again = re.match(r"(\S+) appears more than once in the final defaults list", text)
+    if again:
+        group = again.group(1)
+        stack = f" (a second preset stacks as +{group}@_global_=NAME)" if group == "experiment" else ""
+        return f"{group} is given more than once: give {group}=NAME once{stack}"
+    cause = exc.__cause__
+    why = str(getattr(cause, "msg", cause)).splitlines()[0] if cause is not None else ""
+    return f"{text}: {why}" if why else text
+
+
+# what Hydra raises for the command line itself: an override it cannot parse, an option no file
+# holds, overrides that cannot combine (``explain`` has a line for each)
+COMMAND_LINE_ERRORS = (OverrideParseException, MissingConfigException, ConfigCompositionException)
+
+
 def explain(exc: BaseException) -> Optional[str]:
-    """One line for a config that fails the schema (``exc`` from Hydra's composition), or None for
-    errors that are not about a key's value (Hydra's own messages stay as they are)."""
-    from hydra.errors import MissingConfigException
+    """One line for a command line Hydra refuses (``exc`` from its parsing or composition): a value
+    the schema refuses, a key no config has, an override it cannot parse, overrides that cannot
+    combine; None for other errors."""
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
-    missing = exc
-    while missing is not None and not isinstance(missing, MissingConfigException):
-        missing = missing.__cause__
+    unparsable = _in_chain(exc, OverrideParseException)
+    if unparsable is not None:
+        return _unparsable(unparsable)
+    missing = _in_chain(exc, MissingConfigException)
     if missing is not None:
         return _unknown_option(missing)
-    cause = exc
-    while cause is not None and not isinstance(cause, (ValidationError, ConfigKeyError, ConfigAttributeError)):
-        cause = cause.__cause__
+    cause = _in_chain(exc, (ValidationError, ConfigKeyError, ConfigAttributeError))
     if cause is None:
-        return None
+        composition = _in_chain(exc, ConfigCompositionException)
+        return None if composition is None else _composition(composition)
     full_key = re.sub(r"\[\d+\]$", "", str(getattr(cause, "full_key", "") or ""))
     first_line = str(getattr(cause, "msg", cause)).splitlines()[0]
     if isinstance(cause, (ConfigKeyError, ConfigAttributeError)):

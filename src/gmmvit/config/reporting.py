@@ -3,7 +3,7 @@ in one line naming the key or file and the fix, with exit code 2, never a traceb
 
 from __future__ import annotations
 
-from gmmvit.config.refusals import explain
+from gmmvit.config.refusals import COMMAND_LINE_ERRORS, explain
 from gmmvit.errors import USER_ERRORS, fail
 
 
@@ -17,12 +17,13 @@ def user_error(exc: BaseException):
 
 
 def report_config_errors_in_one_line() -> None:
-    """A config that fails the schema (gmmvit.config.schema) ends in one line naming the key, the
-    value and what the key takes, with exit code 2.
+    """A command line Hydra refuses (a value the schema refuses, a mistyped key, an override it cannot
+    parse, overrides that cannot combine: ``gmmvit.config.refusals.explain``) ends in one line naming
+    the key or override and the fix, with exit code 2.
 
     Hydra reports every error of its command line through ``hydra._internal.utils.run_and_report``
-    (several lines, exit code 1); this wraps it so that schema refusals are caught first. Any other
-    error (an unknown config group option, for one) keeps Hydra's own message.
+    (several lines, exit code 1); this wraps it so that those refusals are caught first. Any other
+    error keeps Hydra's own report.
     """
     import hydra._internal.utils as hydra_utils
 
@@ -46,10 +47,15 @@ def report_config_errors_in_one_line() -> None:
 
 
 def guarded(fn, *args, **kwargs):
+    """``fn``'s user errors, and Hydra's refusals of the overrides it was given (``make paper
+    ARGS='mask=none,gmm,'`` parses them before composing), end in the policy's one line."""
     try:
         return fn(*args, **kwargs)
     except Exception as exc:
         cause = user_error(exc)
-        if cause is None:
+        if cause is not None:
+            fail(str(cause))
+        line = explain(exc) if isinstance(exc, COMMAND_LINE_ERRORS) else None
+        if line is None:
             raise
-        fail(str(cause))
+        fail(line)

@@ -78,7 +78,7 @@ def _claim(cfg) -> Optional[Member]:
     lock = None
     try:
         identity.same_run_or_refuse(cfg, run_dir)
-        if RunRecord(run_dir).status == STATUS_FINISHED:
+        if identity.twin_of(cfg, run_dir) is not None or RunRecord(run_dir).status == STATUS_FINISHED:
             return None
         run_dir.mkdir(parents=True, exist_ok=True)
         lock = runlock.acquire(run_dir, log=lambda *a, **k: None)

@@ -10,6 +10,8 @@ refused in one line rather than trusted."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Optional
@@ -18,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gmmvit.catalog import SPEED_SETTINGS
 from gmmvit.errors import ConfigError
-from gmmvit.run.records import CHECKPOINT, PREVIOUS_CHECKPOINT, current_targets, load_checkpoint
+from gmmvit.run.records import CHECKPOINT, METRICS, PREVIOUS_CHECKPOINT, current_targets, load_checkpoint
 from gmmvit.run.repair import keep_aside
 
 CONFIG = "config.yaml"
@@ -129,6 +131,42 @@ def same_run_or_refuse(cfg: DictConfig, run_dir: Path) -> None:
                            "or give this config its own folder (sweep=NEW_NAME)")
     if from_checkpoint:
         _write_again(path, fault, recorded, "the config its checkpoint records")
+
+
+def twin_of(cfg: DictConfig, run_dir: Path) -> Optional[Path]:
+    """The folder beside ``run_dir`` that already holds ``cfg``'s run under another name, or None.
+    Hydra names a folder by how the overrides are spelled, so a default spelled out (``seed=0``,
+    ``mask=none``: ``-m seed=0,1,2`` to add seeds to a sweep launched without one) names a second
+    folder for a run already trained. Only a folder that records nothing yet looks for its twin: a run
+    with a record of its own stays where it is."""
+    run_dir = Path(run_dir)
+    if any((run_dir / name).exists() for name in (CONFIG, METRICS, CHECKPOINT, PREVIOUS_CHECKPOINT)):
+        return None
+    current = trained(as_recorded(cfg))
+    for sibling in sorted(run_dir.parent.glob(f"*/{CONFIG}")):
+        if sibling.parent == run_dir or sibling.parent.is_symlink():  # a link names a twin found before
+            continue
+        recorded, _ = read_config(sibling, groups=TRAINED_GROUPS)
+        # every training key alike, not only those both have (as a relaunch compares): a key one of
+        # them adds (+recipe.optimizer.betas=...) trains something else
+        if recorded is not None and trained(recorded) == current:
+            return sibling.parent
+    return None
+
+
+def link_to_twin(run_dir: Path, twin: Path) -> None:
+    """``run_dir`` as a link to ``twin``, so that every reader of the sweep's job list (``make status``,
+    ``make paper DRY=1``, a relaunch) finds the run there. Only a folder holding nothing but Hydra's
+    ``.hydra/`` copy of the job's overrides is replaced."""
+    run_dir = Path(run_dir)
+    if run_dir.is_dir() and not run_dir.is_symlink():
+        if any(p.name != ".hydra" for p in run_dir.iterdir()):
+            return
+        shutil.rmtree(run_dir)
+    try:
+        os.symlink(twin.name, run_dir, target_is_directory=True)  # relative: the sweep folder may move
+    except FileExistsError:
+        pass  # another launch of this job linked it first
 
 
 def record_config(cfg: DictConfig, run_dir: Path) -> None:

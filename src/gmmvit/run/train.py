@@ -122,6 +122,14 @@ def train(cfg: DictConfig) -> dict:
     """Train the run ``cfg`` describes (a config composed from conf/ and checked by
     ``gmmvit.config.checks``, as the Hydra entry point does before each job)."""
     run_dir = Path(cfg.run_dir)
+    twin = identity.twin_of(cfg, run_dir)
+    if twin is not None:  # this run, trained under another spelling of its overrides: one run, one folder
+        print(f"[gmmvit] {run_dir.name}: {twin} already holds this run (the same config, its overrides "
+              "spelled another way); continuing there, its folder linked from this job's", flush=True)
+        identity.link_to_twin(run_dir, twin)
+        cfg = cfg.copy()
+        cfg.run_dir = str(twin)
+        run_dir = twin
     try:
         identity.same_run_or_refuse(cfg, run_dir)  # another config's folder: one line, nothing written
     except identity.DifferentRun as exc:

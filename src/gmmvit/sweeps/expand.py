@@ -56,6 +56,20 @@ def sweep_size(sweep_dir: Path) -> Optional[int]:
     return None if jobs is None else len(jobs)
 
 
+def saved_job_folders(sweep_dir: Path) -> Optional[list[str]]:
+    """The run folder (its name in ``sweep_dir``) of each job of the multirun whose ``multirun.yaml``
+    Hydra saved there last, or None. Named, not counted: a sweep folder may hold the runs of earlier
+    multiruns too (``seed=0`` first, ``seed=1`` later), so its folders minus this job list's length
+    tells nothing of which jobs have started."""
+    try:
+        config = OmegaConf.load(Path(sweep_dir) / "multirun.yaml")
+        jobs = sweep_jobs(config)
+        sweep = OmegaConf.select(config, "sweep")
+        return None if jobs is None else [run_name(job, override_value(job, "sweep", sweep)) for job in jobs]
+    except Exception:           # no file, or a glob over a config group: no job list
+        return None
+
+
 def run_name(overrides: list[str], sweep: Optional[str] = None) -> str:
     """The folder Hydra gives a job with these task overrides in the sweep ``sweep`` (conf/config.yaml's
     ``run_name`` resolver calls this): the overrides, less the speed settings and bookkeeping
@@ -146,6 +160,7 @@ def is_task_override(text: str) -> bool:
     return not text.startswith(("hydra.", "hydra/", "+hydra", "~hydra", "-"))
 
 
-__all__ = ["BASIC_SWEEPER", "FUSABLE", "sweep_jobs", "preset_jobs", "override_value", "sweep_size", "run_name", "override_key", "is_fusable",
+__all__ = ["BASIC_SWEEPER", "FUSABLE", "sweep_jobs", "preset_jobs", "override_value", "sweep_size", "saved_job_folders",
+           "run_name", "override_key", "is_fusable",
            "alike_jobs", "cut_groups", "fused_groups",
            "is_task_override"]

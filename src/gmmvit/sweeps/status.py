@@ -15,8 +15,8 @@ from typing import Optional
 
 from gmmvit.errors import CommandLine, one_line_errors
 from gmmvit.run.progress import duration
-from gmmvit.sweeps.expand import sweep_size
-from gmmvit.sweeps.folders import collect_sweeps
+from gmmvit.sweeps.expand import saved_job_folders
+from gmmvit.sweeps.folders import collect_sweeps, is_run_dir
 
 
 def run_eta(metrics: dict) -> Optional[float]:
@@ -65,8 +65,7 @@ def sweep_status(folder: Path, runs: list, now: Optional[float] = None) -> str:
         if state == "running":
             left.append(run_eta(m))
         lines.append(f"  {run.label:<36} {run_detail(run, m):<44} {pace:>14}  {run.path.name}")
-    expected = sweep_size(folder)
-    not_started = max((expected or 0) - len(runs), 0)
+    not_started = sum(not is_run_dir(folder / name) for name in saved_job_folders(folder) or [])
     counts["todo"] += not_started
     in_flight = max(counts["running"], 1)
     typical = statistics.median(full_runs) if full_runs else None
