@@ -24,6 +24,14 @@ SWEEP_REFUSED = {
                                                             "be >= 1 (2 more job(s) refused too); no job was started"),
 }
 
+# a key only the swept options have: Hydra checks it against the default option before the jobs
+SWEEP_REFUSED["-m model=swin,pit model.depths=[1,1,1]"] = (
+    "model.depths is not a key of model=vit, the option Hydra checks a sweep's other overrides against before "
+    "its jobs: write ++model.depths=[1,1,1] to set it on every job of the sweep")
+SWEEP_REFUSED["-m mask=none,gmm mask.num_kernels=3"] = (
+    "mask.num_kernels is not a key of mask=none, the option Hydra checks a sweep's other overrides against before "
+    "its jobs, and of the swept options only mask=gmm has it: sweep it on its own (mask=gmm mask.num_kernels=3)")
+
 OVERRIDE_FIX = "write KEY=VALUE, KEY=A,B for a sweep, and quote a value holding spaces, brackets or a trailing comma"
 # a sweep list ending in a comma: Hydra cannot parse it, before any job is expanded
 SWEEP_REFUSED["-m mask=none,gmm,"] = f"mask=none,gmm,: Hydra cannot parse this override (mismatched input '<EOF>'); {OVERRIDE_FIX}"
@@ -139,7 +147,8 @@ def test_choices_reach_the_code_as_plain_strings(compose_config):
                                   "-m mask=none,gmm recipe.batch_size=0",
                                   "-m recipe.epochs=20,-1 mask=none,gmm",
                                   "-m experiment=ablation/kernels mask.num_kernels=2,0",
-                                  "-m mask=none,gmm,", "+mask=gmm"])
+                                  "-m mask=none,gmm,", "+mask=gmm", "-m model=swin,pit model.depths=[1,1,1]",
+                                  "-m mask=none,gmm mask.num_kernels=3"])
 def test_the_command_line_prints_one_line_exits_2_and_reads_no_data(tmp_path, args):
     data = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}

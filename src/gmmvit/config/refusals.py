@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import fields, is_dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
@@ -147,15 +147,57 @@ def _composition(exc: ConfigCompositionException) -> str:
     return f"{text}: {why}" if why else text
 
 
+def _default_option(group: str) -> Optional[str]:
+    for entry in OmegaConf.load(CONF / "config.yaml").defaults:
+        if isinstance(entry, DictConfig) and group in entry:
+            return str(entry[group])
+    return None
+
+
+def _swept_away(key: str, argv: list[str]) -> Optional[str]:
+    """The line for ``-m model=swin,pit model.depths=[1,1,1]``: before its jobs, Hydra composes a
+    sweep's config with the group's default option (``model=vit``) and checks the other overrides
+    against it (hydra#2888), so a key only the swept options have is refused there. None where the
+    key's group is not swept over options that have it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if not {"-m", "--multirun"} & set(argv):
+        return None
+    group = key.partition(".")[0]
+    owners = set(keys_by_option().get(key) or [])
+    swept, value = [], "VALUE"
+    for text in argv:
+        try:
+            [override] = OverridesParser.create().parse_overrides([text])
+        except Exception:  # a flag (-m), or an override Hydra refused already
+            continue
+        if override.key_or_group == group and override.is_sweep_override():
+            swept += [f"{group}={option}" for option in override.sweep_string_iterator()]
+        elif override.key_or_group == key and not override.is_sweep_override():
+            value = text.partition("=")[2]
+    having = [option for option in swept if option in owners]
+    if not having:
+        return None
+    before = (f"{key} is not a key of {group}={_default_option(group)}, the option Hydra checks a sweep's "
+              f"other overrides against before its jobs")
+    if len(having) == len(swept):
+        return f"{before}: write ++{key}={value} to set it on every job of the sweep"
+    return (f"{before}, and of the swept options only {', '.join(having)} "
+            f"{'has' if len(having) == 1 else 'have'} it: sweep {'it' if len(having) == 1 else 'them'} on "
+            f"{'its' if len(having) == 1 else 'their'} own ({group}={','.join(o.partition('=')[2] for o in having)} "
+            f"{key}={value})")
+
+
 # what Hydra raises for the command line itself: an override it cannot parse, an option no file
 # holds, overrides that cannot combine (``explain`` has a line for each)
 COMMAND_LINE_ERRORS = (OverrideParseException, MissingConfigException, ConfigCompositionException)
 
 
-def explain(exc: BaseException) -> Optional[str]:
+def explain(exc: BaseException, argv: Sequence[str] = ()) -> Optional[str]:
     """One line for a command line Hydra refuses (``exc`` from its parsing or composition): a value
     the schema refuses, a key no config has, an override it cannot parse, overrides that cannot
-    combine; None for other errors."""
+    combine; None for other errors. ``argv``: the ``src/train.py`` command line, where a sweep's
+    options tell why a key was refused."""
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
     unparsable = _in_chain(exc, OverrideParseException)
@@ -175,7 +217,7 @@ def explain(exc: BaseException) -> Optional[str]:
             return None
         group = full_key.rpartition(".")[0]
         where = f"a key of {group}" if group else "a config key"
-        return f"{full_key} is not {where}{suggest(full_key)}"
+        return _swept_away(full_key, list(argv)) or f"{full_key} is not {where}{suggest(full_key)}"
     value = re.search(r"[Vv]alue '(.*?)'", first_line)
     value = value.group(1) if value else "?"
     annotation = _field_type(getattr(cause, "object_type", None), getattr(cause, "key", None))

@@ -3,6 +3,8 @@ in one line naming the key or file and the fix, with exit code 2, never a traceb
 
 from __future__ import annotations
 
+import sys
+
 from gmmvit.config.refusals import COMMAND_LINE_ERRORS, explain
 from gmmvit.errors import USER_ERRORS, fail
 
@@ -36,7 +38,7 @@ def report_config_errors_in_one_line() -> None:
             try:
                 return func()
             except Exception as exc:
-                line = explain(exc)
+                line = explain(exc, sys.argv[1:])
                 if line is None:
                     raise
                 fail(line)
