@@ -113,7 +113,9 @@ def fast_paths_used(compiled: Compiled, device: torch.device, bf16: bool, attent
 
 def _finished(record: RunRecord) -> bool:
     if record.status == STATUS_FINISHED:
-        print(f"[gmmvit] {record.run_dir} already finished (best top-1 {record.data['final'].get('best_top1')}); "
+        best = record.data["final"].get("best_top1")
+        shown = f"{best:.2f}" if isinstance(best, (int, float)) else best
+        print(f"[gmmvit] {record.run_dir} already finished (best top-1 {shown}); "
               "skipping", flush=True)
     return record.status == STATUS_FINISHED
 
