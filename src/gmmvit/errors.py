@@ -9,7 +9,7 @@ import argparse
 import functools
 import os
 import sys
-from typing import Callable, NoReturn
+from typing import Callable, NoReturn, Optional
 
 
 class ConfigError(ValueError):
@@ -25,6 +25,14 @@ class CheckpointError(RuntimeError):
 
 
 USER_ERRORS = (ConfigError, DatasetUnavailable, CheckpointError)
+
+
+def cause_of(exc: Optional[BaseException], kinds) -> Optional[BaseException]:
+    """The first of ``exc`` and its causes that is one of ``kinds``, or None: Hydra's instantiate and
+    composition wrap the error that says what is wrong."""
+    while exc is not None and not isinstance(exc, kinds):
+        exc = exc.__cause__
+    return exc
 
 
 def fail(message: str) -> NoReturn:

@@ -16,7 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from gmmvit.catalog import CONF
-from gmmvit.errors import ConfigError
+from gmmvit.errors import ConfigError, cause_of
 
 # the model class's arguments that come from the dataset and the mask, not from model/
 FROM_ELSEWHERE = ("img_size", "in_chans", "num_classes", "mask")
@@ -137,14 +137,6 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _user_error(exc: BaseException) -> Optional[ConfigError]:
-    while exc is not None:
-        if isinstance(exc, ConfigError):
-            return exc
-        exc = exc.__cause__
-    return None
-
-
 def build_problem(cfg: DictConfig) -> Optional[str]:
     """Why the network ``cfg`` describes cannot be built, as one line naming the keys, or None."""
     return _build_problem(json.dumps({
@@ -161,7 +153,7 @@ def _build_problem(described: str) -> Optional[str]:
         _build(cfg)
         return None
     except Exception as exc:
-        own = _user_error(exc)
+        own = cause_of(exc, ConfigError)
         if own is not None:
             return str(own)
         changed = _changed(cfg)

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gmmvit.catalog import CONF
 from gmmvit.config.schema import SCHEMAS, Choice
+from gmmvit.errors import cause_of
 
 
 # the groups every run needs one option of (conf/config.yaml's defaults list)
@@ -113,12 +114,6 @@ def _field_type(object_type, key) -> Optional[str]:
     return None
 
 
-def _in_chain(exc: Optional[BaseException], kinds):
-    while exc is not None and not isinstance(exc, kinds):
-        exc = exc.__cause__
-    return exc
-
-
 def _unparsable(exc: OverrideParseException) -> str:
     """``model=vit,: Hydra cannot parse this override (mismatched input '<EOF>'); ...``: Hydra's reason
     without its grammar's token list and link."""
@@ -165,10 +160,10 @@ def _swept_away(key: str, argv: list[str]) -> Optional[str]:
         return None
     group = key.partition(".")[0]
     owners = set(keys_by_option().get(key) or [])
-    swept, value = [], "VALUE"
+    parser, swept, value = OverridesParser.create(), [], "VALUE"
     for text in argv:
         try:
-            [override] = OverridesParser.create().parse_overrides([text])
+            [override] = parser.parse_overrides([text])
         except Exception:  # a flag (-m), or an override Hydra refused already
             continue
         if override.key_or_group == group and override.is_sweep_override():
@@ -200,15 +195,15 @@ def explain(exc: BaseException, argv: Sequence[str] = ()) -> Optional[str]:
     options tell why a key was refused."""
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
-    unparsable = _in_chain(exc, OverrideParseException)
+    unparsable = cause_of(exc, OverrideParseException)
     if unparsable is not None:
         return _unparsable(unparsable)
-    missing = _in_chain(exc, MissingConfigException)
+    missing = cause_of(exc, MissingConfigException)
     if missing is not None:
         return _unknown_option(missing)
-    cause = _in_chain(exc, (ValidationError, ConfigKeyError, ConfigAttributeError))
+    cause = cause_of(exc, (ValidationError, ConfigKeyError, ConfigAttributeError))
     if cause is None:
-        composition = _in_chain(exc, ConfigCompositionException)
+        composition = cause_of(exc, ConfigCompositionException)
         return None if composition is None else _composition(composition)
     full_key = re.sub(r"\[\d+\]$", "", str(getattr(cause, "full_key", "") or ""))
     first_line = str(getattr(cause, "msg", cause)).splitlines()[0]

@@ -6,16 +6,12 @@ from __future__ import annotations
 import sys
 
 from gmmvit.config.refusals import COMMAND_LINE_ERRORS, explain
-from gmmvit.errors import USER_ERRORS, fail
+from gmmvit.errors import USER_ERRORS, cause_of, fail
 
 
 def user_error(exc: BaseException):
     """The user error behind ``exc`` (Hydra's instantiate wraps them), or None."""
-    while exc is not None:
-        if isinstance(exc, USER_ERRORS):
-            return exc
-        exc = exc.__cause__
-    return None
+    return cause_of(exc, USER_ERRORS)
 
 
 def report_config_errors_in_one_line() -> None:
