@@ -5,6 +5,8 @@ members at one epoch share a group."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -93,6 +95,25 @@ def test_members_with_different_masks_resume_fused_from_unfused_and_unfused_from
         train(cfg)  # its own weights and AdamW slice, loaded strictly by the unfused run
         data = metrics(cfg)
         assert data["status"] == "finished" and [r["epoch"] for r in data["history"]] == [0, 1, 2]
+
+
+def test_ctrl_c_while_a_member_writes_its_epoch_leaves_each_members_record_and_checkpoint_at_one_epoch(
+        member, monkeypatch):
+    cfgs = [member(0), member(1)]
+    save = fused_train.save_checkpoint
+
+    def signalled_save(path, state):
+        if Path(path) == Path(cfgs[0].run_dir):
+            os.kill(os.getpid(), signal.SIGINT)
+        save(path, state)
+
+    monkeypatch.setattr(fused_train, "save_checkpoint", signalled_save)
+    with pytest.raises(SystemExit):
+        fused_train.train_group(cfgs)
+    checkpoints = [load_checkpoint(c.run_dir) for c in cfgs]
+    assert [len(metrics(c)["history"]) for c in cfgs] == [1, 0]
+    assert checkpoints[0]["epoch"] == 1 and checkpoints[1] is None
+    assert [metrics(c)["reason"] for c in cfgs] == ["Ctrl-C at epoch 1/3", "Ctrl-C at epoch 0/3"]
 
 
 def test_each_member_of_a_fused_group_is_an_ordinary_finished_run_in_its_own_folder(member, capsys):

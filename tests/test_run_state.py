@@ -55,6 +55,44 @@ def test_ctrl_c_records_stopped_and_exits_130_with_one_line(compose_config, tmp_
     assert read_run(run_dir).state == "incomplete"
 
 
+def signal_during_first_checkpoint(monkeypatch, times):
+    real_save = train_mod.save_checkpoint
+
+    def signalled_save(path, state):
+        for _ in range(times):
+            os.kill(os.getpid(), signal.SIGINT)
+        real_save(path, state)
+
+    monkeypatch.setattr(train_mod, "save_checkpoint", signalled_save)
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_while_an_epoch_is_written_waits_for_its_checkpoint(compose_config, tmp_path, data_dir,
+                                                                     monkeypatch, capsys):
+    run_dir = tmp_path / "run"
+    cfg = compose_config([*TINY, "recipe.epochs=3"], run_dir=run_dir, data_dir=data_dir)
+    signal_during_first_checkpoint(monkeypatch, times=1)
+    with pytest.raises(SystemExit) as ended:
+        train_mod.train(cfg)
+    assert ended.value.code == 130
+    assert "stopped at epoch 1/3; relaunch to resume" in capsys.readouterr().out
+    assert len(metrics(run_dir)["history"]) == 1
+    assert train_mod.load_checkpoint(run_dir)["epoch"] == 1
+    assert (run_dir / "best.pt").exists()
+
+
+@pytest.mark.timeout(120)
+def test_a_second_ctrl_c_while_an_epoch_is_written_stops_at_once(compose_config, tmp_path, data_dir, monkeypatch):
+    run_dir = tmp_path / "run"
+    cfg = compose_config([*TINY, "recipe.epochs=3"], run_dir=run_dir, data_dir=data_dir)
+    signal_during_first_checkpoint(monkeypatch, times=2)
+    with pytest.raises(SystemExit) as ended:
+        train_mod.train(cfg)
+    assert ended.value.code == 130
+    assert train_mod.load_checkpoint(run_dir) is None
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 @pytest.mark.timeout(120)
 def test_an_exception_records_failed_with_its_reason(compose_config, tmp_path, data_dir, monkeypatch):
     run_dir = tmp_path / "run"

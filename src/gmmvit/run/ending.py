@@ -35,6 +35,39 @@ def reason_of(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+# the signals that stop a trainer: Ctrl-C, SIGTERM, and submitit's requeue signal under SLURM
+_STOPPING = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR2") if hasattr(signal, name))
+
+
+@contextmanager
+def signals_held():
+    """Around writing one epoch (its metrics row, W&B, checkpoint and best.pt): a stop that arrives
+    meanwhile waits until all of them are written, so the stop line, ``metrics.json`` and the
+    checkpoint name the same epoch and a resume retrains none of it. A second one of the same signal
+    goes through at once, should a write hang. Only signals the process handles in Python are held
+    (Ctrl-C, our SIGTERM, submitit's handlers); a default action (kill) is left alone."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    before = {s: signal.getsignal(s) for s in _STOPPING if callable(signal.getsignal(s))}
+
+    def hold(signum, frame):
+        if signum in pending:  # asked twice: go through now
+            before[signum](signum, frame)
+        pending.append(signum)
+
+    for s in before:
+        signal.signal(s, hold)
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+    for s in pending:
+        signal.raise_signal(s)
+
+
 def epochs_done(record: RunRecord) -> int:
     return len(record.history)
 

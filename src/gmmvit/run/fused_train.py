@@ -38,7 +38,7 @@ from gmmvit.errors import CheckpointError, ConfigError
 from gmmvit.nn.complexity import count_macs, count_params
 from gmmvit.run import devices, identity, runlock
 from gmmvit.run.compiling import Compiled
-from gmmvit.run.ending import recorded_end
+from gmmvit.run.ending import recorded_end, signals_held
 from gmmvit.run.figures import MaskFigures
 from gmmvit.run.fused import FusedModel, FusedStep, MemberRandom, build_member, stacked_batches
 from gmmvit.run.loaders import eval_loader, run_splits, training_loader
@@ -319,16 +319,17 @@ def _end_epoch(m: Member, g: int, net: FusedModel, optimizer, scheduler, random:
            "lr": optimizer.param_groups[0]["lr"], "img_per_s": seen / train_s, "epoch_s": time.time() - t0}
     if val_loader is not None:
         row["val_top1"] = evaluate(model, val_loader, device, autocast)
-    m.record.add_epoch(row)
-    m.extra["tracker"].log_epoch(row)
-    m.extra["figures"].after_epoch(epoch + 1)
-    with random:
-        rng = rng_state()
-    save_checkpoint(m.run_dir, {
-        "epoch": epoch + 1, "model": net.member_state(g),
-        "optimizer": member_optimizer_state(optimizer.state_dict(), g, net),
-        "scheduler": scheduler.state_dict(), "rng": rng, "wall_s": wall_s,
-        "wandb_id": m.extra["tracker"].run_id, "history": m.record.history, "config": m.extra["config"]})
-    m.extra["best"].after_epoch(row, model)
+    with signals_held():  # as train() does: a stop waits for the row, checkpoint and best.pt alike
+        m.record.add_epoch(row)
+        m.extra["tracker"].log_epoch(row)
+        m.extra["figures"].after_epoch(epoch + 1)
+        with random:
+            rng = rng_state()
+        save_checkpoint(m.run_dir, {
+            "epoch": epoch + 1, "model": net.member_state(g),
+            "optimizer": member_optimizer_state(optimizer.state_dict(), g, net),
+            "scheduler": scheduler.state_dict(), "rng": rng, "wall_s": wall_s,
+            "wandb_id": m.extra["tracker"].run_id, "history": m.record.history, "config": m.extra["config"]})
+        m.extra["best"].after_epoch(row, model)
     print(f"[gmmvit] {m.name} {epoch_label(epoch, m.cfg.recipe.epochs)} loss {row['train_loss']:.4f} "
           f"top-1 {top1:.2f} lr {row['lr']:.2e} {row['img_per_s']:.0f} img/s (fused x{net.size})", flush=True)

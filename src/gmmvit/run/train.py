@@ -26,7 +26,7 @@ from gmmvit.nn.complexity import count_macs, count_params
 from gmmvit.nn.kernels import paths_taken
 from gmmvit.run import devices, identity, runlock
 from gmmvit.run.compiling import Compiled
-from gmmvit.run.ending import recorded_end
+from gmmvit.run.ending import recorded_end, signals_held
 from gmmvit.run.figures import MaskFigures
 from gmmvit.run.loaders import eval_loader, run_splits, training_loader
 from gmmvit.run.profiling import StepProfiler
@@ -273,16 +273,17 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord, trackers: dict) ->
                    "epoch_s": time.time() - t0}
             if val_loader is not None:
                 row["val_top1"] = evaluate(model, val_loader, device, autocast)
-            record.add_epoch(row)
-            tracker.log_epoch(row)
-            mask_figures.after_epoch(epoch + 1)
-            save_checkpoint(run_dir, {
-                "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "rng": rng_state(),
-                "wall_s": wall_before + time.time() - started, "wandb_id": tracker.run_id,
-                "history": record.history,  # what metrics.json is rebuilt from, should it be lost
-                "config": config})  # what a relaunch compares against, should config.yaml be lost
-            best_weights.after_epoch(row, model)
+            with signals_held():  # a stop waits for the epoch's row, checkpoint and best.pt alike
+                record.add_epoch(row)
+                tracker.log_epoch(row)
+                mask_figures.after_epoch(epoch + 1)
+                save_checkpoint(run_dir, {
+                    "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "rng": rng_state(),
+                    "wall_s": wall_before + time.time() - started, "wandb_id": tracker.run_id,
+                    "history": record.history,  # what metrics.json is rebuilt from, should it be lost
+                    "config": config})  # what a relaunch compares against, should config.yaml be lost
+                best_weights.after_epoch(row, model)
             print(f"[gmmvit] {run_dir.name} {epoch_label(epoch, recipe.epochs)} loss {row['train_loss']:.4f} "
                   f"top-1 {top1:.2f} lr {row['lr']:.2e} {row['img_per_s']:.0f} img/s", flush=True)
     except TrainingDiverged as exc:
