@@ -15,7 +15,8 @@ from conftest import compose_cfg
 from gmmvit.run import progress
 from gmmvit.sweeps import status
 from gmmvit.run.progress import Progress, is_terminal
-from gmmvit.sweeps.status import sweep_status
+from gmmvit.catalog import MULTIRUN
+from gmmvit.sweeps.status import sweep_name, sweep_status
 from gmmvit.sweeps.folders import collect
 from gmmvit.run.train import train
 
@@ -110,9 +111,11 @@ def test_a_training_run_logs_tenths_of_its_epochs(tmp_path, data_dir, capsys):
     assert any("epoch 1/1 loss" in line for line in out)      # then the epoch's own line
 
 
-def test_multirun_jobs_say_which_of_how_many_and_log_tenths(offline_sweep):
-    _, stdout = offline_sweep
+def test_multirun_jobs_say_which_of_how_many_by_their_folder_and_log_tenths(offline_sweep):
+    sweep_dir, stdout = offline_sweep
     assert re.findall(r"\[gmmvit\] job (\d+/\d+): ", stdout) == ["1/4", "2/4", "3/4", "4/4"]
+    named = re.findall(r"\[gmmvit\] job \d+/\d+: (\S+)", stdout)
+    assert sorted(named) == sorted(p.name for p in sweep_dir.iterdir() if (p / "metrics.json").exists())
     assert len(re.findall(r"epoch \d/2 +\d+% \(\d+/20 steps\)", stdout)) == 4 * 2 * 9
 
 
@@ -148,6 +151,11 @@ def test_status_counts_as_not_started_the_latest_multiruns_jobs_that_have_no_run
     text = sweep_status(folder, found)
     assert "8 runs (4 not started yet)" in text
     assert "4 finished, 4 todo; sweep ETA" in text and "sweep finished" not in text
+
+
+def test_status_names_a_nested_sweep_as_it_was_launched(tmp_path):
+    assert sweep_name(MULTIRUN / "ablation" / "pooling") == "ablation/pooling"
+    assert sweep_name(tmp_path / "copied") == "copied"
 
 
 def test_the_finished_line_counts_the_best_epoch_as_the_epoch_lines_do(offline_sweep):

@@ -14,7 +14,7 @@ from gmmvit.config.reporting import fail
 from gmmvit.errors import ConfigError
 from gmmvit.run.records import check_writable
 from gmmvit.sweeps.dashboard import dashboard
-from gmmvit.sweeps.expand import sweep_jobs, sweep_size
+from gmmvit.sweeps.expand import run_name, sweep_jobs, sweep_size
 from gmmvit.sweeps.folders import collect
 
 
@@ -73,8 +73,9 @@ class JobAnnouncer(Callback):
             return
         total = sweep_size(Path(hydra_cfg.sweep.dir))
         of = f"/{total}" if total else ""
-        print(f"[gmmvit] job {hydra_cfg.job.num + 1}{of}: {hydra_cfg.job.override_dirname or 'defaults'}",
-              flush=True)
+        # named as its folder is, so that the line and multirun/<sweep>/<run> read the same
+        name = run_name(list(hydra_cfg.overrides.task), config.get("sweep")) or "defaults"
+        print(f"[gmmvit] job {hydra_cfg.job.num + 1}{of}: {name}", flush=True)
 
 
 class Publish(Callback):

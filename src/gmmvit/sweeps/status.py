@@ -13,10 +13,19 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from gmmvit.catalog import MULTIRUN
 from gmmvit.errors import CommandLine, one_line_errors
 from gmmvit.run.progress import duration
 from gmmvit.sweeps.expand import saved_job_folders
 from gmmvit.sweeps.folders import collect_sweeps, is_run_dir
+
+
+def sweep_name(folder: Path) -> str:
+    """A sweep as it was launched: ``sweep=ablation/pooling`` is ``multirun/ablation/pooling``."""
+    try:
+        return folder.resolve().relative_to(MULTIRUN.resolve()).as_posix()
+    except ValueError:
+        return folder.name
 
 
 def run_eta(metrics: dict) -> Optional[float]:
@@ -73,7 +82,7 @@ def sweep_status(folder: Path, runs: list, now: Optional[float] = None) -> str:
     work += [typical] * (not_started + counts["incomplete"]) if typical else []
     unknown = typical is None and (not_started + counts["incomplete"]) > 0
     eta = None if unknown or any(e is None for e in left) or not work else sum(work) / in_flight
-    head = f"{folder.name} ({folder}): {len(runs) + not_started} runs" + (
+    head = f"{sweep_name(folder)} ({folder}): {len(runs) + not_started} runs" + (
         f" ({not_started} not started yet)" if not_started else "")
     summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
     if counts["finished"] == len(runs) + not_started:
