@@ -22,6 +22,7 @@ SWEEP_REFUSED = {
     # a preset's grid (hydra.sweeper.params) with the command line over it: num_kernels x 3 seeds
     "-m experiment=ablation/kernels mask.num_kernels=2,0": ("job 4/6: mask.num_kernels=0: mask.num_kernels must "
                                                             "be >= 1 (2 more job(s) refused too); no job was started"),
+    "-m seed=0,null": "job 2/2: seed=null: seed takes a whole number; no job was started",
 }
 
 # a key only the swept options have: Hydra checks it against the default option before the jobs
@@ -39,6 +40,7 @@ SWEEP_REFUSED["-m mask=none,gmm,"] = f"mask=none,gmm,: Hydra cannot parse this o
 REFUSED = {
     # the inputs that used to run (or crash deep inside torch)
     "seed=abc": "seed=abc: seed takes a whole number",
+    "seed=null": "seed=null: seed takes a whole number",   # the value as typed, where OmegaConf shows none
     "recipe.epochs=-1": "recipe.epochs=-1: recipe.epochs must be >= 1",
     "mask=gmm mask.num_kernels=0": "mask.num_kernels=0: mask.num_kernels must be >= 1",
     "precision=fp8": "precision=fp8: precision takes one of auto, fp32, bf16",
@@ -92,7 +94,7 @@ def refusal(compose_config, overrides) -> str:
     try:
         cfg = compose_config(overrides)
     except Exception as exc:
-        line = refusals.explain(exc)
+        line = refusals.explain(exc, overrides)  # as train.py passes its command line
         assert line is not None, f"not a schema refusal: {exc}"
         return line
     with pytest.raises(ConfigError) as refused:

@@ -28,7 +28,7 @@ def refusals(jobs: list[list[str]], load: Callable) -> tuple[list, list[tuple[in
             cfg = None
             refused.append((index, exc))
         except Exception as exc:  # a job Hydra cannot compose (model=vit,resnet): one line too
-            line = explain(exc)
+            line = explain(exc, overrides)
             if line is None:
                 raise
             cfg = None

@@ -106,6 +106,15 @@ def suggest(key: str) -> str:
     return f" (did you mean {' or '.join(close)}?)" if close else ""
 
 
+def _typed_value(key: str, argv) -> str | None:
+    """The value of ``key`` as the command line gave it (OmegaConf's message shows none for null)."""
+    for arg in argv or ():
+        name, eq, value = str(arg).lstrip("+~").partition("=")
+        if eq and name == key:
+            return value
+    return None
+
+
 def _field_type(object_type, key) -> Optional[str]:
     if is_dataclass(object_type):
         for f in fields(object_type):
@@ -213,8 +222,8 @@ def explain(exc: BaseException, argv: Sequence[str] = ()) -> Optional[str]:
         group = full_key.rpartition(".")[0]
         where = f"a key of {group}" if group else "a config key"
         return _swept_away(full_key, list(argv)) or f"{full_key} is not {where}{suggest(full_key)}"
-    value = re.search(r"[Vv]alue '(.*?)'", first_line)
-    value = value.group(1) if value else "?"
+    value = _typed_value(full_key, argv) or re.search(r"[Vv]alue '(.*?)'", first_line)
+    value = value if isinstance(value, str) else value.group(1) if value else "?"
     annotation = _field_type(getattr(cause, "object_type", None), getattr(cause, "key", None))
     if annotation is None and getattr(cause, "ref_type", None) is not None:
         annotation = re.sub(r"typing\.", "", str(cause.ref_type))
