@@ -128,6 +128,29 @@ def test_a_run_stopped_fused_resumes_unfused_and_continues_its_history(member, m
     assert data["paths"]["step"] != "fused x2"
 
 
+def test_a_fused_group_stopped_and_relaunched_trains_on_as_it_would_have_uninterrupted(member, tmp_path, monkeypatch):
+    # stochastic depth draws from the group's stream, which no member's checkpoint holds: it starts
+    # each epoch from the members' seeds and the epoch (seed_group_stream), so the relaunch draws alike
+    def group(kind):
+        cfgs = [member(seed, "deterministic=true") for seed in (0, 1)]
+        for cfg in cfgs:
+            cfg.run_dir = str(tmp_path / kind / Path(cfg.run_dir).name)
+        return cfgs
+
+    whole, stopped = group("whole"), group("stopped")
+    assert all(c.model.drop_path > 0 for c in whole)
+    fused_train.train_group(whole)
+    monkeypatch.setattr(fused_train, "save_checkpoint", StopAfter(fused_train.save_checkpoint, 2))
+    with pytest.raises(SystemExit):
+        fused_train.train_group(stopped)  # stopped after both members' first epoch
+    monkeypatch.undo()
+    fused_train.train_group(stopped)
+    for a, b in zip(whole, stopped):
+        assert metrics(b)["status"] == "finished"
+        assert [(r["train_loss"], r["test_top1"]) for r in metrics(b)["history"]] == \
+            [(r["train_loss"], r["test_top1"]) for r in metrics(a)["history"]]
+
+
 def test_runs_stopped_unfused_resume_fused_and_continue_their_histories(member, monkeypatch):
     import gmmvit.run.train as train_module
 

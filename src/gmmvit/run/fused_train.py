@@ -40,7 +40,8 @@ from gmmvit.run import devices, identity, runlock
 from gmmvit.run.compiling import Compiled
 from gmmvit.run.ending import recorded_end
 from gmmvit.run.figures import MaskFigures
-from gmmvit.run.fused import FusedModel, FusedStep, MemberRandom, build_member, stacked_batches
+from gmmvit.run.fused import (FusedModel, FusedStep, MemberRandom, build_member, seed_group_stream,
+                              stacked_batches)
 from gmmvit.run.loaders import eval_loader, run_splits, training_loader
 from gmmvit.run.progress import Progress, epoch_label, finished_line
 from gmmvit.run.provenance import record_environment
@@ -262,6 +263,7 @@ def _train_group(members: list[Member], start_epoch: int, trackers: dict) -> Non
         for m in members:
             if not m.failed:
                 m.extra["progress"].start_epoch(epoch)
+        seed_group_stream([m.cfg.seed for m in members], epoch)  # resumed, it draws as it drew uninterrupted
         for images, targets in stacked_batches(loaders, randoms, mixup):
             images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
             losses = step_fn(images, targets, active)
