@@ -74,6 +74,16 @@ def test_a_member_config_is_composed_from_its_own_overrides_in_its_own_folder(me
     assert cfg.seed == 0 and cfg.recipe.epochs == 3
 
 
+def test_fused_on_a_single_run_says_in_one_line_that_it_trains_alone(member, capsys):
+    from gmmvit.config.fusing import train_job
+
+    cfg = member(0, "fused=3", "recipe.epochs=1", "recipe.warmup_epochs=0")
+    train_job(cfg)  # not a multirun: no group to form
+    out = capsys.readouterr().out
+    assert "fused=3 fuses the runs of a sweep (python src/train.py -m ...); this one run trains alone" in out
+    assert metrics(cfg)["status"] == "finished" and metrics(cfg)["paths"]["step"] != "fused x1"
+
+
 def test_members_with_different_masks_resume_fused_from_unfused_and_unfused_from_fused(member, monkeypatch):
     import gmmvit.run.train as train_module
 
@@ -268,12 +278,18 @@ def no_wandb_account(monkeypatch, tmp_path):
     monkeypatch.setenv("WANDB_SILENT", "true")
 
 
-def test_each_member_of_a_fused_group_logs_its_own_whole_wandb_run(member, tmp_path, monkeypatch):
+def test_each_member_of_a_fused_group_logs_its_own_whole_wandb_run_and_the_group_its_profile(member, tmp_path,
+                                                                                              monkeypatch):
     from gmmvit.run.tracking import read_offline_run
 
     no_wandb_account(monkeypatch, tmp_path)
-    cfgs = [member(0, "logger=wandb", "logger.mode=offline"), member(1, "logger=wandb", "logger.mode=offline")]
+    monkeypatch.setattr("gmmvit.run.profiling.WAIT_STEPS", 1)
+    wandb = ["logger=wandb", "logger.mode=offline", "profile_steps=2"]
+    cfgs = [member(0, *wandb), member(1, *wandb)]
     fused_train.train_group(cfgs)
+    # profile_steps profiles the group's step, as train() a run's, into its first member's folder
+    assert "ms/step" in (Path(cfgs[0].run_dir) / "profile.md").read_text()
+    assert not (Path(cfgs[1].run_dir) / "profile.md").exists()
     ids = set()
     for cfg in cfgs:
         [offline] = list((Path(cfg.run_dir) / "wandb").glob("offline-run-*"))
@@ -283,6 +299,8 @@ def test_each_member_of_a_fused_group_logs_its_own_whole_wandb_run(member, tmp_p
         epochs = [row["epoch"] for row in logged["history"] if "train/loss" in row]
         assert logged["complete"] and epochs == [1, 2, 3], (cfg.seed, logged["history"])
         assert logged["summary"]["final/best_top1"] == metrics(cfg)["final"]["best_top1"]
+        # W&B tells a fused member from a run trained alone, as metrics.json does
+        assert logged["summary"]["paths/step"] == metrics(cfg)["paths"]["step"] == "fused x2", logged["summary"]
         ids.add(logged["run"]["id"])
     assert len(ids) == 2
 

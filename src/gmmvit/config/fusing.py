@@ -85,7 +85,11 @@ def train_job(cfg) -> dict:
     from gmmvit.run.identity import in_a_sweep
     from gmmvit.run.train import train
 
-    if cfg.get("fused", 1) <= 1 or not in_a_sweep():
+    if cfg.get("fused", 1) <= 1:
+        return train(cfg)
+    if not in_a_sweep():
+        print(f"[gmmvit] fused={cfg.fused} fuses the runs of a sweep (python src/train.py -m ...); "
+              "this one run trains alone", flush=True)
         return train(cfg)
     cfgs = group_configs(cfg)
     return train_group(cfgs) if len(cfgs) > 1 else train(cfg)
