@@ -17,6 +17,7 @@ from gmmvit.run import fused_train
 from gmmvit.run.metrics_schema import problem
 from gmmvit.run.records import load_checkpoint
 from gmmvit.run.train import build_model, train
+from gmmvit.sweeps.expand import fused_groups
 from gmmvit.sweeps.folders import read_run
 
 TINY = ["dataset=digits", "mask=gmm", "model.depth=1", "model.embed_dim=32", "model.num_heads=2",
@@ -57,6 +58,10 @@ def test_group_of_takes_the_jobs_that_differ_only_in_seed_mask_or_mask_options_i
     assert group_of(jobs, 3, 6) == [3, 0, 1, 2, 4, 5]
     assert group_of([["mask.sigma_init=[10.0,10.0]", "seed=0"], ["mask.sigma_init=[3.0,1.0]", "seed=1"]], 1, 4) == [1, 0]
     assert group_of([["model=vit", "seed=0"], ["model=swin", "seed=0"]], 0, 4) == [0]
+    # cut over the runs still to train: none's and gmm's new seed fuse, not each with its finished seed 0
+    to_train = lambda j: "seed=0" not in jobs[j]  # noqa: E731
+    assert group_of(jobs, 1, 2, to_train=to_train) == [1, 2] and group_of(jobs, 4, 2, to_train=to_train) == [4, 5]
+    assert fused_groups(jobs, 2, to_train=to_train) == [[1, 2], [4, 5]]
 
 
 def test_jobs_whose_models_do_not_stack_form_separate_groups():

@@ -26,14 +26,19 @@ from omegaconf import OmegaConf
 
 from gmmvit.config.compose import compose_job
 from gmmvit.run.fused import stacking_key
+from gmmvit.run.records import STATUS_FINISHED, RunRecord
 from gmmvit.sweeps.expand import alike_jobs, cut_groups, is_task_override, run_name, sweep_jobs
 
 
-def group_of(jobs: list[list[str]], own: int, size: int, structure=None) -> list[int]:
+def group_of(jobs: list[list[str]], own: int, size: int, structure=None, to_train=None) -> list[int]:
     """Job ``own``'s fused group (job indices, its own first): the jobs alike with it by their
-    overrides (``alike_jobs``), split by ``structure`` (job index -> its model's stacking key) and
-    cut in job order into groups of up to ``size``."""
-    return _own_group(_alike_with(jobs, own), own, size, structure)
+    overrides (``alike_jobs``) and, with ``to_train`` (job index -> whether its run is still to
+    train), still to train, split by ``structure`` (job index -> its model's stacking key) and cut
+    in job order into groups of up to ``size``. Cut over the runs still to train, a sweep grown by a
+    seed (seed=0,1 after seed=0 finished) fuses its new runs together, not each with a finished run
+    it cannot take."""
+    same = [j for j in _alike_with(jobs, own) if j == own or to_train is None or to_train(j)]
+    return _own_group(same, own, size, structure)
 
 
 def _alike_with(jobs: list[list[str]], own: int) -> list[int]:
@@ -66,9 +71,20 @@ def group_configs(cfg) -> list:
     if run_dir.name not in names:
         return [cfg]
     own = names.index(run_dir.name)
-    same = _alike_with(jobs, own)  # only these can join: their configs are composed, their models built
-    configs = {j: cfg if j == own else member_config(cfg, jobs[j], run_dir.parent / names[j]) for j in same}
-    return [configs[j] for j in _own_group(same, own, cfg.fused, lambda j: stacking_key(configs[j]))]
+    configs = {own: cfg}  # composed only for the jobs that may join: alike by their overrides, still to train
+
+    def structure(j: int):
+        if j not in configs:
+            configs[j] = member_config(cfg, jobs[j], run_dir.parent / names[j])
+        return stacking_key(configs[j])
+
+    group = group_of(jobs, own, cfg.fused, structure, lambda j: not finished(run_dir.parent / names[j]))
+    return [configs[j] for j in group]
+
+
+def finished(run_dir: Path) -> bool:
+    """The run in ``run_dir`` is finished by its record (no record, an unreadable one: not finished)."""
+    return RunRecord(run_dir).status == STATUS_FINISHED
 
 
 def _saved_jobs(sweep_dir: Path) -> Optional[list[list[str]]]:
@@ -95,4 +111,4 @@ def train_job(cfg) -> dict:
     return train_group(cfgs) if len(cfgs) > 1 else train(cfg)
 
 
-__all__ = ["group_of", "member_config", "group_configs", "train_job"]
+__all__ = ["group_of", "member_config", "group_configs", "finished", "train_job"]
