@@ -248,6 +248,36 @@ def test_a_member_whose_loss_is_not_finite_fails_with_its_reason_while_the_other
     assert len(metrics(cfgs[0])["history"]) == 3
 
 
+def test_a_member_failed_in_its_group_is_not_trained_again_by_its_own_job_until_the_sweep_is_relaunched(
+        member, monkeypatch, tmp_path, capsys):
+    import os
+
+    from gmmvit.config.fusing import failed_in_this_launch
+
+    cfgs = [member(0), member(1)]
+    batches = fused_train.stacked_batches
+
+    def poisoned(*args, **kwargs):
+        for images, targets in batches(*args, **kwargs):
+            images[1] = float("nan")
+            yield images, targets
+
+    multirun = tmp_path / "multirun.yaml"
+    multirun.write_text("{}\n")  # Hydra's sweeper writes it as the launch starts
+    os.utime(multirun, (1_000_000, 1_000_000))
+    monkeypatch.setattr(fused_train, "stacked_batches", poisoned)
+    fused_train.train_group(cfgs)
+    failed = Path(cfgs[1].run_dir)
+    assert metrics(cfgs[1])["status"] == "failed"
+    record = failed_in_this_launch(failed, tmp_path)  # its own job, later in the same launch
+    assert record is not None and "loss became nan" in record.data["reason"]
+    assert f"{failed} failed in this sweep already (loss became nan" in capsys.readouterr().out
+    assert failed_in_this_launch(Path(cfgs[0].run_dir), tmp_path) is None  # finished: its job skips it as ever
+    os.utime(multirun, None)  # a relaunch: multirun.yaml written after the failure
+    os.utime(failed / "metrics.json", (2_000_000, 2_000_000))
+    assert failed_in_this_launch(failed, tmp_path) is None
+
+
 def test_make_paper_dry_plans_fused_groups_and_prints_no_fused_figure_without_a_measured_rate(tmp_path, capsys):
     from gmmvit.config import paper_grid
 

@@ -26,7 +26,7 @@ from omegaconf import OmegaConf
 
 from gmmvit.config.compose import compose_job
 from gmmvit.run.fused import stacking_key
-from gmmvit.run.records import STATUS_FINISHED, RunRecord
+from gmmvit.run.records import STATUS_FAILED, STATUS_FINISHED, RunRecord
 from gmmvit.sweeps.expand import alike_jobs, cut_groups, is_task_override, run_name, sweep_jobs
 
 
@@ -107,8 +107,33 @@ def train_job(cfg) -> dict:
         print(f"[gmmvit] fused={cfg.fused} fuses the runs of a sweep (python src/train.py -m ...); "
               "this one run trains alone", flush=True)
         return train(cfg)
+    from hydra.core.hydra_config import HydraConfig
+
+    failed = failed_in_this_launch(Path(cfg.run_dir), Path(HydraConfig.get().sweep.dir))
+    if failed is not None:
+        return failed.data
     cfgs = group_configs(cfg)
     return train_group(cfgs) if len(cfgs) > 1 else train(cfg)
 
 
-__all__ = ["group_of", "member_config", "group_configs", "finished", "train_job"]
+def failed_in_this_launch(run_dir: Path, sweep_dir: Path) -> Optional[RunRecord]:
+    """The run's record where the run failed since this multirun was launched (say, its loss went
+    non-finite in a fused group an earlier job trained), with one line: a launch trains each run
+    once, as an unfused sweep does, rather than retrain at once what just failed. Hydra's sweeper
+    writes ``multirun.yaml`` into ``sweep_dir`` as each launch starts, so a relaunch trains the run again."""
+    record = RunRecord(run_dir)
+    if record.status != STATUS_FAILED:
+        return None
+    try:
+        launched = (sweep_dir / "multirun.yaml").stat().st_mtime
+        failed_at = record.path.stat().st_mtime
+    except OSError:
+        return None
+    if failed_at < launched:
+        return None
+    print(f"[gmmvit] {run_dir} failed in this sweep already ({record.data.get('reason')}); "
+          "skipping it here: relaunch the sweep to train it again", flush=True)
+    return record
+
+
+__all__ = ["group_of", "member_config", "group_configs", "finished", "failed_in_this_launch", "train_job"]
