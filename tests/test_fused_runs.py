@@ -19,6 +19,7 @@ from gmmvit.run import fused_train
 from gmmvit.run.metrics_schema import problem
 from gmmvit.run.records import load_checkpoint
 from gmmvit.run.train import build_model, train
+from gmmvit.sweeps.expand import fused_groups
 from gmmvit.sweeps.folders import read_run
 
 TINY = ["dataset=digits", "mask=gmm", "model.depth=1", "model.embed_dim=32", "model.num_heads=2",
@@ -59,6 +60,10 @@ def test_group_of_takes_the_jobs_that_differ_only_in_seed_mask_or_mask_options_i
     assert group_of(jobs, 3, 6) == [3, 0, 1, 2, 4, 5]
     assert group_of([["mask.sigma_init=[10.0,10.0]", "seed=0"], ["mask.sigma_init=[3.0,1.0]", "seed=1"]], 1, 4) == [1, 0]
     assert group_of([["model=vit", "seed=0"], ["model=swin", "seed=0"]], 0, 4) == [0]
+    # cut over the runs still to train: none's and gmm's new seed fuse, not each with its finished seed 0
+    to_train = lambda j: "seed=0" not in jobs[j]  # noqa: E731
+    assert group_of(jobs, 1, 2, to_train=to_train) == [1, 2] and group_of(jobs, 4, 2, to_train=to_train) == [4, 5]
+    assert fused_groups(jobs, 2, to_train=to_train) == [[1, 2], [4, 5]]
 
 
 def test_jobs_whose_models_do_not_stack_form_separate_groups():
@@ -74,6 +79,16 @@ def test_a_member_config_is_composed_from_its_own_overrides_in_its_own_folder(me
     assert (other.seed, list(other.mask.sigma_init), other.run_dir) == (5, [3.0, 1.0], str(tmp_path / "other"))
     assert other.recipe.epochs == 5 and other.model == cfg.model and other.paths.data == cfg.paths.data
     assert cfg.seed == 0 and cfg.recipe.epochs == 3
+
+
+def test_fused_on_a_single_run_says_in_one_line_that_it_trains_alone(member, capsys):
+    from gmmvit.config.fusing import train_job
+
+    cfg = member(0, "fused=3", "recipe.epochs=1", "recipe.warmup_epochs=0")
+    train_job(cfg)  # not a multirun: no group to form
+    out = capsys.readouterr().out
+    assert "fused=3 fuses the runs of a sweep (python src/train.py -m ...); this one run trains alone" in out
+    assert metrics(cfg)["status"] == "finished" and metrics(cfg)["paths"]["step"] != "fused x1"
 
 
 def test_members_with_different_masks_resume_fused_from_unfused_and_unfused_from_fused(member, monkeypatch):
@@ -147,6 +162,29 @@ def test_a_run_stopped_fused_resumes_unfused_and_continues_its_history(member, m
     assert data["status"] == "finished" and [r["epoch"] for r in data["history"]] == [0, 1, 2]
     assert data["history"][0] == first[0]
     assert data["paths"]["step"] != "fused x2"
+
+
+def test_a_fused_group_stopped_and_relaunched_trains_on_as_it_would_have_uninterrupted(member, tmp_path, monkeypatch):
+    # stochastic depth draws from the group's stream, which no member's checkpoint holds: it starts
+    # each epoch from the members' seeds and the epoch (seed_group_stream), so the relaunch draws alike
+    def group(kind):
+        cfgs = [member(seed, "deterministic=true") for seed in (0, 1)]
+        for cfg in cfgs:
+            cfg.run_dir = str(tmp_path / kind / Path(cfg.run_dir).name)
+        return cfgs
+
+    whole, stopped = group("whole"), group("stopped")
+    assert all(c.model.drop_path > 0 for c in whole)
+    fused_train.train_group(whole)
+    monkeypatch.setattr(fused_train, "save_checkpoint", StopAfter(fused_train.save_checkpoint, 2))
+    with pytest.raises(SystemExit):
+        fused_train.train_group(stopped)  # stopped after both members' first epoch
+    monkeypatch.undo()
+    fused_train.train_group(stopped)
+    for a, b in zip(whole, stopped):
+        assert metrics(b)["status"] == "finished"
+        assert [(r["train_loss"], r["test_top1"]) for r in metrics(b)["history"]] == \
+            [(r["train_loss"], r["test_top1"]) for r in metrics(a)["history"]]
 
 
 def test_runs_stopped_unfused_resume_fused_and_continue_their_histories(member, monkeypatch):
@@ -231,6 +269,36 @@ def test_a_member_whose_loss_is_not_finite_fails_with_its_reason_while_the_other
     assert len(metrics(cfgs[0])["history"]) == 3
 
 
+def test_a_member_failed_in_its_group_is_not_trained_again_by_its_own_job_until_the_sweep_is_relaunched(
+        member, monkeypatch, tmp_path, capsys):
+    import os
+
+    from gmmvit.config.fusing import failed_in_this_launch
+
+    cfgs = [member(0), member(1)]
+    batches = fused_train.stacked_batches
+
+    def poisoned(*args, **kwargs):
+        for images, targets in batches(*args, **kwargs):
+            images[1] = float("nan")
+            yield images, targets
+
+    multirun = tmp_path / "multirun.yaml"
+    multirun.write_text("{}\n")  # Hydra's sweeper writes it as the launch starts
+    os.utime(multirun, (1_000_000, 1_000_000))
+    monkeypatch.setattr(fused_train, "stacked_batches", poisoned)
+    fused_train.train_group(cfgs)
+    failed = Path(cfgs[1].run_dir)
+    assert metrics(cfgs[1])["status"] == "failed"
+    record = failed_in_this_launch(failed, tmp_path)  # its own job, later in the same launch
+    assert record is not None and "loss became nan" in record.data["reason"]
+    assert f"{failed} failed in this sweep already (loss became nan" in capsys.readouterr().out
+    assert failed_in_this_launch(Path(cfgs[0].run_dir), tmp_path) is None  # finished: its job skips it as ever
+    os.utime(multirun, None)  # a relaunch: multirun.yaml written after the failure
+    os.utime(failed / "metrics.json", (2_000_000, 2_000_000))
+    assert failed_in_this_launch(failed, tmp_path) is None
+
+
 def test_make_paper_dry_plans_fused_groups_and_prints_no_fused_figure_without_a_measured_rate(tmp_path, capsys):
     from gmmvit.config import paper_grid
 
@@ -266,12 +334,18 @@ def no_wandb_account(monkeypatch, tmp_path):
     monkeypatch.setenv("WANDB_SILENT", "true")
 
 
-def test_each_member_of_a_fused_group_logs_its_own_whole_wandb_run(member, tmp_path, monkeypatch):
+def test_each_member_of_a_fused_group_logs_its_own_whole_wandb_run_and_the_group_its_profile(member, tmp_path,
+                                                                                              monkeypatch):
     from gmmvit.run.tracking import read_offline_run
 
     no_wandb_account(monkeypatch, tmp_path)
-    cfgs = [member(0, "logger=wandb", "logger.mode=offline"), member(1, "logger=wandb", "logger.mode=offline")]
+    monkeypatch.setattr("gmmvit.run.profiling.WAIT_STEPS", 1)
+    wandb = ["logger=wandb", "logger.mode=offline", "profile_steps=2"]
+    cfgs = [member(0, *wandb), member(1, *wandb)]
     fused_train.train_group(cfgs)
+    # profile_steps profiles the group's step, as train() a run's, into its first member's folder
+    assert "ms/step" in (Path(cfgs[0].run_dir) / "profile.md").read_text()
+    assert not (Path(cfgs[1].run_dir) / "profile.md").exists()
     ids = set()
     for cfg in cfgs:
         [offline] = list((Path(cfg.run_dir) / "wandb").glob("offline-run-*"))
@@ -281,6 +355,8 @@ def test_each_member_of_a_fused_group_logs_its_own_whole_wandb_run(member, tmp_p
         epochs = [row["epoch"] for row in logged["history"] if "train/loss" in row]
         assert logged["complete"] and epochs == [1, 2, 3], (cfg.seed, logged["history"])
         assert logged["summary"]["final/best_top1"] == metrics(cfg)["final"]["best_top1"]
+        # W&B tells a fused member from a run trained alone, as metrics.json does
+        assert logged["summary"]["paths/step"] == metrics(cfg)["paths"]["step"] == "fused x2", logged["summary"]
         ids.add(logged["run"]["id"])
     assert len(ids) == 2
 

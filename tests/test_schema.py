@@ -54,6 +54,11 @@ REFUSED = {
     "data_on_gpu=maybe": "data_on_gpu=maybe: data_on_gpu takes one of auto, true, false",
     "step_graph=sometimes": "step_graph=sometimes: step_graph takes one of auto, true, false",
     "profile_steps=0": "profile_steps=0: profile_steps must be >= 1",
+    "fused=0": "fused=0: fused must be >= 1",
+    "fused=abc": "fused=abc: fused takes a whole number",
+    # insisted on, and a fused group cannot give it: refused, not trained without it
+    "fused=4 step_graph=true": ("step_graph=true: a fused group (fused=4) does not capture its step as one CUDA graph; "
+                                "set step_graph=auto (the graphed step where a job trains alone) or fused=1"),
     "dataset.train_fraction=0": "dataset.train_fraction=0.0: dataset.train_fraction must be in (0, 1]",
     "mask=gmm mask.placement=after": "mask.placement=after: mask.placement takes one of pre, post",
     "device=tpu": "device=tpu: device takes auto, cpu, cuda or cuda:N",
@@ -121,7 +126,8 @@ def test_a_gpu_index_the_machine_lacks_is_refused(compose_config):
 
 @pytest.mark.parametrize("args", ["compile=reduce-overhead", "compile=false", "compile=true", "device=cuda:0",
                                   "data_on_gpu=true", "workers=3", "threads=0", "recipe.warmup_epochs=0.5",
-                                  "mask=gmm mask.combine=add", "model=pit mask=elm", "logger=none"])
+                                  "mask=gmm mask.combine=add", "model=pit mask=elm", "logger=none",
+                                  "fused=4 step_graph=auto", "fused=4 profile_steps=3", "fused=1 step_graph=true"])
 def test_good_values_pass(compose_config, args):
     cfg = compose_config(args.split())
     checks.check(cfg, machine=False)

@@ -97,12 +97,23 @@ def check(cfg: DictConfig, machine: bool = True) -> None:
     if pool is not None and pool not in [p.value for p in Pool]:
         raise ConfigError(f"model.pool={pool}: model.pool takes one of {', '.join(p.value for p in Pool)}")
     check_sweep_name(cfg.get("sweep"))
+    check_fused_settings(cfg)
     problem = key_problem(cfg) or build_problem(cfg)  # the network, built once on the meta device
     if problem:
         raise ConfigError(problem)
     check_dataset_facts(cfg.dataset)
     check_full_batch(cfg)
     check_device(str(cfg.device), machine)
+
+
+def check_fused_settings(cfg: DictConfig) -> None:
+    """A setting that insists on what a fused group (``fused`` > 1) cannot do is refused before any
+    job starts, as ``train()`` refuses it where the machine cannot: trained fused, the run would
+    silently lack what was insisted on."""
+    size = cfg.get("fused", 1)
+    if size > 1 and str(cfg.get("step_graph", False)).lower() == "true":
+        raise ConfigError(f"step_graph=true: a fused group (fused={size}) does not capture its step as one CUDA "
+                          "graph; set step_graph=auto (the graphed step where a job trains alone) or fused=1")
 
 
 def check_sweep_name(sweep) -> None:

@@ -26,14 +26,19 @@ from omegaconf import OmegaConf
 
 from gmmvit.config.compose import compose_job
 from gmmvit.run.fused import stacking_key
+from gmmvit.run.records import STATUS_FAILED, STATUS_FINISHED, RunRecord
 from gmmvit.sweeps.expand import alike_jobs, cut_groups, is_task_override, run_name, sweep_jobs
 
 
-def group_of(jobs: list[list[str]], own: int, size: int, structure=None) -> list[int]:
+def group_of(jobs: list[list[str]], own: int, size: int, structure=None, to_train=None) -> list[int]:
     """Job ``own``'s fused group (job indices, its own first): the jobs alike with it by their
-    overrides (``alike_jobs``), split by ``structure`` (job index -> its model's stacking key) and
-    cut in job order into groups of up to ``size``."""
-    return _own_group(_alike_with(jobs, own), own, size, structure)
+    overrides (``alike_jobs``) and, with ``to_train`` (job index -> whether its run is still to
+    train), still to train, split by ``structure`` (job index -> its model's stacking key) and cut
+    in job order into groups of up to ``size``. Cut over the runs still to train, a sweep grown by a
+    seed (seed=0,1 after seed=0 finished) fuses its new runs together, not each with a finished run
+    it cannot take."""
+    same = [j for j in _alike_with(jobs, own) if j == own or to_train is None or to_train(j)]
+    return _own_group(same, own, size, structure)
 
 
 def _alike_with(jobs: list[list[str]], own: int) -> list[int]:
@@ -66,9 +71,20 @@ def group_configs(cfg) -> list:
     if run_dir.name not in names:
         return [cfg]
     own = names.index(run_dir.name)
-    same = _alike_with(jobs, own)  # only these can join: their configs are composed, their models built
-    configs = {j: cfg if j == own else member_config(cfg, jobs[j], run_dir.parent / names[j]) for j in same}
-    return [configs[j] for j in _own_group(same, own, cfg.fused, lambda j: stacking_key(configs[j]))]
+    configs = {own: cfg}  # composed only for the jobs that may join: alike by their overrides, still to train
+
+    def structure(j: int):
+        if j not in configs:
+            configs[j] = member_config(cfg, jobs[j], run_dir.parent / names[j])
+        return stacking_key(configs[j])
+
+    group = group_of(jobs, own, cfg.fused, structure, lambda j: not finished(run_dir.parent / names[j]))
+    return [configs[j] for j in group]
+
+
+def finished(run_dir: Path) -> bool:
+    """The run in ``run_dir`` is finished by its record (no record, an unreadable one: not finished)."""
+    return RunRecord(run_dir).status == STATUS_FINISHED
 
 
 def _saved_jobs(sweep_dir: Path) -> Optional[list[list[str]]]:
@@ -85,10 +101,39 @@ def train_job(cfg) -> dict:
     from gmmvit.run.identity import in_a_sweep
     from gmmvit.run.train import train
 
-    if cfg.get("fused", 1) <= 1 or not in_a_sweep():
+    if cfg.get("fused", 1) <= 1:
         return train(cfg)
+    if not in_a_sweep():
+        print(f"[gmmvit] fused={cfg.fused} fuses the runs of a sweep (python src/train.py -m ...); "
+              "this one run trains alone", flush=True)
+        return train(cfg)
+    from hydra.core.hydra_config import HydraConfig
+
+    failed = failed_in_this_launch(Path(cfg.run_dir), Path(HydraConfig.get().sweep.dir))
+    if failed is not None:
+        return failed.data
     cfgs = group_configs(cfg)
     return train_group(cfgs) if len(cfgs) > 1 else train(cfg)
 
 
-__all__ = ["group_of", "member_config", "group_configs", "train_job"]
+def failed_in_this_launch(run_dir: Path, sweep_dir: Path) -> Optional[RunRecord]:
+    """The run's record where the run failed since this multirun was launched (say, its loss went
+    non-finite in a fused group an earlier job trained), with one line: a launch trains each run
+    once, as an unfused sweep does, rather than retrain at once what just failed. Hydra's sweeper
+    writes ``multirun.yaml`` into ``sweep_dir`` as each launch starts, so a relaunch trains the run again."""
+    record = RunRecord(run_dir)
+    if record.status != STATUS_FAILED:
+        return None
+    try:
+        launched = (sweep_dir / "multirun.yaml").stat().st_mtime
+        failed_at = record.path.stat().st_mtime
+    except OSError:
+        return None
+    if failed_at < launched:
+        return None
+    print(f"[gmmvit] {run_dir} failed in this sweep already ({record.data.get('reason')}); "
+          "skipping it here: relaunch the sweep to train it again", flush=True)
+    return record
+
+
+__all__ = ["group_of", "member_config", "group_configs", "finished", "failed_in_this_launch", "train_job"]

@@ -107,10 +107,18 @@ def fused_plan(args, listed: list[dict], configs: list, records: dict, epochs: f
             keys[unseeded] = stacking_key(configs[j])
         return keys[unseeded]
 
-    groups = [[listed[j] for j in g] for g in fused_groups(overrides, size, structure)]
+    def to_train(j: int) -> bool:  # the jobs cut their groups over the runs still to train
+        return (records[str(listed[j]["dir"])] or {}).get("status") != "finished"
+
+    groups = [[listed[j] for j in g] for g in fused_groups(overrides, size, structure, to_train)]
+    if not groups:
+        print(f"fused={size}: all {len(listed)} jobs finished, no group left to train")
+        return
     lefts = [[epochs_left(records[str(job["dir"])], epochs) for job in g] for g in groups]
     shapes = ", ".join(f"{n} of {k}" for k, n in sorted(Counter(len(g) for g in groups).items(), reverse=True))
-    print(f"fused={size}: {len(listed)} jobs in {len(groups)} groups ({shapes}), one process on one GPU each")
+    count = sum(len(g) for g in groups)
+    left = f" to train ({len(listed) - count} finished)" if count < len(listed) else ""
+    print(f"fused={size}: {count} jobs{left} in {len(groups)} groups ({shapes}), one process on one GPU each")
     hours, missing = fused_hours(groups, lefts, epochs, passes)
     if hours is None:
         print("fused GPU-hours: not estimated: no fused rate measured on a GPU for "

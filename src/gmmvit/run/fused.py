@@ -19,7 +19,9 @@ settings (``structure``). ViT pools by its class token without a mask and by the
 Each member draws the unfused run's data exactly: its loader at its seed (``gmmvit.run.loaders``)
 and, for augmentation and Mixup/CutMix, the run's data stream (``seed_data_stream``, held by
 ``MemberRandom``). Only stochastic depth and dropout, drawn inside the vmapped forward, come from
-the group's stream: a member whose model draws nothing trains as its run alone does, to rounding.
+the group's stream (``seed_group_stream``: from the members' seeds and the epoch, so a group resumed
+draws what it drew uninterrupted): a member whose model draws nothing trains as its run alone does,
+to rounding.
 """
 
 from __future__ import annotations
@@ -167,6 +169,18 @@ class FusedStep:
             clip_members_(self.fused.parameters(), self.grad_clip)
         self.optimizer.step()
         return losses.detach()
+
+
+GROUP_STREAM = 0x67524F55  # spawn key of the group's stream, apart from every run's init and data streams
+
+
+def seed_group_stream(seeds: Sequence[int], epoch: int) -> None:
+    """Start an epoch's group stream (stochastic depth and dropout, drawn inside the vmapped forward)
+    from the members' seeds and the epoch alone. Nothing carries it from one epoch to the next, so
+    a group stopped and relaunched draws in its later epochs what it would have drawn uninterrupted,
+    with no state of its own to save in a member's checkpoint (each holds only its own run's)."""
+    entropy = [int(epoch), *(int(s) for s in seeds)]
+    torch.manual_seed(int(np.random.SeedSequence(entropy, spawn_key=(GROUP_STREAM,)).generate_state(1)[0]))
 
 
 class MemberRandom:

@@ -40,8 +40,10 @@ from gmmvit.run import devices, identity, runlock
 from gmmvit.run.compiling import Compiled
 from gmmvit.run.ending import recorded_end, signals_held
 from gmmvit.run.figures import MaskFigures
-from gmmvit.run.fused import FusedModel, FusedStep, MemberRandom, build_member, stacked_batches
+from gmmvit.run.fused import (FusedModel, FusedStep, MemberRandom, build_member, seed_group_stream,
+                              stacked_batches)
 from gmmvit.run.loaders import eval_loader, run_splits, training_loader
+from gmmvit.run.profiling import StepProfiler
 from gmmvit.run.progress import Progress, epoch_label, finished_line
 from gmmvit.run.provenance import record_environment
 from gmmvit.run.recipe import build_criterion, build_mixup, build_optimizer, build_scheduler
@@ -207,9 +209,6 @@ def _train_group(members: list[Member], start_epoch: int, trackers: dict) -> Non
         return net(images)
 
     compiled = Compiled(forward, lead.get("compile", "auto"), device)  # lazy: compiles at step 1
-    if str(lead.get("step_graph", False)).lower() == "true":
-        print("[gmmvit] step_graph=true does not apply to a fused group (its step is not captured as one "
-              "CUDA graph); the group trains without it: set fused=1 for the graphed step", flush=True)
     step_fn = FusedStep(net, optimizer, build_criterion(recipe, mixup), autocast, recipe.grad_clip,
                         forward=compiled.model if compiled.mode else None)
     randoms = [MemberRandom(m.cfg.seed) for m in members]
@@ -250,6 +249,8 @@ def _train_group(members: list[Member], start_epoch: int, trackers: dict) -> Non
         m.extra.update(best=best, tracker=tracker, figures=figures, config=identity.as_recorded(m.cfg),
                        progress=Progress(m.name, recipe.epochs, steps_per_epoch, start_epoch))
 
+    # profile_steps=N: the group's step, as train() profiles a run's, into the first member's folder
+    profiler = StepProfiler(lead.get("profile_steps"), members[0].run_dir, device)
     active = torch.ones(len(members), dtype=torch.bool, device=device)
     started = time.time()
     step = start_epoch * steps_per_epoch
@@ -262,6 +263,7 @@ def _train_group(members: list[Member], start_epoch: int, trackers: dict) -> Non
         for m in members:
             if not m.failed:
                 m.extra["progress"].start_epoch(epoch)
+        seed_group_stream([m.cfg.seed for m in members], epoch)  # resumed, it draws as it drew uninterrupted
         for images, targets in stacked_batches(loaders, randoms, mixup):
             images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
             losses = step_fn(images, targets, active)
@@ -270,6 +272,7 @@ def _train_group(members: list[Member], start_epoch: int, trackers: dict) -> Non
                 _drop_diverged(members, losses, active, f"in {epoch_label(epoch, recipe.epochs)} step {step}")
             step += 1
             scheduler.step_update(step)
+            profiler.step()
             seen += images.shape[1]
             for g, m in enumerate(members):
                 if not m.failed:
@@ -281,9 +284,13 @@ def _train_group(members: list[Member], start_epoch: int, trackers: dict) -> Non
                 _end_epoch(m, g, net, optimizer, scheduler, randoms[g], epoch, seen, float(loss_sums[g]),
                            train_s, t0, wall_before[g] + time.time() - started, evals[g], data[g], device, autocast)
         if epoch == start_epoch:  # what compiling gave, as train() records it after its first epoch
+            taken = {**paths, **compiled.report()}
             for m in members:
                 if not m.failed:
-                    m.record.update(paths={**paths, **compiled.report()})
+                    m.record.update(paths=taken)
+                    m.extra["tracker"].log_summary(**{f"paths/{k}": v for k, v in taken.items()})
+            print(f"[gmmvit] fused group of {members[0].name} ran on: "
+                  + ", ".join(f"{k}={v}" for k, v in taken.items()), flush=True)
         if not active.any():
             return
     for g, m in enumerate(members):

@@ -147,11 +147,14 @@ def cut_groups(same: list[int], size: int, structure: Optional[Callable[[int], H
     return [part[at:at + size] for part in by_structure.values() for at in range(0, len(part), size)]
 
 
-def fused_groups(jobs: list[list[str]], size: int,
-                 structure: Optional[Callable[[int], Hashable]] = None) -> list[list[int]]:
+def fused_groups(jobs: list[list[str]], size: int, structure: Optional[Callable[[int], Hashable]] = None,
+                 to_train: Optional[Callable[[int], bool]] = None) -> list[list[int]]:
     """The sweep's jobs in fused groups of job indices (``alike_jobs`` cut by ``cut_groups``),
-    ordered by their first job."""
-    return sorted((group for same in alike_jobs(jobs) for group in cut_groups(same, size, structure)),
+    ordered by their first job; with ``to_train`` (job index -> whether its run is still to train),
+    of those jobs alone, as the jobs cut them (``gmmvit.config.fusing``)."""
+    keep = to_train or (lambda j: True)
+    return sorted((group for same in alike_jobs(jobs)
+                   for group in cut_groups([j for j in same if keep(j)], size, structure)),
                   key=lambda group: group[0])
 
 
