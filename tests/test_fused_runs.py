@@ -112,8 +112,16 @@ def test_members_with_different_masks_resume_fused_from_unfused_and_unfused_from
         assert data["status"] == "finished" and [r["epoch"] for r in data["history"]] == [0, 1, 2]
 
 
+@pytest.fixture
+def terminal_ctrl_c():
+    """Ctrl-C as a process on a terminal takes it (a pytest-xdist worker ignores SIGINT)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def test_ctrl_c_while_a_member_writes_its_epoch_leaves_each_members_record_and_checkpoint_at_one_epoch(
-        member, monkeypatch):
+        member, monkeypatch, terminal_ctrl_c):
     cfgs = [member(0), member(1)]
     save = fused_train.save_checkpoint
 

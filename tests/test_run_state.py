@@ -55,6 +55,14 @@ def test_ctrl_c_records_stopped_and_exits_130_with_one_line(compose_config, tmp_
     assert read_run(run_dir).state == "incomplete"
 
 
+@pytest.fixture
+def terminal_ctrl_c():
+    """Ctrl-C as a process on a terminal takes it (a pytest-xdist worker ignores SIGINT)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def signal_during_first_checkpoint(monkeypatch, times):
     real_save = train_mod.save_checkpoint
 
@@ -68,7 +76,7 @@ def signal_during_first_checkpoint(monkeypatch, times):
 
 @pytest.mark.timeout(120)
 def test_ctrl_c_while_an_epoch_is_written_waits_for_its_checkpoint(compose_config, tmp_path, data_dir,
-                                                                     monkeypatch, capsys):
+                                                                     monkeypatch, capsys, terminal_ctrl_c):
     run_dir = tmp_path / "run"
     cfg = compose_config([*TINY, "recipe.epochs=3"], run_dir=run_dir, data_dir=data_dir)
     signal_during_first_checkpoint(monkeypatch, times=1)
@@ -82,7 +90,8 @@ def test_ctrl_c_while_an_epoch_is_written_waits_for_its_checkpoint(compose_confi
 
 
 @pytest.mark.timeout(120)
-def test_a_second_ctrl_c_while_an_epoch_is_written_stops_at_once(compose_config, tmp_path, data_dir, monkeypatch):
+def test_a_second_ctrl_c_while_an_epoch_is_written_stops_at_once(compose_config, tmp_path, data_dir, monkeypatch,
+                                                                 terminal_ctrl_c):
     run_dir = tmp_path / "run"
     cfg = compose_config([*TINY, "recipe.epochs=3"], run_dir=run_dir, data_dir=data_dir)
     signal_during_first_checkpoint(monkeypatch, times=2)
