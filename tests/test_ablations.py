@@ -249,7 +249,7 @@ def test_ablations_dry_run_counts_jobs_and_gpu_hours(capsys):
 
 @pytest.mark.parametrize("argv, line", [
     (["--dry", "--only", "placement", "model=pitt"],
-     "ablation/placement job 1/6: model=pitt: model takes one of cait, pit, swin, t2t, vit (5 more job(s) refused too)"),
+     "ablation/placement: model=pitt: model takes one of cait, pit, swin, t2t, vit"),
     (["--dry", "--only", "pooling", "model=swin"], "model=swin has no class token"),
     (["--dry", "--only", "placement", "bogus=1"], "bogus is not a config key"),
     (["--dry", "--only", "placement", "seed=0,-1"], "job 2/4: seed=-1: seed must be >= 0"),
@@ -257,7 +257,7 @@ def test_ablations_dry_run_counts_jobs_and_gpu_hours(capsys):
     (["--dry", "--launcher", "bogus"], "--launcher bogus: --launcher takes one of basic, joblib, local,"),
     (["--only", "placement", "--launcher", "bogus"], "--launcher bogus: --launcher takes one of"),
     (["--dry", "--only", "placement", "seed=0,1,"], "seed=0,1,: Hydra cannot parse this override"),
-    (["--dry", "--only", "placement", "+experiment=demo"], "job 1/6: experiment is given more than once"),
+    (["--dry", "--only", "placement", "+experiment=demo"], "experiment is given more than once"),
 ])
 def test_ablations_refuses_a_bad_flag_or_override_in_one_line(capsys, argv, line):
     with pytest.raises(SystemExit) as exit_:

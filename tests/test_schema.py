@@ -33,6 +33,14 @@ SWEEP_REFUSED["-m mask=none,gmm mask.num_kernels=3"] = (
     "mask.num_kernels is not a key of mask=none, the option Hydra checks a sweep's other overrides against before "
     "its jobs, and of the swept options only mask=gmm has it: sweep it on its own (mask=gmm mask.num_kernels=3)")
 
+# ++ sets a key on every job: it is checked against each job's model, not the group's default
+SWEEP_REFUSED["-m model=swin,pit ++model.num_heads=[3,3,3] recipe.batch_size=0"] = (
+    "recipe.batch_size=0: recipe.batch_size must be >= 1")
+SWEEP_REFUSED["-m model=vit,swin ++model.depth=1 ++model.depths=[1,1,1]"] = (
+    "job 1/2: model.depths=[1, 1, 1]: model=vit takes no model.depths (model=pit, model=swin have it); give it only "
+    "to jobs of those (-m model=pit,swin ++model.depths=[1,1,1]), or drop it (1 more job(s) refused too); no job was "
+    "started")
+
 OVERRIDE_FIX = "write KEY=VALUE, KEY=A,B for a sweep, and quote a value holding spaces, brackets or a trailing comma"
 # a sweep list ending in a comma: Hydra cannot parse it, before any job is expanded
 SWEEP_REFUSED["-m mask=none,gmm,"] = f"mask=none,gmm,: Hydra cannot parse this override (mismatched input '<EOF>'); {OVERRIDE_FIX}"
@@ -83,6 +91,10 @@ REFUSED = {
     "mask=gmm mask.num_kernel=3": "mask.num_kernel is not a key of mask (did you mean mask.num_kernels?)",
     "mask.num_kernels=3": "mask.num_kernels is not a key of mask (mask=gmm has it)",
     "model.embed_dimm=64": "model.embed_dimm is not a key of model (did you mean model.embed_dim?)",
+    # added with ++, so Hydra lets it through: the model class is what takes it or not
+    "++model.window_size=4": ("model.window_size=4: model=vit takes no model.window_size (model=swin has it); give it "
+                              "only to jobs of those (-m model=swin ++model.window_size=4), or drop it"),
+    "++model.deptj=4": "model.deptj=4: model=vit takes no model.deptj (did you mean model.depth?); drop it",
     "recipe.warmup=0": "recipe.warmup is not a key of recipe (did you mean recipe.warmup_epochs?)",
     # overrides Hydra cannot parse or combine: a trailing comma, a missing '=', a '+' on a chosen group
     "mask=none,gmm,": SWEEP_REFUSED["-m mask=none,gmm,"],
@@ -156,7 +168,9 @@ def test_choices_reach_the_code_as_plain_strings(compose_config):
                                   "-m recipe.epochs=20,-1 mask=none,gmm",
                                   "-m experiment=ablation/kernels mask.num_kernels=2,0",
                                   "-m mask=none,gmm,", "+mask=gmm", "-m model=swin,pit model.depths=[1,1,1]",
-                                  "-m mask=none,gmm mask.num_kernels=3"])
+                                  "-m mask=none,gmm mask.num_kernels=3",
+                                  "-m model=swin,pit ++model.num_heads=[3,3,3] recipe.batch_size=0",
+                                  "-m model=vit,swin ++model.depth=1 ++model.depths=[1,1,1]"])
 def test_the_command_line_prints_one_line_exits_2_and_reads_no_data(tmp_path, args):
     data = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}

@@ -8,6 +8,7 @@ the dataset's file), let the network build."""
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import typing
 from typing import Optional
@@ -20,6 +21,8 @@ from gmmvit.errors import ConfigError, cause_of
 
 # the model class's arguments that come from the dataset and the mask, not from model/
 FROM_ELSEWHERE = ("img_size", "in_chans", "num_classes", "mask")
+# the keys of model/ that name the model rather than set one of its arguments
+NOT_ARGUMENTS = ("_target_", "name")
 # the dataset facts a network is built for
 DATASET_FACTS = ("img_size", "channels", "num_classes")
 
@@ -67,18 +70,43 @@ def key_problem(cfg: DictConfig) -> Optional[str]:
     except Exception:
         return f"model._target_={cfg.model.get('_target_')}: not a model class gmmvit can import; pick model=NAME"
     hints = typing.get_type_hints(cls.__init__)
+    arguments = inspect.signature(cls.__init__).parameters
+    takes_any = any(a.kind is inspect.Parameter.VAR_KEYWORD for a in arguments.values())
     values = OmegaConf.to_container(cfg.model, resolve=True)
     for key, value in values.items():
-        if key in FROM_ELSEWHERE or key not in hints:
+        if key in NOT_ARGUMENTS or key in FROM_ELSEWHERE:
+            continue
+        if key not in arguments and not takes_any:
+            return _not_an_argument(f"model.{key}", value, cfg.model.name)
+        if key not in hints:
             continue
         rule = _rule(key, hints[key])
         if rule is None:
             continue
         takes, holds = rule
         if not holds(value):
-            shown = json.dumps(value) if isinstance(value, (list, dict)) else value
+            shown = _shown(value)
             return f"model.{key}={shown}: model.{key} takes {takes} (model={cfg.model.name})"
     return None
+
+
+def _shown(value) -> str:
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+def _not_an_argument(key: str, value, model: str) -> str:
+    """``-m model=vit,swin ++model.depths=[1,1,1]``: the key reaches every job, and ViT takes none.
+    The line names the options that have the key, since a sweep sets a key on all its jobs or none."""
+    from gmmvit.config.refusals import keys_by_option, suggest
+
+    owners = keys_by_option().get(key) or []
+    if not owners:
+        return f"{key}={_shown(value)}: model={model} takes no {key}{suggest(key)}; drop it"
+    names = ",".join(o.partition("=")[2] for o in owners)
+    typed = json.dumps(value, separators=(",", ":")) if isinstance(value, (list, dict)) else value
+    return (f"{key}={_shown(value)}: model={model} takes no {key} ({', '.join(owners)} "
+            f"{'has' if len(owners) == 1 else 'have'} it); give it only to jobs of those "
+            f"(-m model={names} ++{key}={typed}), or drop it")
 
 
 def _option_defaults(group: str, name: str) -> dict:

@@ -38,7 +38,15 @@ class Preflight(Callback):
         self._check(config, "hydra.run.dir", machine=True)
 
     def on_multirun_start(self, config, **kwargs) -> None:
-        self._check(config, "hydra.sweep.dir", machine=False)
+        if sweep_jobs(config) is None:  # another sweeper chooses its jobs as it goes
+            self._check(config, "hydra.sweep.dir", machine=False)
+            return
+        # Not the sweep's own config: Hydra composes it with each group's default option, not a
+        # job's, so ``-m model=swin,pit ++model.num_heads=[3,3,3]`` would be checked against model=vit.
+        try:
+            check_writable(OmegaConf.select(config, "hydra.sweep.dir"))
+        except ConfigError as exc:
+            fail(str(exc))
         check_every_job(config)
 
     def on_job_start(self, config, **kwargs) -> None:

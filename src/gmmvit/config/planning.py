@@ -39,6 +39,9 @@ def refusals(jobs: list[list[str]], load: Callable) -> tuple[list, list[tuple[in
 
 def refusal_line(refused: list[tuple[int, ConfigError]], total: int, label: str = "") -> str:
     index, exc = refused[0]
+    if len(refused) == total and len({str(e) for _, e in refused}) == 1:
+        # a value every job shares: the line is the value's, not one job's
+        return f"{label.rstrip()}: {exc}" if label else str(exc)
     more = f" ({len(refused) - 1} more job(s) refused too)" if len(refused) > 1 else ""
     return f"{label}job {index}/{total}: {exc}{more}; no job was started"
 
