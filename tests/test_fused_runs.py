@@ -139,6 +139,16 @@ def test_ctrl_c_while_a_member_writes_its_epoch_leaves_each_members_record_and_c
     assert [metrics(c)["reason"] for c in cfgs] == ["Ctrl-C at epoch 1/3", "Ctrl-C at epoch 0/3"]
 
 
+def test_a_stopped_fused_group_says_where_each_member_stopped(member, monkeypatch, capsys):
+    cfgs = [member(0), member(1)]
+    monkeypatch.setattr(fused_train, "save_checkpoint", StopAfter(fused_train.save_checkpoint, 3))
+    with pytest.raises(SystemExit):
+        fused_train.train_group(cfgs)  # stopped after the first member's second epoch
+    names = [Path(c.run_dir).name for c in cfgs]
+    assert (f"stopped: {names[0]} at epoch 2/3, {names[1]} at epoch 1/3; relaunch to resume"
+            in capsys.readouterr().out)
+
+
 def test_each_member_of_a_fused_group_is_an_ordinary_finished_run_in_its_own_folder(member, capsys):
     cfgs = [member(0), member(1)]
     fused_train.train_group(cfgs)

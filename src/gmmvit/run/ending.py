@@ -78,6 +78,20 @@ def _end_tracker(trackers: dict, record: RunRecord, exit_code: int) -> None:
         tracker.end(record.status, record.data.get("reason"), exit_code)
 
 
+def _where_each_stopped(ends: list[tuple[RunRecord, int]]) -> str:
+    """`` at epoch 2/10`` for one run; for a fused group, each member by its folder's name, since a
+    member may have ended (finished, diverged) before the others stopped."""
+    if len(ends) == 1:
+        return f" at epoch {epochs_done(ends[0][0])}/{ends[0][1]}"
+    return ": " + ", ".join(_where_stopped(record, epochs) for record, epochs in ends)
+
+
+def _where_stopped(record: RunRecord, epochs: int) -> str:
+    if record.status in (STATUS_FINISHED, STATUS_FAILED):
+        return f"{record.run_dir.name} {record.status}"
+    return f"{record.run_dir.name} at epoch {epochs_done(record)}/{epochs}"
+
+
 @contextmanager
 def recorded_end(ends: list[tuple[RunRecord, int]], name: str):
     """Around training one run or a fused group (``ends``: each run's record and its epochs; ``name``
@@ -102,8 +116,7 @@ def recorded_end(ends: list[tuple[RunRecord, int]], name: str):
         for record, epochs in open_ends():
             record.update(status=STATUS_STOPPED, reason=f"{how} at epoch {epochs_done(record)}/{epochs}")
             _end_tracker(trackers, record, EXIT_CODE[how])
-        where = f" at epoch {epochs_done(ends[0][0])}/{ends[0][1]}" if len(ends) == 1 else ""
-        print(f"\n[gmmvit] {name} stopped{where}; relaunch to resume", flush=True)
+        print(f"\n[gmmvit] {name} stopped{_where_each_stopped(ends)}; relaunch to resume", flush=True)
         raise SystemExit(EXIT_CODE[how]) from None
     except Exception as exc:
         for record, _ in open_ends():
