@@ -97,6 +97,9 @@ class RunRecord:
         self.path = self.run_dir / METRICS
         data, self.fault = read_metrics(self.path)  # fault: why the file there is not a record
         self.data: dict[str, Any] = data or {"status": None, "history": [], "final": {}}
+        # the status this process wrote, None until it writes one: how a launch ends goes by this, not by
+        # the status an earlier launch left (a relaunched failed run that fails again is failed anew)
+        self.written_status: Optional[str] = None
 
     @property
     def status(self) -> Optional[str]:
@@ -108,6 +111,8 @@ class RunRecord:
 
     def update(self, **fields) -> None:
         self.data.update(fields)
+        if "status" in fields:
+            self.written_status = fields["status"]
         write_json(self.path, self.data)
 
     def add_epoch(self, row: dict) -> None:
