@@ -1,12 +1,14 @@
 """A run's state is true the moment its trainer ends: Ctrl-C and SIGTERM record ``stopped`` and say
 so in one line, an exception records ``failed`` with its reason, and the readers report both at once;
-a killed trainer's half-written files are removed when the run starts again."""
+a killed trainer's half-written files are removed when the run starts again; the files a run writes
+are as readable as the user's umask makes any file."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -135,6 +137,26 @@ def test_half_written_temporary_files_of_a_killed_trainer_are_removed_at_start(c
     train_mod.train(compose_config([*TINY, "recipe.epochs=1"], run_dir=run_dir, data_dir=data_dir))
     assert not any(path.exists() for path in leftovers)
     assert metrics(run_dir)["status"] == "finished"
+
+
+@pytest.fixture
+def umask():
+    """``set(mask)``: the process's umask for the test, the previous one back after it."""
+    before = os.umask(0o022)
+    yield os.umask
+    os.umask(before)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o002, 0o664)])
+def test_a_runs_files_get_the_mode_a_plain_open_gives_under_the_umask(compose_config, tmp_path, data_dir, umask,
+                                                                      mask, mode):
+    umask(mask)
+    run_dir = tmp_path / "run"
+    train_mod.train(compose_config([*TINY, "recipe.epochs=2"], run_dir=run_dir, data_dir=data_dir))
+    written = ["metrics.json", "checkpoint.pt", "checkpoint.prev.pt", "best.pt", "config.yaml"]
+    assert {name: oct(stat.S_IMODE((run_dir / name).stat().st_mode)) for name in written} == \
+        {name: oct(mode) for name in written}
 
 
 @pytest.mark.timeout(150)
