@@ -121,6 +121,25 @@ def test_an_exception_records_failed_with_its_reason(compose_config, tmp_path, d
     assert run.state == "failed" and run.reason == "RuntimeError: the data server went away"
 
 
+@pytest.mark.timeout(120)
+def test_a_failed_run_relaunched_and_stopped_before_it_trains_records_the_stop(compose_config, tmp_path, data_dir,
+                                                                              monkeypatch):
+    run_dir = tmp_path / "run"
+    cfg = compose_config([*TINY, "recipe.epochs=1"], run_dir=run_dir, data_dir=data_dir)
+
+    def broken(ds):
+        raise RuntimeError("the data server went away")
+
+    monkeypatch.setattr(train_mod, "load_splits", broken)
+    with pytest.raises(RuntimeError):
+        train_mod.train(cfg)
+    monkeypatch.setattr(train_mod, "load_splits", lambda ds: ctrl_c())  # Ctrl-C while the relaunch reads its data
+    with pytest.raises(SystemExit):
+        train_mod.train(cfg)
+    assert metrics(run_dir)["status"] == "stopped" and metrics(run_dir)["reason"] == "Ctrl-C at epoch 0/1"
+    assert read_run(run_dir).state == "incomplete"
+
+
 def test_a_stopped_record_reads_as_stopped_at_once_however_fresh(tmp_path):
     write_json(tmp_path / "metrics.json", {"status": "stopped", "reason": "SIGTERM at epoch 1/3", "epochs": 3,
                                           "history": [{"epoch": 0, "test_top1": 10.0}], "final": {}})
