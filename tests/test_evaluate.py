@@ -1,5 +1,6 @@
 """make eval: a trained run evaluated again with its recorded config gives back its recorded numbers,
-takes another test set of the same shape, and refuses in one line what would change the network."""
+takes another test set of the same shape, and refuses in one line what would change the network; its
+W&B run gets the result under the config its training logged, and is left alone while a trainer holds it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ import pytest
 from conftest import REPO, compose_cfg
 from gmmvit.config.evaluation import eval_config, main, run_eval
 from gmmvit.errors import ConfigError
+from gmmvit.run import runlock
 from gmmvit.run.train import train
+from test_tracking import no_wandb_account, read_complete  # noqa: F401 (a fixture)
 
 TINY = ["dataset=digits", "mask=gmm", "model.depth=1", "model.embed_dim=32", "model.num_heads=2",
         "recipe.batch_size=32", "recipe.epochs=3", "recipe.warmup_epochs=0", "recipe.passes_per_epoch=1",
@@ -30,6 +33,21 @@ def trained_run(tmp_path_factory, data_dir):
 
 def metrics(run_dir):
     return json.loads((run_dir / "metrics.json").read_text())
+
+
+def trained_with_wandb(tmp_path, data_dir):
+    run_dir = tmp_path / "sweep" / "mask=gmm"
+    logged = [o for o in TINY if o != "logger=none"] + ["logger=wandb", "logger.mode=offline", "logger.mask_figures=0"]
+    train(compose_cfg([*logged, "recipe.epochs=1"], run_dir=run_dir, data_dir=data_dir))
+    return run_dir
+
+
+def offline_logs(run_dir):
+    return set((run_dir / "wandb").glob("offline-run-*"))
+
+
+def without_wandbs_own(config):
+    return {k: v for k, v in config.items() if k != "_wandb"}
 
 
 def test_make_eval_takes_its_overrides_after_the_checkpoint_option(trained_run):
@@ -121,3 +139,29 @@ def test_make_eval_on_a_run_whose_config_yaml_is_empty_exits_2_with_one_line(tra
     assert out.returncode == 2 and out.stderr == f"gmmvit: error: {run_dir / 'config.yaml'} is empty: make eval " \
         "builds the network from it; restore it, or relaunch the run's training command, which writes it again " \
         "from the config its checkpoint records\n"
+
+
+def test_make_eval_logs_to_the_runs_wandb_run_under_the_config_its_training_logged(tmp_path, data_dir,
+                                                                                   no_wandb_account):
+    run_dir = trained_with_wandb(tmp_path, data_dir)
+    [training] = offline_logs(run_dir)
+    run_eval(run_dir, "best", ["dataset=fashion_mnist", "precision=fp32"])
+    [evaluation] = offline_logs(run_dir) - {training}
+    trained, evaluated = read_complete(training), read_complete(evaluation)
+    assert evaluated["run"]["id"] == trained["run"]["id"] == metrics(run_dir)["wandb_id"]
+    assert "eval/best,dataset=fashion_mnist,precision=fp32/top1" in evaluated["summary"]
+    assert without_wandbs_own(evaluated["config"]) == without_wandbs_own(trained["config"])
+    assert trained["config"]["dataset.name"] == "digits" and "environment.commit" in trained["config"]
+
+
+def test_make_eval_while_a_trainer_holds_the_run_leaves_its_wandb_run_alone_and_writes_its_result(
+        tmp_path, data_dir, no_wandb_account, capsys):
+    run_dir = trained_with_wandb(tmp_path, data_dir)
+    before = offline_logs(run_dir)
+    with runlock.acquire(run_dir):  # what a trainer holds while it trains the run
+        result = run_eval(run_dir, "best", [])
+    assert offline_logs(run_dir) == before
+    assert json.loads((run_dir / "eval" / "best.json").read_text())["top1"] == result["top1"]
+    out = capsys.readouterr().out
+    assert f"[gmmvit] {run_dir} is being trained (pid " in out and "W&B left alone" in out
+    assert f"the result is in {run_dir / 'eval' / 'best.json'}" in out and "top-1" in out

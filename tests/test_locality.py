@@ -17,10 +17,11 @@ from gmmvit.config.locality import main, measure
 from gmmvit.errors import ConfigError
 from gmmvit.nn.attention import use_attention
 from gmmvit.nn.locality import AttentionLocality, LayerTally, query_distances, uniform_distance
-from gmmvit.run import tracking
+from gmmvit.run import runlock, tracking
 from gmmvit.run.locality import locality_path
 from gmmvit.run.train import build_model, train
 from gmmvit.sweeps.locality import FIGURE, TABLE, sweep_figure
+from test_tracking import no_wandb_account, read_complete  # noqa: F401 (a fixture)
 
 TINY = ["dataset=digits", "model.depth=1", "model.embed_dim=32", "model.num_heads=2", "recipe.batch_size=32",
         "recipe.epochs=1", "recipe.warmup_epochs=0", "recipe.passes_per_epoch=1", "limit_train=128",
@@ -161,13 +162,19 @@ def test_a_missing_folder_ends_in_one_line(tmp_path, capsys):
     assert capsys.readouterr().err.count("\n") == 1
 
 
-def test_a_run_with_w_and_b_gets_the_figure_and_its_layer_means_logged(tmp_path, data_dir, monkeypatch):
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    for name in ("NETRC", "WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR"):
-        monkeypatch.setenv(name, str(tmp_path / name.lower()))
+def trained_with_wandb(tmp_path, data_dir):
     run_dir = tmp_path / "sweep" / "mask=gmm"
     train(compose_cfg(TINY + ["mask=gmm", "logger=wandb", "logger.mode=offline", "logger.mask_figures=0"],
                       run_dir=run_dir, data_dir=data_dir))
+    return run_dir
+
+
+def without_wandbs_own(config):
+    return {k: v for k, v in config.items() if k != "_wandb"}
+
+
+def test_a_run_with_w_and_b_gets_the_figure_and_its_layer_means_logged(tmp_path, data_dir, no_wandb_account):
+    run_dir = trained_with_wandb(tmp_path, data_dir)
     measure(run_dir.parent, images=16)
     deadline = time.time() + 60          # W&B's service may finish writing a moment after finish()
     while time.time() < deadline:
@@ -178,3 +185,28 @@ def test_a_run_with_w_and_b_gets_the_figure_and_its_layer_means_logged(tmp_path,
     # the analysis resumes the run's W&B id: offline, that is a second log of the same run
     assert {run["run"]["id"] for run in logged} == {json.loads((run_dir / "metrics.json").read_text())["wandb_id"]}
     assert any({"locality/blocks.0.attn", "locality/figure"} <= set(run["summary"]) for run in logged)
+
+
+def test_the_analysis_logs_to_the_runs_wandb_run_under_the_config_its_training_logged(tmp_path, data_dir,
+                                                                                      no_wandb_account):
+    run_dir = trained_with_wandb(tmp_path, data_dir)
+    [training] = list((run_dir / "wandb").glob("offline-run-*"))
+    measure(run_dir.parent, images=16, overrides=["precision=fp32", "threads=2"])
+    [analysis] = [p for p in (run_dir / "wandb").glob("offline-run-*") if p != training]
+    trained, analysed = read_complete(training), read_complete(analysis)
+    assert "locality/figure" in analysed["summary"]
+    assert without_wandbs_own(analysed["config"]) == without_wandbs_own(trained["config"])
+    assert trained["config"]["threads"] == 1 and "environment.commit" in trained["config"]
+
+
+def test_a_run_a_trainer_holds_gets_its_json_and_the_figure_but_its_wandb_run_is_left_alone(tmp_path, data_dir,
+                                                                                            no_wandb_account, capsys):
+    run_dir = trained_with_wandb(tmp_path, data_dir)
+    before = set((run_dir / "wandb").glob("offline-run-*"))
+    with runlock.acquire(run_dir):  # what a trainer holds while it trains the run
+        figures = measure(run_dir.parent, images=16)
+    assert set((run_dir / "wandb").glob("offline-run-*")) == before
+    assert figures == [run_dir.parent / FIGURE] and json.loads(locality_path(run_dir).read_text())["images"] == 16
+    out = capsys.readouterr().out
+    assert f"[gmmvit] {run_dir} is being trained (pid " in out and "W&B left alone" in out
+    assert f"the result is in {locality_path(run_dir)}" in out

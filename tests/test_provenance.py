@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import shutil
 import subprocess
 import sys
+from importlib import metadata
 
 from conftest import REPO
 from gmmvit.run.provenance import environment_label
@@ -37,6 +40,74 @@ def test_a_run_records_the_harness_commit_software_device_host_and_command(compo
         assert recorded["commit"] is None and recorded["dirty"] is None
     assert recorded["command"] == shlex.join(sys.argv) and recorded["device"] == "cpu"
     assert recorded["torch"] and recorded["python"] == ".".join(map(str, sys.version_info[:3]))
+
+
+def git(repo, *args):
+    who = ["-c", "user.name=gmmvit tests", "-c", "user.email=tests@gmmvit.invalid", "-c", "commit.gpgsign=false"]
+    return subprocess.run(["git", "-C", str(repo), *who, *args], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def copy_of_gmmvit(into):
+    shutil.copytree(REPO / "src" / "gmmvit", into / "gmmvit", ignore=shutil.ignore_patterns("__pycache__"))
+
+
+def pyproject(folder, name, version):
+    (folder / "pyproject.toml").write_text(f'[build-system]\nrequires = ["setuptools"]\n\n[project]\nname = "{name}"\n'
+                                           f'version = "{version}"\n\n[tool.other]\nversion = "0.0.0"\n')
+
+
+def committed_repo(repo):
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "first")
+
+
+def environment_of(path, cwd):
+    """The environment a run records when gmmvit is imported from ``path``."""
+    script = ("import json, torch, gmmvit; from gmmvit.run.provenance import environment; "
+              "print(json.dumps([gmmvit.__file__, environment(torch.device('cpu'))]))")
+    out = subprocess.run([sys.executable, "-c", script], cwd=cwd, capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, PYTHONPATH=str(path)))
+    assert out.returncode == 0, out.stderr[-2000:]
+    imported, recorded = json.loads(out.stdout.splitlines()[-1])
+    assert imported == str(path / "gmmvit" / "__init__.py")
+    return recorded
+
+
+def test_a_source_checkout_records_its_own_commit_and_the_version_its_pyproject_declares(tmp_path):
+    checkout = tmp_path / "gmmvit"
+    (checkout / "src").mkdir(parents=True)
+    copy_of_gmmvit(checkout / "src")
+    pyproject(checkout, "gmmvit", "7.7.7")
+    committed_repo(checkout)
+    recorded = environment_of(checkout / "src", tmp_path)
+    assert recorded["commit"] == git(checkout, "rev-parse", "HEAD") and recorded["dirty"] is False
+    assert recorded["gmmvit"] == "7.7.7" != metadata.version("gmmvit")
+
+
+def test_a_source_checkout_with_a_tracked_file_changed_records_it_dirty(tmp_path):
+    checkout = tmp_path / "gmmvit"
+    (checkout / "src").mkdir(parents=True)
+    copy_of_gmmvit(checkout / "src")
+    pyproject(checkout, "gmmvit", "7.7.7")
+    committed_repo(checkout)
+    with open(checkout / "src" / "gmmvit" / "catalog.py", "a") as f:
+        f.write("# changed\n")
+    assert environment_of(checkout / "src", tmp_path)["dirty"] is True
+
+
+def test_gmmvit_installed_inside_another_projects_repository_records_neither_its_commit_nor_its_version(tmp_path):
+    project = tmp_path / "their-project"
+    project.mkdir()
+    pyproject(project, "their-project", "3.0.0")
+    (project / ".gitignore").write_text("lib/\n")
+    committed_repo(project)
+    (project / "lib").mkdir()
+    copy_of_gmmvit(project / "lib")  # as pip installs it into a venv the project keeps beside its code
+    recorded = environment_of(project / "lib", project)
+    assert recorded["commit"] is None and recorded["dirty"] is None
+    assert recorded["gmmvit"] == metadata.version("gmmvit")
 
 
 def finished(mask, seed, environment):

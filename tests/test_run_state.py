@@ -1,12 +1,14 @@
 """A run's state is true the moment its trainer ends: Ctrl-C and SIGTERM record ``stopped`` and say
 so in one line, an exception records ``failed`` with its reason, and the readers report both at once;
-a killed trainer's half-written files are removed when the run starts again."""
+a killed trainer's half-written files are removed when the run starts again; the files a run writes
+are as readable as the user's umask makes any file."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -119,6 +121,25 @@ def test_an_exception_records_failed_with_its_reason(compose_config, tmp_path, d
     assert run.state == "failed" and run.reason == "RuntimeError: the data server went away"
 
 
+@pytest.mark.timeout(120)
+def test_a_failed_run_relaunched_and_stopped_before_it_trains_records_the_stop(compose_config, tmp_path, data_dir,
+                                                                              monkeypatch):
+    run_dir = tmp_path / "run"
+    cfg = compose_config([*TINY, "recipe.epochs=1"], run_dir=run_dir, data_dir=data_dir)
+
+    def broken(ds):
+        raise RuntimeError("the data server went away")
+
+    monkeypatch.setattr(train_mod, "load_splits", broken)
+    with pytest.raises(RuntimeError):
+        train_mod.train(cfg)
+    monkeypatch.setattr(train_mod, "load_splits", lambda ds: ctrl_c())  # Ctrl-C while the relaunch reads its data
+    with pytest.raises(SystemExit):
+        train_mod.train(cfg)
+    assert metrics(run_dir)["status"] == "stopped" and metrics(run_dir)["reason"] == "Ctrl-C at epoch 0/1"
+    assert read_run(run_dir).state == "incomplete"
+
+
 def test_a_stopped_record_reads_as_stopped_at_once_however_fresh(tmp_path):
     write_json(tmp_path / "metrics.json", {"status": "stopped", "reason": "SIGTERM at epoch 1/3", "epochs": 3,
                                           "history": [{"epoch": 0, "test_top1": 10.0}], "final": {}})
@@ -135,6 +156,26 @@ def test_half_written_temporary_files_of_a_killed_trainer_are_removed_at_start(c
     train_mod.train(compose_config([*TINY, "recipe.epochs=1"], run_dir=run_dir, data_dir=data_dir))
     assert not any(path.exists() for path in leftovers)
     assert metrics(run_dir)["status"] == "finished"
+
+
+@pytest.fixture
+def umask():
+    """``set(mask)``: the process's umask for the test, the previous one back after it."""
+    before = os.umask(0o022)
+    yield os.umask
+    os.umask(before)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o002, 0o664)])
+def test_a_runs_files_get_the_mode_a_plain_open_gives_under_the_umask(compose_config, tmp_path, data_dir, umask,
+                                                                      mask, mode):
+    umask(mask)
+    run_dir = tmp_path / "run"
+    train_mod.train(compose_config([*TINY, "recipe.epochs=2"], run_dir=run_dir, data_dir=data_dir))
+    written = ["metrics.json", "checkpoint.pt", "checkpoint.prev.pt", "best.pt", "config.yaml"]
+    assert {name: oct(stat.S_IMODE((run_dir / name).stat().st_mode)) for name in written} == \
+        {name: oct(mode) for name in written}
 
 
 @pytest.mark.timeout(150)

@@ -67,6 +67,16 @@ def test_make_table_prints_the_papers_protocol_then_the_clean_one(clean_sweep, c
     assert (clean_sweep / "table.md").is_file() and (clean_sweep / "table_val.md").is_file()
 
 
+def test_each_tables_note_says_which_split_selects_the_epoch_and_that_the_cell_is_test_top1(clean_sweep):
+    assert table_lib.main([str(clean_sweep)]) == 0
+    test_selected, val_selected = ((clean_sweep / name).read_text() for name in ("table.md", "table_val.md"))
+    assert "the epoch is selected on the test set and the cell is the best test top-1" in test_selected
+    assert ("the epoch is selected on a validation split held out of the training set" in val_selected
+            and "the cell is the test top-1 at that epoch" in val_selected)
+    assert "there is no validation split" not in test_selected + val_selected  # these runs hold one out
+    assert "test top-1 at that epoch" in (clean_sweep / "table_val.tex").read_text()
+
+
 def test_select_val_cells_are_the_test_top1_at_the_best_validation_epoch(clean_sweep):
     runs = folders.collect([clean_sweep])[clean_sweep]
     _, t = table_lib.build(clean_sweep, runs, "val", write=False)

@@ -107,7 +107,9 @@ def recorded_end(ends: list[tuple[RunRecord, int]], name: str):
                    and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)
     if own_sigterm:
         signal.signal(signal.SIGTERM, _raise_terminated)
-    open_ends = lambda: [(r, n) for r, n in ends if r.status not in (STATUS_FINISHED, STATUS_FAILED)]  # noqa: E731
+    # a run ended in this launch keeps its end; one that a previous launch ended failed is open again
+    open_ends = lambda: [(r, n) for r, n in ends  # noqa: E731
+                         if r.written_status not in (STATUS_FINISHED, STATUS_FAILED)]
     trackers: dict = {}
     try:
         yield trackers

@@ -4,13 +4,13 @@ test set gives back the recorded number exactly.
 
 Reports top-1, top-5, per-class accuracy and the confusion matrix (rows: true class, columns:
 predicted), written as ``eval/<name>.json`` and ``eval/<name>.png`` in the run folder, and logged to the
-run's W&B run when it has one. The command is ``make eval`` (``gmmvit.config.evaluation``).
+run's W&B run when it has one (``tracking.reopened``: under the config its training logged, and not
+while a trainer holds the run folder). The command is ``make eval`` (``gmmvit.config.evaluation``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import torch
 from omegaconf import DictConfig
@@ -21,7 +21,7 @@ from gmmvit.run import devices
 from gmmvit.run.loaders import eval_loader, run_splits
 from gmmvit.run.records import METRICS, load_checkpoint, read_json, write_json
 from gmmvit.run.selection import BEST, load_weights
-from gmmvit.run.tracking import build_tracker
+from gmmvit.run.tracking import reopened
 from gmmvit.run.train import build_model
 
 CHECKPOINTS = ("best", "last")
@@ -96,7 +96,7 @@ def evaluate_run(cfg: DictConfig, run_dir: Path, checkpoint: str, name: str) -> 
     out = run_dir / "eval"
     write_json(out / f"{name}.json", result)
     confusion_png(result, out / f"{name}.png", f"{run_dir.name}\n{name}")
-    _log_to_wandb(cfg, run_dir, metrics, name, result, out / f"{name}.png")
+    _log_to_wandb(cfg, run_dir, name, result, out / f"{name}.png")
     return result
 
 
@@ -118,14 +118,10 @@ def confusion_png(result: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def _log_to_wandb(cfg, run_dir: Path, metrics: dict, name: str, result: dict, png: Path) -> None:
-    wandb_id: Optional[str] = metrics.get("wandb_id")
-    if not wandb_id or cfg.logger.name != "wandb":
-        return
-    tracker = build_tracker(cfg, run_dir, wandb_id, metrics.get("meta") or {})
-    tracker.log_summary(**{f"eval/{name}/{k}": result[k] for k in ("top1", "top5", "epoch")})
-    tracker.log_images({f"eval/{name}/confusion": str(png)})
-    tracker.end(metrics.get("status"), metrics.get("reason"))  # reopened: it ends as its record says
+def _log_to_wandb(cfg, run_dir: Path, name: str, result: dict, png: Path) -> None:
+    with reopened(cfg, run_dir, png.with_suffix(".json")) as tracker:
+        tracker.log_summary(**{f"eval/{name}/{k}": result[k] for k in ("top1", "top5", "epoch")})
+        tracker.log_images({f"eval/{name}/confusion": str(png)})
 
 
 def report(result: dict) -> str:

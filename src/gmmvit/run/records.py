@@ -18,8 +18,8 @@ import json
 import os
 import random
 import re
+import secrets
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
@@ -43,9 +43,21 @@ STATUS_STOPPED = "stopped"  # Ctrl-C or SIGTERM: a clean stop, relaunch to resum
 _PICKLED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
 
 
+def _temporary(path: Path) -> tuple[int, str]:
+    """A new temporary file beside ``path``, opened for writing, as (fd, name). Created with mode 0666
+    for the kernel to apply the umask (and a folder's default ACL) as it does for a plain ``open()``:
+    ``tempfile.mkstemp``'s 0600 would hide metrics.json and the checkpoints from a shared group."""
+    while True:
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+
+
 def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temporary(path)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -97,6 +109,9 @@ class RunRecord:
         self.path = self.run_dir / METRICS
         data, self.fault = read_metrics(self.path)  # fault: why the file there is not a record
         self.data: dict[str, Any] = data or {"status": None, "history": [], "final": {}}
+        # the status this process wrote, None until it writes one: how a launch ends goes by this, not by
+        # the status an earlier launch left (a relaunched failed run that fails again is failed anew)
+        self.written_status: Optional[str] = None
 
     @property
     def status(self) -> Optional[str]:
@@ -108,6 +123,8 @@ class RunRecord:
 
     def update(self, **fields) -> None:
         self.data.update(fields)
+        if "status" in fields:
+            self.written_status = fields["status"]
         write_json(self.path, self.data)
 
     def add_epoch(self, row: dict) -> None:

@@ -1,4 +1,5 @@
-"""The run's best epoch and its weights, ``best.pt``: the model the table reports.
+"""The run's best epoch and its weights, ``best.pt``: the model whose test top-1 ``make table`` reports,
+in its default table for a run without a validation split, in its ``--select val`` table for one with.
 
 The selection metric is the test top-1 (the authors' protocol: the best epoch is chosen on the test
 set) or, with ``dataset.val_fraction > 0``, the top-1 on the held-out validation split. After every

@@ -13,6 +13,10 @@ metrics.json says them, and ``final/*`` (as metrics.json: ``final/best_epoch`` t
 history index). A W&B run ends as its record does: exit code 0 when finished, non-zero (W&B: failed)
 when it failed or was stopped.
 ``read_offline_run`` reads an offline run's transaction log back (summary, history) without W&B.
+
+``reopened`` opens a trained run's W&B run again for an analysis (``make eval``, ``make locality``) to
+add its results to: with the config the training logged, never the analysis's own, and not at all
+while a trainer holds the run folder.
 """
 
 from __future__ import annotations
@@ -21,13 +25,17 @@ import json
 import os
 import socket
 import struct
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 from urllib.parse import urlparse
 
 from omegaconf import DictConfig, OmegaConf
 
-from gmmvit.run.records import STATUS_FINISHED, STATUS_RUNNING
+from gmmvit.errors import CheckpointError
+from gmmvit.run import runlock
+from gmmvit.run.identity import CONFIG, read_config
+from gmmvit.run.records import METRICS, STATUS_FINISHED, STATUS_RUNNING, load_checkpoint, read_json
 
 # The names runs log under. gmmvit.dashboard builds its panels from these same names, and its
 # tests check them against what an offline run really logs.
@@ -101,12 +109,14 @@ class Tracker:
 
 
 class WandbTracker(Tracker):
-    def __init__(self, cfg: DictConfig, run_dir: Path, run_id: Optional[str], meta: dict, alongside: bool = False):
+    def __init__(self, cfg: DictConfig, run_dir: Path, run_id: Optional[str], meta: dict, alongside: bool = False,
+                 config: Optional[dict] = None):
         import wandb
 
         self.wandb = wandb
         mode = resolve_mode(cfg.logger.mode, run_dir)
-        config = flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+        if config is None:
+            config = flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
         tags = [f"{k}={meta[k]}" for k in ("model", "mask", "dataset", "seed") if k in meta]
         self.run = wandb.init(
             project=cfg.logger.project, entity=cfg.logger.entity, mode=mode, dir=str(run_dir),
@@ -219,15 +229,58 @@ class _Guarded(Tracker):
 
 
 def build_tracker(cfg: DictConfig, run_dir: Path, run_id: Optional[str], meta: dict,
-                  alongside: bool = False) -> Tracker:
-    """The run's tracker; ``alongside``: one of several runs one process logs at once (fused)."""
+                  alongside: bool = False, config: Optional[dict] = None) -> Tracker:
+    """The run's tracker; ``alongside``: one of several runs one process logs at once (fused);
+    ``config``: the flattened config to log, ``cfg``'s unless given."""
     if cfg.logger.name != "wandb":
         return Tracker()
     try:
-        return _Guarded(WandbTracker(cfg, run_dir, run_id, meta, alongside))
+        return _Guarded(WandbTracker(cfg, run_dir, run_id, meta, alongside, config))
     except Exception as exc:
         print(f"[gmmvit] W&B could not start ({type(exc).__name__}: {exc}); training without it", flush=True)
         return Tracker()
+
+
+def logged_config(run_dir: Path, metrics: dict) -> dict:
+    """The flattened config a run's training logged to W&B: its latest launch's, as the newest
+    checkpoint records it (``config.yaml`` holds the first launch's, whose speed settings a relaunch
+    may have changed), else ``config.yaml``'s; and the environment ``metrics.json`` records, which
+    ``record_environment`` logged with it."""
+    try:
+        config = (load_checkpoint(run_dir) or {}).get("config")
+    except CheckpointError:
+        config = None
+    if not isinstance(config, dict):
+        config, _ = read_config(Path(run_dir) / CONFIG)
+    logged = flatten(config or {})
+    if metrics.get("environment"):
+        logged.update(flatten({"environment": metrics["environment"]}))
+    return logged
+
+
+@contextmanager
+def reopened(cfg: DictConfig, run_dir: Path, result: Path) -> Iterator[Tracker]:
+    """The W&B run that trained ``run_dir``, opened again to add an analysis to (``result``: the file
+    that holds it), then ended as the run's record says. It is given the config the training logged:
+    W&B takes a resumed run's config as its new one (an offline log synced lays its config over the
+    training's), and the analysis's own settings (another test set, a precision) are no run's config.
+    A no-op tracker where the run has no W&B run, or where a trainer holds the folder: that trainer
+    logs to the W&B run itself, and would find it ended under it (one line says so)."""
+    run_dir = Path(run_dir)
+    metrics = read_json(run_dir / METRICS) or {}
+    if not metrics.get("wandb_id") or cfg.logger.name != "wandb":
+        yield Tracker()
+        return
+    held = runlock.trainer(run_dir)
+    if held is not None and held[0]:
+        print(f"[gmmvit] {run_dir} is being trained ({held[1]}), which logs to its W&B run: W&B left alone, "
+              f"the result is in {result}", flush=True)
+        yield Tracker()
+        return
+    tracker = build_tracker(cfg, run_dir, metrics["wandb_id"], metrics.get("meta") or {},
+                            config=logged_config(run_dir, metrics))
+    yield tracker
+    tracker.end(metrics.get("status"), metrics.get("reason"))
 
 
 # --- reading an offline run back (tests, checks) without a W&B server --------------------------

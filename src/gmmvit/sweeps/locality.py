@@ -19,8 +19,8 @@ import numpy as np
 
 from gmmvit.catalog import MASKS
 from gmmvit.run.locality import locality_path
-from gmmvit.run.records import METRICS, read_json
-from gmmvit.run.tracking import build_tracker
+from gmmvit.run.records import read_json
+from gmmvit.run.tracking import reopened
 from gmmvit.sweeps.cells import assign_variants
 from gmmvit.sweeps.folders import read_any, variant_text
 
@@ -130,10 +130,6 @@ def sweep_figure(sweep_dir: Path, run_dirs: list[Path]) -> tuple[Path, list[dict
 
 def log_to_wandb(cfg, run_dir: Path, result: dict, figure: Path) -> None:
     """Log a run's per-layer means and the sweep's figure to the run's W&B run, if it has one."""
-    metrics = read_json(Path(run_dir) / METRICS) or {}
-    if not metrics.get("wandb_id") or cfg.logger.name != "wandb":
-        return
-    tracker = build_tracker(cfg, Path(run_dir), metrics["wandb_id"], metrics.get("meta") or {})
-    tracker.log_summary(**{f"locality/{layer['layer']}": layer["mean"] for layer in result["layers"]})
-    tracker.log_images({"locality/figure": str(figure)})
-    tracker.end(metrics.get("status"), metrics.get("reason"))  # reopened: it ends as its record says
+    with reopened(cfg, run_dir, locality_path(run_dir)) as tracker:
+        tracker.log_summary(**{f"locality/{layer['layer']}": layer["mean"] for layer in result["layers"]})
+        tracker.log_images({"locality/figure": str(figure)})

@@ -14,9 +14,9 @@ FOOTER = ("Cells: mean ± sample std over seeds of the {what}, n = finished seed
           "with its 95% t-interval [low, high] where at least two seeds pair; n.s. = the interval "
           "contains zero (not significant at 95%). [paper p, Δ d]: the paper's number "
           "(best test top-1, 100 epochs of 3 passes on the full dataset) and ours minus it.")
-SELECT_BEST = ("As in the paper, the epoch is selected on the test set (the best test top-1 over all "
-               "epochs; there is no validation split), an optimistic estimate: `--final` gives the "
-               "last epoch's accuracy.")
+SELECT_BEST = ("As in the paper, the epoch is selected on the test set and the cell is the best test top-1 "
+               "over all epochs (a validation split the runs hold out is not used: `--select val` selects on "
+               "it), an optimistic estimate: `--final` gives the last epoch's accuracy.")
 SELECT_FINAL = ("`--select final`: last-epoch accuracy, no selection on the test set; the paper's numbers "
                 "beside it are best-epoch numbers (selected on the test set).")
 SELECT_VAL = ("`--select val` (the clean protocol): the epoch is selected on a validation split held out of "
@@ -218,7 +218,8 @@ def render_tex(t: SweepTable) -> str:
                                   f"({', '.join(t.reference_items)}) with 95% t-interval, n.s. = contains 0, "
                                   "(n) = seeds paired, no interval from one pair. "
                                   + {"test": "Best epoch selected on the test set, as in the paper.",
-                                     "val": "Epoch selected on a held-out validation split.",
+                                     "val": "Epoch selected on a validation split held out of the training set; "
+                                            "test top-1 at that epoch.",
                                      "final": "Last epoch."}[t.select]) + "}",
               r"\end{table}"]
     return "\n".join(lines) + "\n"
