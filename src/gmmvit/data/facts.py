@@ -31,13 +31,20 @@ def _cifar(folder: str, meta: str, key: str, classes: int) -> Callable[[Optional
     return read
 
 
+# what a complete tiny-imagenet-200.zip holds; the tree's own lists say it where they are on disk
+# (wnids.txt, train/<wnid>/<wnid>_boxes.txt, val/val_annotations.txt)
+TINYIMAGENET_CLASSES = 200
+TINYIMAGENET_TRAIN_IMAGES_PER_CLASS = 500
+TINYIMAGENET_VAL_IMAGES = 10_000
+
+
 def _tinyimagenet(root: Optional[Path]) -> Facts:
     train = root / "tiny-imagenet-200" / "train" if root is not None else None
     if train is not None and train.is_dir():
         classes = sum(1 for p in train.iterdir() if p.is_dir())
         if classes:
             return Facts(classes, 3, str(train))
-    return Facts(200, 3, "the tiny-imagenet-200 format")
+    return Facts(TINYIMAGENET_CLASSES, 3, "the tiny-imagenet-200 format")
 
 
 @functools.lru_cache(maxsize=1)
