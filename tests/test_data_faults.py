@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import REPO
 from gmmvit.data import datasets, facts
 from gmmvit.data.transforms import Transformed
 from gmmvit.errors import DatasetUnavailable
@@ -179,13 +180,12 @@ def test_a_damaged_image_met_by_a_training_runs_loader_worker_ends_it_in_one_lin
     image = tmp_path / "data" / "tinyimagenet" / "tiny-imagenet-200" / "train" / WNIDS[2] / "images" / \
         f"{WNIDS[2]}_0.JPEG"
     truncate(image)
-    repo = __import__("pathlib").Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "src/train.py", "dataset=tinyimagenet", "dataset.num_classes=3",
                           "logger=none", "model.depth=1",
                           "model.embed_dim=32", "model.num_heads=2", "recipe.batch_size=2", "recipe.epochs=1",
                           "recipe.warmup_epochs=0", "threads=1", "workers=1", "data_on_gpu=false",
                           f"paths.data={tmp_path / 'data'}", f"run_dir={tmp_path / 'run'}"],
-                         cwd=repo, capture_output=True, text=True, timeout=300)
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
     line = (f"dataset tinyimagenet: {image} cannot be read as an image (Truncated File Read); replace it: unzip "
             f"tiny-imagenet-200.zip again into {tmp_path / 'data' / 'tinyimagenet'}")
     assert (out.returncode, out.stderr.strip().splitlines()[-1]) == (2, f"gmmvit: error: {line}"), out.stderr[-3000:]

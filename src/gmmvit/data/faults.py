@@ -89,14 +89,16 @@ def idx_damage(paths: Iterable[Path]) -> Optional[str]:
         expected = 4 + len(dims) + IDX_ITEM_BYTES[header[2]] * math.prod(
             int.from_bytes(dims[i:i + 4], "big") for i in range(0, len(dims), 4))
         if size != expected:
-            return f"{path} is {'truncated' if size < expected else 'corrupt'} ({size:,} bytes; its header says {expected:,})"
+            how = "truncated" if size < expected else "corrupt"
+            return f"{path} is {how} ({size:,} bytes; its header says {expected:,})"
     return None
 
 
 def found_nearby(expected: Path, markers: tuple[str, ...]) -> Optional[Path]:
-    """A folder near ``expected`` holding all of ``markers`` (the names that tell the dataset's folder):
-    the data unpacked one or two folders too deep (inside ``expected``), too shallow (into its parent
-    itself) or beside its parent (one folder up). None when none is, or when ``expected`` holds them."""
+    """A folder other than ``expected`` holding all of ``markers`` (the names that tell the dataset's
+    folder), where the data lands when unpacked one folder too shallow (into the data root, the parent
+    of ``expected``, itself), too deep (root/tiny-imagenet-200/tiny-imagenet-200) or beside the data root
+    (into GMMVIT_DATA instead of GMMVIT_DATA/<dataset>); None when there is none."""
     root = expected.parent
     candidates = [root, *_folders_below(root, 2), *_folders_below(root.parent, 1)]
     for folder in candidates:
