@@ -264,8 +264,26 @@ def test_tinyimagenet_unzipped_one_folder_too_shallow_is_named_where_it_was_foun
     root = tmp_path / "tiny-imagenet-200"  # the data root pointed at the tree itself
     with pytest.raises(DatasetUnavailable) as refused:
         datasets.tinyimagenet(str(root), train=True)
-    assert str(refused.value) == (f"dataset tinyimagenet is not in {root / 'tiny-imagenet-200'} but in {root}; move "
-                                  f"what {root} holds into {root / 'tiny-imagenet-200'}")
+    assert str(refused.value) == (
+        f"dataset tinyimagenet is not in {root / 'tiny-imagenet-200'} but in {root} ({root / 'train'}, {root / 'val'}); "
+        f"move the dataset's files there into {root / 'tiny-imagenet-200'}")
+
+
+def test_svhn_saved_into_the_data_folder_above_its_own_is_named_where_it_was_found(tmp_path):
+    from scipy.io import savemat
+
+    savemat(tmp_path / "train_32x32.mat", {"X": np.zeros((32, 32, 3, 4), np.uint8), "y": np.arange(1, 5)[:, None]})
+    with pytest.raises(DatasetUnavailable) as refused:
+        datasets.svhn(str(tmp_path / "svhn"), train=True)
+    assert str(refused.value) == (
+        f"dataset svhn is not in {tmp_path / 'svhn'} but in {tmp_path} ({tmp_path / 'train_32x32.mat'}); move the "
+        f"dataset's files there into {tmp_path / 'svhn'}")
+
+
+def test_a_half_extracted_train_is_not_taken_for_a_dataset_of_fewer_classes(tmp_path):
+    base = tiny_imagenet(tmp_path)
+    shutil.rmtree(base / "train" / WNIDS[1])
+    assert facts.facts("gmmvit.data.datasets.tinyimagenet", str(tmp_path)) == facts.Facts(3, 3, str(base / "wnids.txt"))
 
 
 def cifar10_folder(folder):

@@ -44,9 +44,10 @@ def _download_or_explain(load, name: str, root: Path, how: str, damage=(), where
         if found:
             raise DatasetUnavailable(f"dataset {name}: {found}; delete it and {how}")
     if where is not None:
-        nearby = found_nearby(*where)
+        expected, markers = where
+        nearby = found_nearby(expected, markers)
         if nearby is not None:
-            raise misplaced(name, where[0], nearby)
+            raise misplaced(name, expected, nearby, markers)
     try:
         return load(True)
     except OSError as exc:
@@ -96,6 +97,7 @@ def svhn(root: str, train: bool):
 
 TINY = "tiny-imagenet-200"
 TINY_URL = f"http://cs231n.stanford.edu/{TINY}.zip"
+TINY_MARKERS = ("train", "val")  # what tells a tiny-imagenet-200 folder
 
 
 def tinyimagenet(root: str, train: bool):
@@ -144,9 +146,9 @@ def _unzip_tinyimagenet(root: Path, base: Path) -> None:
     """``base`` filled from the zip beside it: unpacked into a hidden folder, then moved into ``base``
     entry by entry (what ``base`` holds already is kept), so that a cut-off unzip is never taken for
     the data. A tree one folder too deep or too shallow, or no zip, is one line."""
-    found = found_nearby(base, ("train", "val"))
+    found = found_nearby(base, TINY_MARKERS)
     if found is not None:
-        raise misplaced("tinyimagenet", base, found)
+        raise misplaced("tinyimagenet", base, found, TINY_MARKERS)
     archive = root / f"{TINY}.zip"
     if not archive.is_file():
         raise DatasetUnavailable(f"dataset tinyimagenet is not in {base}; download {TINY_URL} into {root} (it is "

@@ -123,7 +123,13 @@ def _folders_below(folder: Path, depth: int) -> list[Path]:
     return found
 
 
-def misplaced(name: str, expected: Path, found: Path) -> DatasetUnavailable:
+def misplaced(name: str, expected: Path, found: Path, markers: tuple[str, ...]) -> DatasetUnavailable:
+    """The one line for the data ``found_nearby`` found: where to move it. Found in a folder above
+    ``expected`` (unpacked one too shallow), only the dataset's own files there are to move."""
+    if expected.is_relative_to(found):
+        files = ", ".join(str(found / m) for m in markers)
+        return DatasetUnavailable(f"dataset {name} is not in {expected} but in {found} ({files}); move the "
+                                  f"dataset's files there into {expected}")
     return DatasetUnavailable(f"dataset {name} is not in {expected} but in {found}; move what {found} holds into "
                               f"{expected}")
 
