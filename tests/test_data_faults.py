@@ -259,14 +259,23 @@ def test_tinyimagenet_unzipped_one_folder_too_deep_is_named_where_it_was_found(t
                                   f"holds into {expected}")
 
 
+def test_an_imagefolder_that_is_not_tinyimagenet_is_not_taken_for_it(tmp_path):
+    for split in ("train", "val"):
+        (tmp_path / "imagenet" / split / "n01440764").mkdir(parents=True)
+    with pytest.raises(DatasetUnavailable) as refused:
+        datasets.tinyimagenet(str(tmp_path / "tinyimagenet"), train=True)
+    expected = tmp_path / "tinyimagenet" / "tiny-imagenet-200"
+    assert str(refused.value).startswith(f"dataset tinyimagenet is not in {expected}; download ")
+
+
 def test_tinyimagenet_unzipped_one_folder_too_shallow_is_named_where_it_was_found(tmp_path):
     tiny_imagenet(tmp_path)
     root = tmp_path / "tiny-imagenet-200"  # the data root pointed at the tree itself
     with pytest.raises(DatasetUnavailable) as refused:
         datasets.tinyimagenet(str(root), train=True)
     assert str(refused.value) == (
-        f"dataset tinyimagenet is not in {root / 'tiny-imagenet-200'} but in {root} ({root / 'train'}, {root / 'val'}); "
-        f"move the dataset's files there into {root / 'tiny-imagenet-200'}")
+        f"dataset tinyimagenet is not in {root / 'tiny-imagenet-200'} but in {root} ({root / 'wnids.txt'}, "
+        f"{root / 'train'}); move the dataset's files there into {root / 'tiny-imagenet-200'}")
 
 
 def test_svhn_saved_into_the_data_folder_above_its_own_is_named_where_it_was_found(tmp_path):

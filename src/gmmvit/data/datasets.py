@@ -70,7 +70,7 @@ def _cifar(cls, name: str, root: str, train: bool):
     folder = root / cls.base_folder
     files = [(folder / f, md5) for f, md5 in cls.train_list + cls.test_list] + \
         [(folder / cls.meta["filename"], cls.meta["md5"])]
-    markers = (cls.train_list[0][0], cls.meta["filename"])
+    markers = (cls.train_list[0][0], cls.test_list[0][0], cls.meta["filename"])
     return _download_or_explain(
         lambda dl: cls(str(root), train=train, download=dl), name, root,
         f"run once with network access, or copy {cls.base_folder}/ into {root}",
@@ -97,7 +97,7 @@ def svhn(root: str, train: bool):
 
 TINY = "tiny-imagenet-200"
 TINY_URL = f"http://cs231n.stanford.edu/{TINY}.zip"
-TINY_MARKERS = ("train", "val")  # what tells a tiny-imagenet-200 folder
+TINY_MARKERS = ("wnids.txt", "train")  # what tells a tiny-imagenet-200 folder from another train/
 
 
 def tinyimagenet(root: str, train: bool):
