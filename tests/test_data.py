@@ -34,9 +34,12 @@ def test_digits_split_is_fixed_and_disjoint():
 
 def test_tinyimagenet_val_is_regrouped_by_class(tmp_path):
     base = tmp_path / "tiny-imagenet-200"
+    base.mkdir()
+    (base / "wnids.txt").write_text("n01\nn02\n")
     for wnid in ("n01", "n02"):
         (base / "train" / wnid / "images").mkdir(parents=True)
         Image.new("RGB", (64, 64), "red").save(base / "train" / wnid / "images" / f"{wnid}_0.JPEG")
+        (base / "train" / wnid / f"{wnid}_boxes.txt").write_text(f"{wnid}_0.JPEG\t0\t0\t63\t63\n")
     (base / "val" / "images").mkdir(parents=True)
     lines = []
     for i, wnid in enumerate(("n01", "n02", "n02")):

@@ -165,3 +165,48 @@ def test_make_eval_while_a_trainer_holds_the_run_leaves_its_wandb_run_alone_and_
     out = capsys.readouterr().out
     assert f"[gmmvit] {run_dir} is being trained (pid " in out and "W&B left alone" in out
     assert f"the result is in {run_dir / 'eval' / 'best.json'}" in out and "top-1" in out
+
+
+@pytest.fixture(scope="module")
+def two_epoch_run(tmp_path_factory, data_dir):
+    """A run of two epochs: checkpoint.pt and checkpoint.prev.pt hold both, so one of them holds its best."""
+    run_dir = tmp_path_factory.mktemp("eval2") / "run"
+    train(compose_cfg([o for o in TINY if not o.startswith("recipe.epochs=")] + ["recipe.epochs=2"], run_dir=run_dir,
+                      data_dir=data_dir))
+    return run_dir
+
+
+def without_best_pt(run_dir, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    (copy / "best.pt").unlink()
+    return copy
+
+
+def checkpoint_of(epoch):
+    return "checkpoint.pt" if epoch == 1 else "checkpoint.prev.pt"  # a two-epoch run's
+
+
+def test_without_best_pt_best_is_evaluated_from_the_kept_checkpoint_holding_the_best_epoch(two_epoch_run, tmp_path,
+                                                                                          capsys):
+    run_dir = without_best_pt(two_epoch_run, tmp_path)
+    best = metrics(run_dir)["best"]
+    result = run_eval(run_dir, "best", [])
+    assert (result["epoch"], result["top1"]) == (best["epoch"], best["test_top1"])
+    assert capsys.readouterr().out.splitlines()[0] == (
+        f"[gmmvit] {run_dir / 'best.pt'} is missing; evaluating {run_dir / checkpoint_of(best['epoch'])}, which holds "
+        f"the best epoch {best['epoch']} (test_top1 {best['value']:.2f})")
+
+
+def test_without_best_pt_or_a_checkpoint_of_the_best_epoch_make_eval_says_so_in_one_line(two_epoch_run, tmp_path,
+                                                                                         capsys):
+    run_dir = without_best_pt(two_epoch_run, tmp_path)
+    best = metrics(run_dir)["best"]
+    (run_dir / checkpoint_of(best["epoch"])).unlink()
+    other = 1 - best["epoch"]
+    with pytest.raises(SystemExit) as ended:
+        main([str(run_dir), "--ckpt", "best"])
+    assert ended.value.code == 2 and capsys.readouterr().err == (
+        f"gmmvit: error: {run_dir / 'best.pt'} is missing, and no kept checkpoint holds its best epoch {best['epoch']} "
+        f"(test_top1 {best['value']:.2f}): {checkpoint_of(other)} holds epoch {other}; evaluate the last one with "
+        "CKPT=last, or retrain the run to write best.pt\n")

@@ -12,15 +12,34 @@ import sys
 from typing import Callable, NoReturn, Optional
 
 
-class ConfigError(ValueError):
+class UserError(Exception):
+    """An error whose message is its one line, wherever it was raised. One raised in a DataLoader
+    worker process reaches the main process rebuilt by torch from the worker's whole traceback
+    (``Caught X in DataLoader worker process N.\nOriginal Traceback ...``); its message is then the
+    line the worker raised, the traceback's last ``module.X: message`` line."""
+
+    def __init__(self, message: str = ""):
+        super().__init__(self._raised_line(str(message)))
+
+    @classmethod
+    def _raised_line(cls, message: str) -> str:
+        if not (message.startswith(f"Caught {cls.__name__} ") and "\nOriginal Traceback" in message):
+            return message
+        prefix = f"{cls.__module__}.{cls.__qualname__}: "
+        raised = [line[len(prefix):] for line in message.splitlines() if line.startswith(prefix)]
+        return raised[-1] if raised else message
+
+
+class ConfigError(UserError, ValueError):
     """A configuration that cannot work; its message names the fix."""
 
 
-class DatasetUnavailable(RuntimeError):
-    """The dataset is neither on disk nor downloadable; the message says how to get it."""
+class DatasetUnavailable(UserError, RuntimeError):
+    """The dataset is neither on disk nor downloadable, or its files are damaged; the message says how
+    to get them."""
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """No usable checkpoint where one should be; the message says what to do."""
 
 

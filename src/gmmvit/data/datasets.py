@@ -8,8 +8,12 @@ with ``DatasetUnavailable``: one line naming the folder and how to fill it.
 
 from __future__ import annotations
 
+import functools
 import gzip
+import os
 import shutil
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -17,24 +21,33 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import datasets
 
-from gmmvit.data.faults import damaged, data_folder, folder_fault, is_folder_fault
+from gmmvit.data import facts
+from gmmvit.data.faults import (archive_damage, damaged, data_folder, folder_fault, found_nearby, idx_damage,
+                                is_folder_fault, misplaced, unreadable_image)
 from gmmvit.errors import DatasetUnavailable
 
 FASHION_MNIST_DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 
 
-def _download_or_explain(load, name: str, root: Path, how: str, files=()):
+def _download_or_explain(load, name: str, root: Path, how: str, damage=(), where=None):
     """Call ``load(download)``: first from disk, then with a download; one clear line if both fail:
-    a damaged file among ``files`` (path, md5), a folder that cannot be written, or no data and no
-    network."""
+    the first damaged file one of ``damage`` (calls, each the damaged file's words or None) finds, the
+    data found beside where it belongs (``where``: the folder that should hold it and the names that
+    tell it, ``faults.found_nearby``), a folder that cannot be written, or no data and no network."""
     data_folder(name, root)
     try:
         return load(False)
     except (RuntimeError, FileNotFoundError, OSError):
         pass
-    damage = damaged(files)
-    if damage:
-        raise DatasetUnavailable(f"dataset {name}: {damage}; delete it and {how}")
+    for check in damage:
+        found = check()
+        if found:
+            raise DatasetUnavailable(f"dataset {name}: {found}; delete it and {how}")
+    if where is not None:
+        expected, markers = where
+        nearby = found_nearby(expected, markers)
+        if nearby is not None:
+            raise misplaced(name, expected, nearby, markers)
     try:
         return load(True)
     except OSError as exc:
@@ -51,14 +64,17 @@ def _not_downloaded(name: str, root: Path, how: str, exc: BaseException) -> Data
 
 
 def _cifar(cls, name: str, root: str, train: bool):
-    """CIFAR-10 or -100 through torchvision's class ``cls``, its files checked against their checksums."""
+    """CIFAR-10 or -100 through torchvision's class ``cls``, its files and its downloaded archive
+    checked against their checksums, its folder looked for nearby when it is not in ``root``."""
     root = Path(root)
     folder = root / cls.base_folder
     files = [(folder / f, md5) for f, md5 in cls.train_list + cls.test_list] + \
         [(folder / cls.meta["filename"], cls.meta["md5"])]
+    markers = (cls.train_list[0][0], cls.test_list[0][0], cls.meta["filename"])
     return _download_or_explain(
         lambda dl: cls(str(root), train=train, download=dl), name, root,
-        f"run once with network access, or copy {cls.base_folder}/ into {root}", files)
+        f"run once with network access, or copy {cls.base_folder}/ into {root}",
+        [lambda: damaged(files), lambda: archive_damage([(root / cls.filename, cls.tgz_md5)])], (folder, markers))
 
 
 def cifar10(root: str, train: bool):
@@ -75,20 +91,29 @@ def svhn(root: str, train: bool):
     _, filename, md5 = datasets.SVHN.split_list[split]
     return _download_or_explain(
         lambda dl: datasets.SVHN(str(root), split=split, download=dl), "svhn", root,
-        f"run once with network access, or copy {split}_32x32.mat into {root}", [(root / filename, md5)])
+        f"run once with network access, or copy {split}_32x32.mat into {root}",
+        [lambda: damaged([(root / filename, md5)])], (root, (filename,)))
+
+
+TINY = "tiny-imagenet-200"
+TINY_URL = f"http://cs231n.stanford.edu/{TINY}.zip"
+TINY_MARKERS = ("wnids.txt", "train")  # what tells a tiny-imagenet-200 folder from another train/
 
 
 def tinyimagenet(root: str, train: bool):
-    """Tiny-ImageNet as ImageFolders; val/ is regrouped by class from val_annotations.txt once, and
-    its labels are the training set's class indices (a class val lacks is one line, not shifted labels)."""
+    """Tiny-ImageNet as ImageFolders, from ``root/tiny-imagenet-200/`` (unzipped there once from
+    ``root/tiny-imagenet-200.zip`` when only the zip is), checked whole against the tree's own lists;
+    val/ is regrouped by class from val_annotations.txt once, and its labels are the training set's
+    class indices (a class val lacks is one line, not shifted labels)."""
     root = data_folder("tinyimagenet", Path(root))
-    base = root / "tiny-imagenet-200"
+    base = root / TINY
     if not (base / "train").is_dir():
-        raise DatasetUnavailable(
-            f"dataset tinyimagenet is not in {base}; download "
-            f"http://cs231n.stanford.edu/tiny-imagenet-200.zip and unzip it into {root}")
+        _unzip_tinyimagenet(root, base)
+    again = f"unzip {TINY}.zip again into {root}"
+    loader = functools.partial(read_image, name="tinyimagenet", fix=f"replace it: {again}")
+    _check_tinyimagenet_train(base, again)
     if train:
-        return datasets.ImageFolder(str(base / "train"))
+        return datasets.ImageFolder(str(base / "train"), loader=loader)
     classes, class_to_idx = datasets.folder.find_classes(str(base / "train"))
     try:
         _regroup_tinyimagenet_val(base / "val", root)
@@ -96,16 +121,99 @@ def tinyimagenet(root: str, train: bool):
         if not is_folder_fault(exc):
             raise
         raise folder_fault(exc, "tinyimagenet", root) from None
-    return TrainClassesFolder(str(base / "val"), classes, class_to_idx)
+    val = TrainClassesFolder(str(base / "val"), classes, class_to_idx, loader)
+    annotations = base / "val" / "val_annotations.txt"
+    listed = (sum(1 for line in annotations.read_text().splitlines() if line.strip()) if annotations.is_file()
+              else facts.TINYIMAGENET_VAL_IMAGES)
+    if len(val.samples) < listed:
+        whose = annotations if annotations.is_file() else f"Tiny-ImageNet's val/ ({annotations} is missing)"
+        raise DatasetUnavailable(f"dataset tinyimagenet: {base / 'val'} holds {len(val.samples)} of the {listed} "
+                                 f"images of {whose}; {again}")
+    return val
+
+
+def read_image(path: str, name: str, fix: str) -> Image.Image:
+    """An ImageFolder's loader (the image as RGB), a file PIL cannot read being one line naming it and
+    ``fix``: images are read as they are drawn, in a DataLoader worker as often as not."""
+    try:
+        with open(path, "rb") as f:
+            return Image.open(f).convert("RGB")
+    except (OSError, SyntaxError, ValueError) as exc:  # how PIL reports a truncated or garbled file
+        raise unreadable_image(name, path, exc, fix) from None
+
+
+def _unzip_tinyimagenet(root: Path, base: Path) -> None:
+    """``base`` filled from the zip beside it: unpacked into a hidden folder, then moved into ``base``
+    entry by entry (what ``base`` holds already is kept), so that a cut-off unzip is never taken for
+    the data. A tree one folder too deep or too shallow, or no zip, is one line."""
+    found = found_nearby(base, TINY_MARKERS)
+    if found is not None:
+        raise misplaced("tinyimagenet", base, found, TINY_MARKERS)
+    archive = root / f"{TINY}.zip"
+    if not archive.is_file():
+        raise DatasetUnavailable(f"dataset tinyimagenet is not in {base}; download {TINY_URL} into {root} (it is "
+                                 "unzipped there on the next run)")
+    unpacking = root / f".{TINY}.unzipping"
+    print(f"[gmmvit] unzipping {archive} into {root} (once)", flush=True)
+    try:
+        shutil.rmtree(unpacking, ignore_errors=True)  # what an unzip cut off left
+        with zipfile.ZipFile(archive) as zipped:
+            zipped.extractall(unpacking)
+        if not (unpacking / TINY / "train").is_dir():
+            raise DatasetUnavailable(f"dataset tinyimagenet: {archive} holds no {TINY}/train/, so it is not "
+                                     f"Tiny-ImageNet's zip; delete it and download {TINY_URL} again")
+        base.mkdir(exist_ok=True)
+        for entry in (unpacking / TINY).iterdir():
+            if not (base / entry.name).exists():
+                entry.rename(base / entry.name)
+    except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
+        raise DatasetUnavailable(f"dataset tinyimagenet: {archive} is corrupt ({exc}); delete it and download "
+                                 f"{TINY_URL} again") from None
+    except OSError as exc:
+        if not is_folder_fault(exc):
+            raise
+        raise folder_fault(exc, "tinyimagenet", root) from None
+    finally:
+        shutil.rmtree(unpacking, ignore_errors=True)
+
+
+def _check_tinyimagenet_train(base: Path, again: str) -> None:
+    """train/ whole, by the tree's own lists where they are there (wnids.txt, each class's
+    <wnid>_boxes.txt), else by the format's counts: a class missing or short of images would train
+    without a word (fewer classes, another label for each class after it)."""
+    train, wnids = base / "train", base / "wnids.txt"
+    found = sorted(d.name for d in train.iterdir() if d.is_dir())
+    if wnids.is_file():
+        listed = wnids.read_text().split()
+        missing, extra = [w for w in listed if w not in found], [d for d in found if d not in listed]
+        if missing:
+            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+            raise DatasetUnavailable(f"dataset tinyimagenet: {train} holds {len(listed) - len(missing)} of the "
+                                     f"{len(listed)} classes of {wnids} ({missing[0]}{more} missing); {again}")
+        if extra:
+            raise DatasetUnavailable(f"dataset tinyimagenet: {train / extra[0]} is not a class of {wnids}; move it "
+                                     f"out of {train}")
+    elif len(found) != facts.TINYIMAGENET_CLASSES:
+        raise DatasetUnavailable(f"dataset tinyimagenet: {train} holds {len(found)} classes, not Tiny-ImageNet's "
+                                 f"{facts.TINYIMAGENET_CLASSES} ({wnids} is missing too); {again}")
+    for wnid in found:
+        folder = train / wnid
+        boxes = folder / f"{wnid}_boxes.txt"
+        listed = (sum(1 for line in boxes.read_text().splitlines() if line.strip()) if boxes.is_file()
+                  else facts.TINYIMAGENET_TRAIN_IMAGES_PER_CLASS)
+        images = sum(1 for _, _, files in os.walk(folder) for f in files
+                     if f.lower().endswith(datasets.folder.IMG_EXTENSIONS))
+        if images < listed:
+            raise DatasetUnavailable(f"dataset tinyimagenet: {folder} holds {images} of its {listed} images; {again}")
 
 
 class TrainClassesFolder(datasets.ImageFolder):
     """An ImageFolder whose classes are given (the training set's), not found in its own folder: a
     class it lacks or adds would shift every label after it."""
 
-    def __init__(self, folder: str, classes: list[str], class_to_idx: dict[str, int]):
+    def __init__(self, folder: str, classes: list[str], class_to_idx: dict[str, int], loader):
         self._given = (classes, class_to_idx)
-        super().__init__(folder)
+        super().__init__(folder, loader=loader)
 
     def find_classes(self, directory):
         classes, class_to_idx = self._given
@@ -148,19 +256,24 @@ def _regroup_tinyimagenet_val(val: Path, root: Path) -> None:
 
 
 def fashion_mnist(root: str, train: bool, debian_dir: str = str(FASHION_MNIST_DEBIAN)):
-    """torchvision's FashionMNIST; its raw files come from Debian's dataset-fashion-mnist when present."""
+    """torchvision's FashionMNIST; its raw files come from Debian's dataset-fashion-mnist when present.
+    torchvision reads the unpacked idx files with no checksum, so their sizes are checked against their
+    headers, and a downloaded .gz beside them against its checksum."""
     root = data_folder("fashion_mnist", Path(root))
+    raw = root / "FashionMNIST" / "raw"
     debian = Path(debian_dir)
     if debian.is_dir():
         try:
-            _unpack(debian, root / "FashionMNIST" / "raw")
+            _unpack(debian, raw)
         except OSError as exc:
             if not is_folder_fault(exc):
                 raise
             raise folder_fault(exc, "fashion_mnist", root) from None
+    archives = [(raw / gz, md5) for gz, md5 in datasets.FashionMNIST.resources]
     return _download_or_explain(
         lambda dl: datasets.FashionMNIST(str(root), train=train, download=dl), "fashion_mnist", root,
-        "install Debian's package: apt-get install dataset-fashion-mnist (make install does)")
+        "install Debian's package: apt-get install dataset-fashion-mnist (make install does)",
+        [lambda: idx_damage(gz.with_suffix("") for gz, _ in archives), lambda: archive_damage(archives)])
 
 
 def _unpack(debian: Path, raw: Path) -> None:

@@ -1,5 +1,5 @@
 """What a dataset is, read without loading it: its number of classes and channels, from the data
-on disk where reading them is cheap (CIFAR's meta file, Tiny-ImageNet's class folders,
+on disk where reading them is cheap (CIFAR's meta file, Tiny-ImageNet's wnids.txt or class folders,
 scikit-learn's digits), else from the format itself (every CIFAR-10 has 10 classes)."""
 
 from __future__ import annotations
@@ -31,13 +31,28 @@ def _cifar(folder: str, meta: str, key: str, classes: int) -> Callable[[Optional
     return read
 
 
+# what a complete tiny-imagenet-200.zip holds; the tree's own lists say it where they are on disk
+# (wnids.txt, train/<wnid>/<wnid>_boxes.txt, val/val_annotations.txt)
+TINYIMAGENET_CLASSES = 200
+TINYIMAGENET_TRAIN_IMAGES_PER_CLASS = 500
+TINYIMAGENET_VAL_IMAGES = 10_000
+
+
 def _tinyimagenet(root: Optional[Path]) -> Facts:
-    train = root / "tiny-imagenet-200" / "train" if root is not None else None
+    """The classes wnids.txt lists, else the class folders of train/: a train/ missing classes is the
+    loader's to name, not a dataset of fewer classes to train."""
+    base = root / "tiny-imagenet-200" if root is not None else None
+    wnids = base / "wnids.txt" if base is not None else None
+    if wnids is not None and wnids.is_file():
+        listed = wnids.read_text().split()
+        if listed:
+            return Facts(len(listed), 3, str(wnids))
+    train = base / "train" if base is not None else None
     if train is not None and train.is_dir():
         classes = sum(1 for p in train.iterdir() if p.is_dir())
         if classes:
             return Facts(classes, 3, str(train))
-    return Facts(200, 3, "the tiny-imagenet-200 format")
+    return Facts(TINYIMAGENET_CLASSES, 3, "the tiny-imagenet-200 format")
 
 
 @functools.lru_cache(maxsize=1)

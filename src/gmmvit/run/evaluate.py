@@ -20,7 +20,7 @@ from gmmvit.errors import CheckpointError
 from gmmvit.run import devices
 from gmmvit.run.loaders import eval_loader, run_splits
 from gmmvit.run.records import METRICS, load_checkpoint, read_json, write_json
-from gmmvit.run.selection import BEST, load_weights
+from gmmvit.run.selection import BEST, best_from_checkpoints, load_weights
 from gmmvit.run.tracking import reopened
 from gmmvit.run.train import build_model
 
@@ -32,8 +32,11 @@ def uses_bf16(cfg: DictConfig, device: torch.device) -> bool:
 
 
 def weights_of(run_dir: Path, checkpoint: str) -> tuple[dict, int]:
-    """(state_dict, epoch index) of ``best.pt`` or of the last readable checkpoint."""
+    """(state_dict, epoch index) of ``best.pt`` (without it, of the kept checkpoint holding the best
+    epoch) or of the last readable checkpoint."""
     if checkpoint == "best":
+        if not (Path(run_dir) / BEST).exists():
+            return best_from_checkpoints(run_dir)
         held = load_weights(Path(run_dir) / BEST)
         return held["model"], held["epoch"]
     state = load_checkpoint(run_dir)

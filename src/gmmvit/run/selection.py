@@ -20,7 +20,7 @@ from typing import Optional
 import torch
 
 from gmmvit.errors import CheckpointError
-from gmmvit.run.records import RunRecord, save_tensors
+from gmmvit.run.records import CHECKPOINT, METRICS, PREVIOUS_CHECKPOINT, RunRecord, read_json, save_tensors
 
 BEST = "best.pt"
 TEST, VAL = "test_top1", "val_top1"
@@ -57,6 +57,44 @@ def load_weights(path: Path) -> dict:
     except Exception as exc:
         raise CheckpointError(f"{path} is not a weights-only checkpoint this gmmvit can read "
                               f"({type(exc).__name__}); retrain the run or pick the other checkpoint") from None
+
+
+def recorded_metric(metrics: dict) -> str:
+    """The selection metric a run's ``metrics.json`` says it chose ``best.pt`` by: its ``best``'s, else
+    (a run from before ``best`` was recorded) ``val_top1`` when its epochs recorded one, as
+    ``selection_metric`` chose it."""
+    history = metrics.get("history") or []
+    return ((metrics.get("best") or {}).get("metric")
+            or (VAL if any(r.get(VAL) is not None for r in history) else TEST))
+
+
+def best_from_checkpoints(run_dir: Path) -> tuple[dict, int]:
+    """(weights, epoch) of a run without ``best.pt`` (one from before it existed, or it was deleted):
+    the kept checkpoint holding the best epoch of its history, said in one line; else
+    ``CheckpointError`` naming the best epoch, what is kept, and what to do."""
+    run_dir = Path(run_dir)
+    metrics = read_json(run_dir / METRICS) or {}
+    metric = recorded_metric(metrics)
+    best = best_row(metrics.get("history") or [], metric)
+    missing = f"{run_dir / BEST} is missing"
+    if best is None:
+        raise CheckpointError(f"{missing} and {run_dir / METRICS} records no epoch; train the run first")
+    kept = []
+    for name in (CHECKPOINT, PREVIOUS_CHECKPOINT):
+        try:
+            state = torch.load(run_dir / name, map_location="cpu", weights_only=True)
+        except Exception:  # absent or unreadable: it holds no epoch to offer
+            continue
+        epoch = state.get("epoch", 0) - 1  # a checkpoint holds the epoch to train next
+        if epoch == best["epoch"]:
+            print(f"[gmmvit] {missing}; evaluating {run_dir / name}, which holds the best epoch {epoch} ({metric} "
+                  f"{best[metric]:.2f})", flush=True)
+            return state["model"], epoch
+        kept.append(f"{name} holds epoch {epoch}")
+    what = (f"{', '.join(kept)}; evaluate the last one with CKPT=last, or retrain the run to write best.pt" if kept
+            else "no readable checkpoint is kept; retrain the run to write best.pt")
+    raise CheckpointError(f"{missing}, and no kept checkpoint holds its best epoch {best['epoch']} ({metric} "
+                          f"{best[metric]:.2f}): {what}")
 
 
 class BestWeights:
