@@ -7,6 +7,7 @@ import argparse
 import importlib.util
 import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -15,6 +16,7 @@ import pytest
 from conftest import REPO, compose_cfg
 from gmmvit import catalog
 from gmmvit.config import paper_grid as launch
+from gmmvit.config import planning
 from gmmvit.sweeps import cost
 
 
@@ -218,3 +220,38 @@ def test_an_override_of_a_grid_key_narrows_the_plan_as_hydra_narrows_the_launch(
     assert launch.main([*grid[:2], "pit", *grid[3:]]) == 0
     assert narrowed == capsys.readouterr().out
     assert "1 jobs" in narrowed and narrowed.rstrip().splitlines()[1].endswith(" dataset=cifar10,mask=none,model=pit,seed=0")
+
+
+LAUNCHED = ["-m", "experiment=paper", "sweep=paper", "model=vit", "mask=none", "dataset=cifar10", "seed=0"]
+
+
+def test_a_multirun_a_planner_launches_does_not_check_again_the_jobs_the_planner_just_checked(monkeypatch):
+    monkeypatch.setenv(planning.PLANNED, planning.planned_env(LAUNCHED)[planning.PLANNED])
+    assert planning.was_planned(LAUNCHED)
+
+
+def test_a_multirun_checks_its_jobs_when_its_command_line_is_not_the_one_planned(monkeypatch):
+    monkeypatch.setenv(planning.PLANNED, planning.planned_env(LAUNCHED)[planning.PLANNED])
+    assert not planning.was_planned([*LAUNCHED, "recipe.epochs=-1"])
+    monkeypatch.delenv(planning.PLANNED)
+    assert not planning.was_planned(LAUNCHED)
+
+
+def test_a_multirun_checks_its_jobs_when_a_config_file_changed_since_they_were_planned(monkeypatch, tmp_path):
+    conf = tmp_path / "conf"
+    shutil.copytree(planning.CONF, conf)
+    monkeypatch.setattr(planning, "CONF", conf)
+    monkeypatch.setenv(planning.PLANNED, planning.planned_env(LAUNCHED)[planning.PLANNED])
+    with (conf / "recipe" / "paper.yaml").open("a") as f:
+        f.write("# edited after planning\n")
+    assert not planning.was_planned(LAUNCHED)
+
+
+def test_the_multirun_make_paper_launches_knows_its_jobs_were_planned(monkeypatch, tmp_path, capfd):
+    # the handshake only: a script in train.py's place says what train.py's preflight would see
+    script = tmp_path / "train.py"
+    script.write_text("import sys\nfrom gmmvit.config.planning import was_planned\n"
+                      "print('planned' if was_planned(sys.argv[1:]) else 'not planned')\n")
+    monkeypatch.setattr(launch, "TRAIN_SCRIPT", script)
+    assert launch.main([*ONE_CELL, "--multirun", str(tmp_path / "multirun")]) == 0
+    assert capfd.readouterr().out.splitlines()[-1] == "planned"

@@ -23,7 +23,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from gmmvit.catalog import CONF, MULTIRUN, REPO, TRAIN_SCRIPT
-from gmmvit.config.planning import checked_configs, launcher_flag, names_flag
+from gmmvit.config.planning import checked_configs, launcher_flag, names_flag, planned_env
 from gmmvit.config.reporting import guarded
 from gmmvit.errors import CommandLine, ConfigError
 from gmmvit.sweeps.cost import NO_PACKING, estimate, measured_rates, recipe_length
@@ -116,7 +116,7 @@ def run(args) -> int:
     for name in names:
         cmd = command(name, args.launcher, args.overrides)
         print("+ " + " ".join(cmd), flush=True)
-        rc = subprocess.call(cmd, cwd=REPO)
+        rc = subprocess.call(cmd, cwd=REPO, env=planned_env(cmd[2:]))
         if rc:
             return rc
     return 0

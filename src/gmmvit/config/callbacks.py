@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from gmmvit.config.checks import check
-from gmmvit.config.planning import refusal_line, refusals
+from gmmvit.config.planning import refusal_line, refusals, was_planned
 from gmmvit.config.reporting import fail
 from gmmvit.errors import ConfigError
 from gmmvit.run.records import check_writable
@@ -62,7 +63,7 @@ def check_every_job(config) -> None:
     from hydra.core.global_hydra import GlobalHydra
 
     jobs = sweep_jobs(config)
-    if jobs is None:
+    if jobs is None or was_planned(sys.argv[1:]):  # make paper / make ablations checked these jobs just now
         return
     loader = GlobalHydra.instance().config_loader()
     _, refused = refusals(jobs, lambda overrides: loader.load_sweep_config(config, overrides))

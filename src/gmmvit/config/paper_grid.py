@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from gmmvit.catalog import MASKS, MODELS, MULTIRUN, PAPER_DATASETS, REPO, TRAIN_SCRIPT
-from gmmvit.config.planning import checked_configs, launcher_flag, names_flag, seeds_flag
+from gmmvit.config.planning import checked_configs, launcher_flag, names_flag, planned_env, seeds_flag
 from gmmvit.config.refusals import group_options
 from gmmvit.config.reporting import guarded
 from gmmvit.errors import CommandLine
@@ -147,7 +147,7 @@ def run(args) -> int:
         return dry_run(args, listed, configs)
     cmd = command(args)
     print("+ " + " ".join(cmd), flush=True)
-    return subprocess.call(cmd, cwd=REPO)
+    return subprocess.call(cmd, cwd=REPO, env=planned_env(cmd[2:]))
 
 
 def main(argv=None) -> int:

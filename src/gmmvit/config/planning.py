@@ -6,6 +6,9 @@ before the first starts, and either refuses in one line (``ConfigError``, exit 2
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from typing import Callable, Iterable
 
 from gmmvit.catalog import CONF
@@ -87,3 +90,26 @@ def names_flag(flag: str, text: str, options: list[str]) -> list[str]:
     if not all(name in options for name in names):
         raise ConfigError(f"{flag} {text}: {flag} takes comma-separated names from {', '.join(options)}")
     return names
+
+
+# set by a planner on the multirun it launches: the jobs of that command line were checked just now
+PLANNED = "GMMVIT_PLANNED_LAUNCH"
+
+
+def launch_digest(argv: Iterable[str]) -> str:
+    """What a sweep's jobs are made of: its command line and every file of ``conf/``."""
+    digest = hashlib.sha256(json.dumps(list(argv)).encode())
+    for path in sorted(CONF.rglob("*")):
+        if path.is_file():
+            digest.update(path.relative_to(CONF).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def planned_env(argv: list[str]) -> dict:
+    """The environment for launching ``src/train.py <argv>`` whose jobs the planner checked: the
+    multirun then skips composing them all again (``was_planned``)."""
+    return {**os.environ, PLANNED: launch_digest(argv)}
+
+
+def was_planned(argv: list[str]) -> bool:
+    return os.environ.get(PLANNED) == launch_digest(argv)
