@@ -3,10 +3,10 @@
 HFTA's idea (Wang et al., MLSys 2021) by ``torch.func``: every member is built exactly as the
 unfused ``train()`` builds it at its own seed, then their parameters and buffers are stacked along
 a leading member axis (``stack_module_state``) and one forward runs all of them
-(``vmap(functional_call)``). The loss that is backpropagated is the sum of the members' own losses, so each
-member's slice of a stacked gradient is its own gradient; AdamW is elementwise, so one optimizer
-over the stacked tensors updates each member as its own optimizer would. Gradient clipping, when
-the recipe sets it, is per member (each member's own norm over all its parameters).
+(``vmap(functional_call)``). The loss that is backpropagated is the sum of the members' own
+losses, so each member's slice of a stacked gradient is its own gradient; AdamW is elementwise, so
+one optimizer over the stacked tensors updates each member as its own optimizer would. Gradient
+clipping, when the recipe sets it, is per member (each member's own norm over all its parameters).
 
 The attention runs the explicit path: SDPA's backward has no vmap batching rule, and FlexAttention
 under vmap is not fused. Members may differ in their masks (``none``, ``elm``, ``gmm`` and the
@@ -20,15 +20,16 @@ Each member draws what the unfused run draws, exactly: its loader at its seed
 ``MemberRandom`` and saved in the member's checkpoint), its augmentation, its Mixup/CutMix and
 then its stochastic depth. The run alone draws stochastic depth in its forward, each DropPath
 (timm's ``drop_path``) a [B, 1, ...] keep mask in call order; a fused member draws the same masks
-right after its Mixup/CutMix, where the run's stream then stands (``draw_keep_masks``, in the order
-``drop_path_sites`` learns from one forward of the member's model), and the fused model multiplies
-by them (``GivenDropPath`` at each call site, the masks handed in as its buffers, so under vmap
-each member sees its own). So with stochastic depth too a member trains as its run alone does,
-epoch by epoch (``tests/test_fused_runs.py``: the same train loss and test top-1 on the CPU in fp32),
-where the run alone is eager: a compiled forward draws its own way. Only dropout would still be
-drawn inside the vmapped forward (``randomness="different"``), from the group's stream
-(``seed_group_stream``: from the members' seeds and the epoch, so a group resumed draws what it drew
-uninterrupted); no model here sets a dropout rate.
+right after its Mixup/CutMix, where the run's stream then stands (``draw_keep_masks``, in the
+order ``drop_path_sites`` learns from one forward of the member's model), and the fused model
+multiplies by them (``GivenDropPath`` at each call site, the masks handed in as its buffers, so
+under vmap each member sees its own). So with stochastic depth too a member trains as its run
+alone does, epoch by epoch (``tests/test_fused_runs.py``: the same train loss and test top-1 on the
+CPU in fp32), where the run alone is eager (a run alone compiled draws its masks its own way,
+inside its compiled forward; a fused member's are drawn outside, eagerly). Only dropout
+would still be drawn inside the vmapped forward (``randomness="different"``), from the group's
+stream (``seed_group_stream``: from the members' seeds and the epoch, so a group resumed draws what
+it drew uninterrupted); no model here sets a dropout rate.
 """
 
 from __future__ import annotations
