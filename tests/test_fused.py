@@ -4,7 +4,8 @@ Equivalence is checked on the CPU in fp32 for every model x mask, on 1-block mod
 architecture: with the same weights and the same batch, each member's loss and every gradient
 equal those of the same model alone on the same (explicit) attention path, to a relative 1e-5 of
 each tensor's scale; each member's init and data order equal the unfused run's at its seed,
-exactly. Stochastic depth is off where losses are compared (its draws are each member's own).
+exactly. With stochastic depth, each member given the keep masks its run draws from a random
+state (``draw_keep_masks``) computes what its model alone computes from that state.
 """
 
 from __future__ import annotations
@@ -68,12 +69,18 @@ def assert_relatively_close(actual, expected, what):
 def assert_each_member_computes_its_model_alone(cfgs):
     members = [fused.build_member(c) for c in cfgs]
     alone = [copy.deepcopy(m).train() for m in members]
-    net = fused.FusedModel(members).train()
     images, targets = batch(cfgs[0], members=len(cfgs))
+    sites = fused.drop_path_sites(members[0], images[0], contextlib.nullcontext)
+    net = fused.FusedModel(members).train()
+    keeps = []
+    for g in range(len(cfgs)):
+        torch.manual_seed(100 + g)  # member g's random state, as its run's stands at its forward
+        keeps.append(fused.draw_keep_masks(sites, images.shape[1], "cpu"))
     criterion = SoftTargetCrossEntropy()
-    losses = fused.member_losses(criterion, net(images), targets)
+    losses = fused.member_losses(criterion, net(images, fused.stacked_keep_masks(keeps)), targets)
     losses.sum().backward()
     for g, ref in enumerate(alone):
+        torch.manual_seed(100 + g)
         loss = criterion(ref(images[g]), targets[g])
         loss.backward()
         assert_relatively_close(losses[g].detach(), loss.detach(), f"member {g} loss")
@@ -90,6 +97,14 @@ def assert_each_member_computes_its_model_alone(cfgs):
 @pytest.mark.parametrize("model", MODELS)
 def test_each_fused_member_has_the_loss_and_gradients_of_its_model_alone(model, mask):
     assert_each_member_computes_its_model_alone(member_cfgs(model, mask))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_each_fused_member_drops_the_paths_its_model_alone_drops_from_the_same_random_state(model):
+    cfgs = member_cfgs(model, "gmm", "model.drop_path=0.5", "model.drop_path_schedule=constant")  # 1 block: not 0
+    images = batch(cfgs[0])[0][0]
+    assert fused.drop_path_sites(fused.build_member(cfgs[0]), images, contextlib.nullcontext), "nothing drawn"
+    assert_each_member_computes_its_model_alone(cfgs)
 
 
 # ViT pools by its class token without a mask (the authors'): its none runs fuse with masked ones
@@ -151,7 +166,7 @@ def test_each_fused_member_draws_its_batches_from_its_own_loader_in_its_runs_ord
                           sampler=RepeatedPassSampler(len(Indices()), c.recipe.passes_per_epoch, c.seed)) for c in cfgs]
     randoms = [fused.MemberRandom(c.seed) for c in cfgs]
     drawn = [[] for _ in cfgs]
-    for _, targets in fused.stacked_batches(loaders, randoms):
+    for _, targets, _ in fused.stacked_batches(loaders, randoms):
         for g, t in enumerate(targets):
             drawn[g] += t.tolist()
     for g, cfg in enumerate(cfgs):  # train() and each member draw theirs from gmmvit.run.loaders.training_loader

@@ -1,11 +1,10 @@
 """A fused group trains to the accuracy of the same runs unfused.
 
-Stated: three seeds of a 1-block ViT-GMM on 896 of scikit-learn's digits, 6 epochs each, trained once as
-one fused group (``train_group``) and once as three unfused runs (``train``); paired by seed, the
-95% t-interval of the difference of their best test top-1 contains zero. The members draw the
-unfused runs' data exactly, but their stochastic depth comes from the group's stream, so the pairs
-differ by about the seed spread; what must not happen is a systematic gap. (Without stochastic depth
-a member trains as its run alone does: ``tests/test_fused_runs.py``.)
+Stated: three seeds of a 1-block ViT-GMM on 896 of scikit-learn's digits, 6 epochs each, with the
+default stochastic depth, trained once as one fused group (``train_group``) and once as three
+unfused runs (``train``); paired by seed, their best test top-1 are equal. Every member draws what
+its run alone draws (its data and its stochastic depth, from its run's stream), so over a longer
+training than ``tests/test_fused_runs.py``'s each still ends where its run alone does.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ import pytest
 from gmmvit.config.compose import compose_config
 from gmmvit.run.fused_train import train_group
 from gmmvit.run.train import train
-from gmmvit.sweeps.stats import paired_interval
 
 RUN = ["dataset=digits", "mask=gmm", "model.depth=1", "model.embed_dim=32", "model.num_heads=2",
        "recipe.batch_size=32", "recipe.epochs=6", "recipe.warmup_epochs=1", "recipe.passes_per_epoch=1",
@@ -44,7 +42,6 @@ def test_a_fused_group_of_three_seeds_trains_to_the_accuracy_of_the_same_runs_un
     for c in alone:
         train(c)
     a, b = [best_top1(c) for c in fused], [best_top1(c) for c in alone]
-    mean, low, high = paired_interval([x - y for x, y in zip(a, b)])
-    print(f"fused {a}, unfused {b}: difference {mean:+.2f} [{low:+.2f}, {high:+.2f}]")
+    print(f"fused {a}, unfused {b}")
     assert min(b) > 30, f"the unfused runs learn too little for the comparison to mean anything: {b}"
-    assert low <= 0 <= high, f"fused {a} vs unfused {b}: difference {mean:+.2f} [{low:+.2f}, {high:+.2f}]"
+    assert a == b, f"fused {a} vs unfused {b}"

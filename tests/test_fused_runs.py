@@ -183,8 +183,7 @@ def test_a_run_stopped_fused_resumes_unfused_and_continues_its_history(member, m
 
 
 def test_a_fused_group_stopped_and_relaunched_trains_on_as_it_would_have_uninterrupted(member, tmp_path, monkeypatch):
-    # stochastic depth draws from the group's stream, which no member's checkpoint holds: it starts
-    # each epoch from the members' seeds and the epoch (seed_group_stream), so the relaunch draws alike
+    # every member's stochastic depth draws from its run's own random state, which its checkpoint holds
     def group(kind):
         cfgs = [member(seed, "deterministic=true") for seed in (0, 1)]
         for cfg in cfgs:
@@ -248,25 +247,36 @@ def test_a_fused_group_trains_on_its_members_splits_held_on_the_device_where_dat
         assert data["status"] == "finished" and data["paths"]["data"] == "device" and len(data["history"]) == 3
 
 
-@pytest.mark.parametrize("data_on_gpu", ["false", "true"])  # the loader's per-image path; the batched split
-def test_a_member_whose_model_draws_nothing_trains_as_its_run_alone_does_epoch_by_epoch(member, tmp_path, data_on_gpu):
-    # without stochastic depth the only draws are the data's (augmentation, Mixup/CutMix, the loader's
-    # seeds): each member's come from its run's own data stream, which evaluating leaves alone
-    runs = [("seed=0", "mask=none", "model.pool=mean"), ("seed=1", "mask=gmm"), ("seed=2", "mask=elm")]
-
-    def cfg(kind, overrides):
-        return compose_config([*TINY, *overrides, "model.drop_path=0", f"data_on_gpu={data_on_gpu}"],
-                              run_dir=tmp_path / kind / overrides[0], data_dir=tmp_path / "data")
+def assert_fused_members_train_as_their_runs_alone(tmp_path, runs, *overrides):
+    def cfg(kind, run):
+        return compose_config([*TINY, *run, *overrides], run_dir=tmp_path / kind / run[0], data_dir=tmp_path / "data")
 
     fused = [cfg("fused", r) for r in runs]
     fused_train.train_group(fused)
-    for overrides, f in zip(runs, fused):
-        alone = cfg("alone", overrides)
+    for run, f in zip(runs, fused):
+        alone = cfg("alone", run)
         train(alone)
         got, want = metrics(f)["history"], metrics(alone)["history"]
-        assert metrics(f)["paths"]["step"] == "fused x3" and len(got) == len(want) == 3
-        assert [r["test_top1"] for r in got] == [r["test_top1"] for r in want], overrides
-        assert [r["train_loss"] for r in got] == pytest.approx([r["train_loss"] for r in want], rel=1e-5), overrides
+        assert metrics(f)["paths"]["step"] == f"fused x{len(runs)}" and len(got) == len(want) == 3
+        assert [r["test_top1"] for r in got] == [r["test_top1"] for r in want], run
+        assert [r["train_loss"] for r in got] == pytest.approx([r["train_loss"] for r in want], rel=1e-5), run
+
+
+@pytest.mark.parametrize("data_on_gpu", ["false", "true"])  # the loader's per-image path; the batched split
+@pytest.mark.parametrize("drop_path", ["0", "0.1"])  # nothing drawn in the forward; the default stochastic depth
+def test_a_fused_member_trains_as_its_run_alone_does_epoch_by_epoch(tmp_path, drop_path, data_on_gpu):
+    # every draw is the run's own: the data's (augmentation, Mixup/CutMix, the loader's seeds) and
+    # its stochastic depth's, from its run's stream, which evaluating leaves alone
+    runs = [("seed=0", "mask=none", "model.pool=mean"), ("seed=1", "mask=gmm"), ("seed=2", "mask=elm")]
+    assert_fused_members_train_as_their_runs_alone(tmp_path, runs, f"model.drop_path={drop_path}",
+                                                   f"data_on_gpu={data_on_gpu}")
+
+
+def test_a_fused_cait_member_with_a_linear_stochastic_depth_ramp_trains_as_its_run_alone_does(tmp_path):
+    # rates 0, 0.05, 0.1: a block that draws nothing, a self-attention block, a class-attention block
+    cait = ["model=cait", "model.depth=2", "model.cls_depth=1", "model.head_dim=8", "model.mlp_hidden=32",
+            "model.drop_path=0.1", "model.drop_path_schedule=linear"]
+    assert_fused_members_train_as_their_runs_alone(tmp_path, [("seed=0", "mask=none"), ("seed=1", "mask=gmm")], *cait)
 
 
 def test_a_member_whose_loss_is_not_finite_fails_with_its_reason_while_the_others_finish(member, monkeypatch):
@@ -274,10 +284,10 @@ def test_a_member_whose_loss_is_not_finite_fails_with_its_reason_while_the_other
     batches = fused_train.stacked_batches
 
     def poisoned(*args, **kwargs):
-        for i, (images, targets) in enumerate(batches(*args, **kwargs)):
+        for i, (images, targets, keeps) in enumerate(batches(*args, **kwargs)):
             if i == 1:
                 images[1] = float("nan")
-            yield images, targets
+            yield images, targets, keeps
 
     monkeypatch.setattr(fused_train, "stacked_batches", poisoned)
     fused_train.train_group(cfgs)
@@ -297,9 +307,9 @@ def test_a_member_failed_in_its_group_is_not_trained_again_by_its_own_job_until_
     batches = fused_train.stacked_batches
 
     def poisoned(*args, **kwargs):
-        for images, targets in batches(*args, **kwargs):
+        for images, targets, keeps in batches(*args, **kwargs):
             images[1] = float("nan")
-            yield images, targets
+            yield images, targets, keeps
 
     multirun = tmp_path / "multirun.yaml"
     multirun.write_text("{}\n")  # Hydra's sweeper writes it as the launch starts
@@ -400,8 +410,9 @@ def test_a_stopped_fused_group_ends_each_members_wandb_run_stopped(member, tmp_p
 @pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_a_compiled_fused_group_of_two_masks_trains_as_the_eager_group_does(member, tmp_path):
-    """compile=true compiles the group's vmapped forward (inductor's C++ backend here: about a minute)."""
-    alike = ["model.pool=mean", "model.drop_path=0", "recipe.epochs=1", "recipe.warmup_epochs=0"]
+    """compile=true compiles the group's vmapped forward (inductor's C++ backend here: about a minute);
+    the members' stochastic depth, drawn outside it, is the eager group's."""
+    alike = ["model.pool=mean", "recipe.epochs=1", "recipe.warmup_epochs=0"]
     groups = {mode: [member(seed, *alike, f"compile={mode}", f"sweep={mode}", *extra) for seed, extra in
                      ((0, ["mask=none"]), (1, []))] for mode in ("false", "true")}
     for mode, cfgs in groups.items():

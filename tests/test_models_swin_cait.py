@@ -73,6 +73,8 @@ def test_cait_layer_scale_follows_the_authors_index_rule():
 @pytest.mark.parametrize("model,schedule", [("swin", "linear"), ("cait", "constant")])
 def test_stochastic_depth_defaults_to_the_authors_schedule(model, schedule):
     rates = [m.drop_prob for m in MODELS[model]().modules() if type(m).__name__ == "DropPath"]
+    assert rates[0::2] == rates[1::2]  # a block's attention and MLP branches: one DropPath each, at its rate
+    rates = rates[0::2]
     if schedule == "constant":
         assert rates == [0.1] * 26
     else:  # rate 0 for the first block: it gets nn.Identity

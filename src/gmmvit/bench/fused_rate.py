@@ -32,22 +32,30 @@ def time_fused_steps(model: str, mask: str, sizes: Sequence[int] = (1, 2, 4), ba
         masks = mask.split(",")
         cfgs = [compose([f"model={model}", f"mask={masks[s % len(masks)]}", "dataset=cifar10", f"seed={s}",
                          *overrides]) for s in range(size)]
-        net = fused.FusedModel([fused.build_member(c) for c in cfgs]).to(dev).train()
+        members = [fused.build_member(c).to(dev) for c in cfgs]
         ds = cfgs[0].dataset
-        compiled = Compiled(lambda images, net=net: net(images), compile, dev)
-        step = fused.FusedStep(net, build_optimizer(cfgs[0].recipe, net), SoftTargetCrossEntropy(),
-                               lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16),
+        autocast = lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16)  # noqa: E731
+        # each step draws every member's stochastic depth, as training does
+        sites = fused.drop_path_sites(members[0], torch.zeros(2, ds.channels, ds.img_size, ds.img_size,
+                                                                      device=dev), autocast)
+        net = fused.FusedModel(members).train()
+        compiled = Compiled(lambda images, keeps, net=net: net(images, keeps), compile, dev)
+        step = fused.FusedStep(net, build_optimizer(cfgs[0].recipe, net), SoftTargetCrossEntropy(), autocast,
                                forward=compiled.model if compiled.mode else None)
         images = torch.randn(size, batch, ds.channels, ds.img_size, ds.img_size, device=dev)
         targets = torch.randn(size, batch, ds.num_classes, device=dev).softmax(-1)
+
+        def keeps() -> dict:
+            return fused.stacked_keep_masks([fused.draw_keep_masks(sites, batch, dev) for _ in range(size)])
+
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
         for _ in range(warmup):
-            step(images, targets)
+            step(images, targets, keeps())
         sync(dev)
         t0 = time.perf_counter()
         for _ in range(steps):
-            step(images, targets)
+            step(images, targets, keeps())
         sync(dev)
         seconds = time.perf_counter() - t0
         peak = torch.cuda.max_memory_allocated(dev) / 2 ** 20 if dev.type == "cuda" else None

@@ -28,11 +28,13 @@ class MaskedBlock(nn.Module):
         self.norm2 = norm_layer(dim)
         self.mlp = Mlp(dim, hidden_features=mlp_hidden, act_layer=act_layer)
         self.ls2 = LayerScale(dim, init_values) if init_values else nn.Identity()
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        # one module per call site, each a fixed name a fused model hands its draws to
+        self.drop_path1 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.ls1(self.attn(self.norm1(x))))
-        return x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
+        x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x))))
+        return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
 
 
 def halved_grid(grid: int) -> int:

@@ -3,11 +3,10 @@
 HFTA's idea (Wang et al., MLSys 2021) by ``torch.func``: every member is built exactly as the
 unfused ``train()`` builds it at its own seed, then their parameters and buffers are stacked along
 a leading member axis (``stack_module_state``) and one forward runs all of them
-(``vmap(functional_call)``, ``randomness="different"``: each member draws its own dropout and
-stochastic depth). The loss that is backpropagated is the sum of the members' own losses, so each
-member's slice of a stacked gradient is its own gradient; AdamW is elementwise, so one optimizer
-over the stacked tensors updates each member as its own optimizer would. Gradient clipping, when
-the recipe sets it, is per member (each member's own norm over all its parameters).
+(``vmap(functional_call)``). The loss that is backpropagated is the sum of the members' own
+losses, so each member's slice of a stacked gradient is its own gradient; AdamW is elementwise, so
+one optimizer over the stacked tensors updates each member as its own optimizer would. Gradient
+clipping, when the recipe sets it, is per member (each member's own norm over all its parameters).
 
 The attention runs the explicit path: SDPA's backward has no vmap batching rule, and FlexAttention
 under vmap is not fused. Members may differ in their masks (``none``, ``elm``, ``gmm`` and the
@@ -16,22 +15,33 @@ Everything else must stack: the same parameters and buffers, names and shapes, a
 settings (``structure``). ViT pools by its class token without a mask and by the mean with one
 (the authors'), so its unmasked and masked runs differ in parameters and fuse in separate groups.
 
-Each member draws the unfused run's data exactly: its loader at its seed (``gmmvit.run.loaders``)
-and, for augmentation and Mixup/CutMix, the run's data stream (``seed_data_stream``, held by
-``MemberRandom``). Only stochastic depth and dropout, drawn inside the vmapped forward, come from
-the group's stream (``seed_group_stream``: from the members' seeds and the epoch, so a group resumed
-draws what it drew uninterrupted): a member whose model draws nothing trains as its run alone does,
-to rounding.
+Each member draws what the unfused run draws, exactly: its loader at its seed
+(``gmmvit.run.loaders``) and, from the run's own stream (``seed_data_stream``, held by
+``MemberRandom`` and saved in the member's checkpoint), its augmentation, its Mixup/CutMix and
+then its stochastic depth. The run alone draws stochastic depth in its forward, each DropPath
+(timm's ``drop_path``) a [B, 1, ...] keep mask in call order; a fused member draws the same masks
+right after its Mixup/CutMix, where the run's stream then stands (``draw_keep_masks``, in the
+order ``drop_path_sites`` learns from one forward of the member's model), and the fused model
+multiplies by them (``GivenDropPath`` at each call site, the masks handed in as its buffers, so
+under vmap each member sees its own). So with stochastic depth too a member trains as its run
+alone does, epoch by epoch (``tests/test_fused_runs.py``: the same train loss and test top-1 on the
+CPU in fp32), where the run alone is eager (a run alone compiled draws its masks its own way,
+inside its compiled forward; a fused member's are drawn outside, eagerly). Only dropout
+would still be drawn inside the vmapped forward (``randomness="different"``), from the group's
+stream (``seed_group_stream``: from the members' seeds and the epoch, so a group resumed draws what
+it drew uninterrupted); no model here sets a dropout rate.
 """
 
 from __future__ import annotations
 
 import copy
 import random
+from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
+from timm.layers import DropPath
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
@@ -73,9 +83,84 @@ def build_member(cfg) -> nn.Module:
     return use_attention(build_model(cfg), "explicit")
 
 
+def draws_drop_path(module: nn.Module) -> bool:
+    return isinstance(module, DropPath) and module.drop_prob > 0  # timm's drop_path draws nothing at 0
+
+
+class GivenDropPath(nn.Module):
+    """A fused model's stochastic depth at one call site: in training, its input times the keep
+    mask handed to it as its ``keep`` buffer (``draw_keep_masks``: what the member's run draws
+    there), so the vmapped forward draws nothing of its own for it."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("keep", torch.empty(0, device="meta"), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.keep if self.training else x
+
+
+@dataclass(frozen=True)
+class DropPathSite:
+    """One DropPath call of a model's forward: what timm's ``drop_path`` draws there."""
+    name: str  # the module's; its keep mask is handed to it as ``{name}.keep``
+    keep_prob: float
+    scale_by_keep: bool
+    ndim: int  # of its input, [B, ...]: the mask is [B, 1, ...]
+    dtype: torch.dtype  # of its input (under autocast, as in training), the mask's
+
+
+def drop_path_sites(model: nn.Module, example: torch.Tensor, autocast: Callable) -> list[DropPathSite]:
+    """``model``'s stochastic depth draws in the order its forward draws them, as its inputs reach
+    them in one forward of ``example`` (a batch on the model's device, under ``autocast``). In eval
+    mode, which draws nothing: the global random state is left as it was."""
+    sites: list[DropPathSite] = []
+
+    def record(name: str) -> Callable:
+        def hook(module: DropPath, args: tuple) -> None:
+            x = args[0]
+            if x.shape[0] != example.shape[0] or any(s.name == name for s in sites):
+                raise ValueError(f"{name}: a fused model hands each DropPath one [batch, 1, ...] mask per "
+                                 "forward; give each call of a block its own DropPath, on the batch axis")
+            sites.append(DropPathSite(name, 1 - module.drop_prob, module.scale_by_keep, x.ndim, x.dtype))
+        return hook
+
+    handles = [m.register_forward_pre_hook(record(name)) for name, m in model.named_modules() if draws_drop_path(m)]
+    was_training = model.training
+    try:
+        with torch.no_grad(), autocast():
+            model.eval()(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    return sites
+
+
+def draw_keep_masks(sites: Sequence[DropPathSite], batch_size: int, device) -> dict[str, torch.Tensor]:
+    """One member's keep masks for one step, ``{site}.keep``: drawn site by site in the unfused
+    forward's order from the global generator of ``device``, as timm's ``drop_path`` draws them
+    (``x.new_empty((B, 1, ...)).bernoulli_(keep_prob)``, divided by ``keep_prob``)."""
+    masks = {}
+    for site in sites:
+        keep = torch.empty((batch_size,) + (1,) * (site.ndim - 1), dtype=site.dtype, device=device)
+        keep.bernoulli_(site.keep_prob)
+        if site.keep_prob > 0 and site.scale_by_keep:
+            keep.div_(site.keep_prob)
+        masks[f"{site.name}.keep"] = keep
+    return masks
+
+
+def stacked_keep_masks(members: Sequence[dict]) -> dict[str, torch.Tensor]:
+    """The members' keep masks (``draw_keep_masks`` each) as the fused model takes them: [G, B, 1, ...]."""
+    return {key: torch.stack([masks[key] for masks in members]) for key in members[0]}
+
+
 class FusedModel:
-    """G models of one architecture as stacked tensors; ``self(images)`` maps [G, B, ...] images
-    to [G, B, classes] logits, member g's batch through member g's weights."""
+    """G models of one architecture as stacked tensors; ``self(images, keeps)`` maps [G, B, ...]
+    images to [G, B, classes] logits, member g's batch through member g's weights and, in
+    training, its stochastic depth through its slice of ``keeps`` (``{site}.keep``: [G, B, 1, ...]
+    keep masks, ``draw_keep_masks`` of each member stacked; none where the models draw none)."""
 
     def __init__(self, models: Sequence[nn.Module]):
         own_params = [[name for name, _ in m.named_parameters()] for m in models]
@@ -89,15 +174,18 @@ class FusedModel:
         self.size = len(models)
         self.params, self.buffers = stack_module_state(list(models))
         self.base = copy.deepcopy(models[0]).to("meta")
+        for name, module in list(self.base.named_modules()):
+            if draws_drop_path(module):
+                self.base.set_submodule(name, GivenDropPath())
         # per member: its own optimizer's parameter indices -> the stacked optimizer's
         order = {name: j for j, name in enumerate(self.params)}
         self.param_index = [[order[self.keys[g][name]] for name in names] for g, names in enumerate(own_params)]
 
-    def _one(self, params: dict, buffers: dict, images: torch.Tensor) -> torch.Tensor:
-        return functional_call(self.base, (params, buffers), (images,))
+    def _one(self, params: dict, buffers: dict, keeps: dict, images: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.base, (params, buffers, keeps), (images,))
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        return vmap(self._one, randomness="different")(self.params, self.buffers, images)
+    def __call__(self, images: torch.Tensor, keeps: Optional[dict] = None) -> torch.Tensor:
+        return vmap(self._one, randomness="different")(self.params, self.buffers, keeps or {}, images)
 
     def parameters(self) -> list[torch.Tensor]:
         return list(self.params.values())
@@ -153,10 +241,10 @@ class FusedStep:
         self.forward = forward or fused
         self.kind = "fused eager" if forward is None else "fused"
 
-    def __call__(self, images: torch.Tensor, targets: torch.Tensor,
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor, keeps: Optional[dict] = None,
                  active: Optional[torch.Tensor] = None) -> torch.Tensor:
         with self.autocast():
-            losses = member_losses(self.criterion, self.forward(images), targets)
+            losses = member_losses(self.criterion, self.forward(images, keeps or {}), targets)
         self.optimizer.zero_grad(set_to_none=True)
         kept = losses if active is None else torch.where(active, losses, torch.zeros_like(losses))
         kept.sum().backward()
@@ -175,7 +263,7 @@ GROUP_STREAM = 0x67524F55  # spawn key of the group's stream, apart from every r
 
 
 def seed_group_stream(seeds: Sequence[int], epoch: int) -> None:
-    """Start an epoch's group stream (stochastic depth and dropout, drawn inside the vmapped forward)
+    """Start an epoch's group stream (dropout, where a model sets it: drawn inside the vmapped forward)
     from the members' seeds and the epoch alone. Nothing carries it from one epoch to the next, so
     a group stopped and relaunched draws in its later epochs what it would have drawn uninterrupted,
     with no state of its own to save in a member's checkpoint (each holds only its own run's)."""
@@ -185,8 +273,8 @@ def seed_group_stream(seeds: Sequence[int], epoch: int) -> None:
 
 class MemberRandom:
     """A member's own random state (torch's CPU and CUDA generators, numpy, Python), swapped in
-    for its data draws: augmentation and Mixup/CutMix draw from it the run's own data stream
-    (``seed_data_stream``), exactly what the run alone draws where its model draws nothing."""
+    for its draws: augmentation, Mixup/CutMix and stochastic depth draw from it the run's own
+    stream (``seed_data_stream``), exactly what the run alone draws."""
 
     def __init__(self, seed: int):
         saved = self._get()
@@ -217,16 +305,19 @@ class MemberRandom:
         self._set(self.outside)
 
 
-def stacked_batches(loaders: Sequence, randoms: Sequence[MemberRandom], mixup=None):
-    """(images [G, B, ...], targets [G, B, ...]): member g's next batch from its own loader, drawn
-    (and mixed) under its own random state; ends with the shortest loader."""
+def stacked_batches(loaders: Sequence, randoms: Sequence[MemberRandom], mixup=None,
+                    sites: Optional[Sequence[Sequence[DropPathSite]]] = None, device=None):
+    """(images [G, B, ...], targets [G, B, ...], keeps): member g's next batch from its own loader,
+    drawn (and mixed) under its own random state, then, where ``sites`` gives each member's
+    stochastic depth, its keep masks on ``device`` (``draw_keep_masks``) from that state as it then
+    stands, where the run alone draws them in its forward; ends with the shortest loader."""
     iters = []
     for loader, rng in zip(loaders, randoms):
         with rng:
             iters.append(iter(loader))
     while True:
-        images, targets = [], []
-        for it, rng in zip(iters, randoms):
+        images, targets, keeps = [], [], []
+        for g, (it, rng) in enumerate(zip(iters, randoms)):
             with rng:
                 try:
                     x, y = next(it)
@@ -234,6 +325,7 @@ def stacked_batches(loaders: Sequence, randoms: Sequence[MemberRandom], mixup=No
                     return
                 if mixup is not None:
                     x, y = mixup(x, y)
+                keeps.append(draw_keep_masks(sites[g], x.shape[0], device) if sites else {})
             images.append(x)
             targets.append(y)
-        yield torch.stack(images), torch.stack(targets)
+        yield torch.stack(images), torch.stack(targets), stacked_keep_masks(keeps)

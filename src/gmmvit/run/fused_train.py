@@ -40,8 +40,8 @@ from gmmvit.run import devices, identity, runlock
 from gmmvit.run.compiling import Compiled
 from gmmvit.run.ending import recorded_end, signals_held
 from gmmvit.run.figures import MaskFigures
-from gmmvit.run.fused import (FusedModel, FusedStep, MemberRandom, build_member, seed_group_stream,
-                              stacked_batches)
+from gmmvit.run.fused import (FusedModel, FusedStep, MemberRandom, build_member, drop_path_sites,
+                              seed_group_stream, stacked_batches)
 from gmmvit.run.loaders import eval_loader, run_splits, training_loader
 from gmmvit.run.profiling import StepProfiler
 from gmmvit.run.progress import Progress, epoch_label, finished_line
@@ -205,8 +205,8 @@ def _train_group(members: list[Member], start_epoch: int, trackers: dict) -> Non
     scheduler = build_scheduler(recipe, optimizer, steps_per_epoch)
     mixup = build_mixup(recipe, ds.num_classes)
 
-    def forward(images: torch.Tensor) -> torch.Tensor:
-        return net(images)
+    def forward(images: torch.Tensor, keeps: dict) -> torch.Tensor:
+        return net(images, keeps)
 
     compiled = Compiled(forward, lead.get("compile", "auto"), device)  # lazy: compiles at step 1
     step_fn = FusedStep(net, optimizer, build_criterion(recipe, mixup), autocast, recipe.grad_clip,
@@ -249,6 +249,10 @@ def _train_group(members: list[Member], start_epoch: int, trackers: dict) -> Non
         m.extra.update(best=best, tracker=tracker, figures=figures, config=identity.as_recorded(m.cfg),
                        progress=Progress(m.name, recipe.epochs, steps_per_epoch, start_epoch))
 
+    # each member's stochastic depth as its run alone draws it: its model's DropPath calls in order
+    example = torch.zeros(2, ds.channels, ds.img_size, ds.img_size, device=device)
+    sites = [drop_path_sites(model, example, autocast) for model in evals]
+
     # profile_steps=N: the group's step, as train() profiles a run's, into the first member's folder
     profiler = StepProfiler(lead.get("profile_steps"), members[0].run_dir, device)
     active = torch.ones(len(members), dtype=torch.bool, device=device)
@@ -264,9 +268,9 @@ def _train_group(members: list[Member], start_epoch: int, trackers: dict) -> Non
             if not m.failed:
                 m.extra["progress"].start_epoch(epoch)
         seed_group_stream([m.cfg.seed for m in members], epoch)  # resumed, it draws as it drew uninterrupted
-        for images, targets in stacked_batches(loaders, randoms, mixup):
+        for images, targets, keeps in stacked_batches(loaders, randoms, mixup, sites, device):
             images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-            losses = step_fn(images, targets, active)
+            losses = step_fn(images, targets, keeps, active)
             loss_sums += losses * images.shape[1]
             if step % DIVERGENCE_CHECK_EVERY == 0:
                 _drop_diverged(members, losses, active, f"in {epoch_label(epoch, recipe.epochs)} step {step}")

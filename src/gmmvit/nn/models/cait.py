@@ -90,11 +90,13 @@ class CaiTBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, hidden_features=mlp_hidden)
         self.ls2 = LayerScale(dim, init_values)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        # one module per call site (as MaskedBlock's), each a fixed name a fused model hands its draws to
+        self.drop_path1 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None) -> torch.Tensor:
-        x = x + self.drop_path(self.ls1(self.attn(self.norm1(x), context)))
-        return x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
+        x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x), context)))
+        return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
 
 
 def layer_scale_init(index: int) -> float:

@@ -94,7 +94,9 @@ class SwinBlock(nn.Module):
         mask = mask_factory(num_heads=num_heads, grid_size=window, num_prefix_tokens=0) if mask_factory else None
         self.norm1 = nn.LayerNorm(dim)
         self.attn = WindowAttention(dim, num_heads, window, mask=mask)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        # one module per call site (as MaskedBlock's), each a fixed name a fused model hands its draws to
+        self.drop_path1 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, hidden_features=int(dim * mlp_ratio))
         self.register_buffer("shift_mask", shifted_window_mask(size, window, shift) if shift else None,
@@ -107,8 +109,8 @@ class SwinBlock(nn.Module):
         y = self.attn(y, self.shift_mask)
         if self.shift:
             y = torch.roll(y, (self.shift, self.shift), dims=(1, 2))
-        x = x + self.drop_path(y)
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        x = x + self.drop_path1(y)
+        return x + self.drop_path2(self.mlp(self.norm2(x)))
 
 
 class Swin(nn.Module):

@@ -77,8 +77,8 @@ class T2TBlock(MaskedBlock):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.norm1(x)
-        x = x + self.drop_path(self.attn(h) + h)
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        x = x + self.drop_path1(self.attn(h) + h)
+        return x + self.drop_path2(self.mlp(self.norm2(x)))
 
 
 class T2T(nn.Module):
