@@ -198,6 +198,32 @@ def test_without_best_pt_best_is_evaluated_from_the_kept_checkpoint_holding_the_
         f"the best epoch {best['epoch']} (test_top1 {best['value']:.2f})")
 
 
+def written(run_dir, name):
+    return json.loads((run_dir / "eval" / f"{name}.json").read_text())
+
+
+def test_the_result_records_best_pt_as_the_file_its_weights_came_from(two_epoch_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(two_epoch_run, run_dir)
+    assert run_eval(run_dir, "best", [])["weights"] == written(run_dir, "best")["weights"] == "best.pt"
+
+
+def test_without_best_pt_the_result_records_the_kept_checkpoint_its_weights_came_from(two_epoch_run, tmp_path):
+    run_dir = without_best_pt(two_epoch_run, tmp_path)
+    run_eval(run_dir, "best", [])
+    assert written(run_dir, "best")["weights"] == checkpoint_of(metrics(run_dir)["best"]["epoch"])
+
+
+def test_the_last_checkpoint_records_checkpoint_pt_or_the_previous_one_where_it_is_unreadable(two_epoch_run,
+                                                                                                tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(two_epoch_run, run_dir)
+    assert run_eval(run_dir, "last", [])["weights"] == "checkpoint.pt"
+    (run_dir / "checkpoint.pt").write_bytes(b"truncated")
+    result = run_eval(run_dir, "last", [])
+    assert (result["weights"], result["epoch"]) == ("checkpoint.prev.pt", 0) == (written(run_dir, "last")["weights"], 0)
+
+
 def test_without_best_pt_or_a_checkpoint_of_the_best_epoch_make_eval_says_so_in_one_line(two_epoch_run, tmp_path,
                                                                                          capsys):
     run_dir = without_best_pt(two_epoch_run, tmp_path)
