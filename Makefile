@@ -36,7 +36,8 @@ table: install
 
 # a trained run, or every finished run of a sweep, evaluated again with its recorded config: top-1, top-5,
 # per class, confusion -> RUN/eval/; a sweep's table of its runs -> SWEEP/eval_<name>.md and .json:
-#   make eval SWEEP=multirun/<sweep> | RUN=multirun/<sweep>/<run> [CKPT=best|last] [ARGS='dataset=digits precision=fp32']
+#   make eval SWEEP=multirun/<sweep> | RUN=multirun/<sweep>/<run> [CKPT=best|last]
+#             [ARGS='dataset=digits precision=fp32 attention=explicit']
 eval: install
 	$(PY) -m gmmvit.config.evaluation $(or $(RUN),$(SWEEP)) --ckpt $(or $(CKPT),best) $(ARGS)
 

@@ -93,8 +93,9 @@ def evaluate_run(cfg: DictConfig, run_dir: Path, checkpoint: str, name: str) -> 
     logits, targets = predictions(model, loader, device, autocast)
     metrics = read_json(run_dir / METRICS) or {}
     recorded = next((r for r in metrics.get("history", []) if r["epoch"] == epoch), {})
-    result = {"run": str(run_dir), "checkpoint": checkpoint, "weights": source, "epoch": epoch, "dataset": cfg.dataset.name,
-              "precision": "bf16" if bf16 else "fp32", "device": str(device), "attention": str(cfg.attention),
+    result = {"run": str(run_dir), "checkpoint": checkpoint, "weights": source, "epoch": epoch,
+              "dataset": cfg.dataset.name, "precision": "bf16" if bf16 else "fp32", "device": str(device),
+              "attention": str(cfg.attention),
               **scores(logits, targets, cfg.dataset.num_classes),
               "recorded_test_top1": recorded.get("test_top1") if cfg.dataset.name == metrics.get("meta", {}).get(
                   "dataset") else None}

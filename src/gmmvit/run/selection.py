@@ -69,9 +69,9 @@ def recorded_metric(metrics: dict) -> str:
 
 
 def best_from_checkpoints(run_dir: Path) -> tuple[dict, int, str]:
-    """(weights, epoch, the file they came from) of a run without ``best.pt`` (one from before it existed, or it was deleted):
-    the kept checkpoint holding the best epoch of its history, said in one line; else
-    ``CheckpointError`` naming the best epoch, what is kept, and what to do."""
+    """(weights, epoch, the file they came from) of a run without ``best.pt`` (one from before it
+    existed, or it was deleted): the kept checkpoint holding the best epoch of its history, said in
+    one line; else ``CheckpointError`` naming the best epoch, what is kept, and what to do."""
     run_dir = Path(run_dir)
     metrics = read_json(run_dir / METRICS) or {}
     metric = recorded_metric(metrics)
