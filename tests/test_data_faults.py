@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from torchvision.datasets.utils import calculate_md5 as check_md5
+
 from conftest import REPO
 from gmmvit.data import datasets, facts
 from gmmvit.data.transforms import Transformed
@@ -385,6 +387,49 @@ def test_a_truncated_fashion_mnist_idx_file_is_named_with_its_size(tmp_path):
     assert str(refused.value) == (
         f"dataset fashion_mnist: {raw / 'train-images-idx3-ubyte'} is truncated (1,000 bytes; its header says 4,720); "
         "delete it and install Debian's package: apt-get install dataset-fashion-mnist (make install does)")
+
+
+def gzipped(folder, raw):
+    """Each idx file of ``raw`` as ``folder/<name>.gz``, as Debian's package and the download hold them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for idx in sorted(raw.glob("*-ubyte")):
+        with open(idx, "rb") as src, gzip.open(folder / f"{idx.name}.gz", "wb") as dst:
+            shutil.copyfileobj(src, dst)
+
+
+def test_a_truncated_fashion_mnist_idx_file_beside_debians_package_is_fixed_by_deleting_it(tmp_path):
+    fashion_mnist_raw(tmp_path / "made")
+    gzipped(tmp_path / "debian", tmp_path / "made")
+    raw = tmp_path / "FashionMNIST" / "raw"
+    datasets.fashion_mnist(str(tmp_path), train=True, debian_dir=str(tmp_path / "debian"))
+    truncate(raw / "train-images-idx3-ubyte", keep=1000)
+    with pytest.raises(DatasetUnavailable) as refused:
+        datasets.fashion_mnist(str(tmp_path), train=True, debian_dir=str(tmp_path / "debian"))
+    assert str(refused.value) == (
+        f"dataset fashion_mnist: {raw / 'train-images-idx3-ubyte'} is truncated (1,000 bytes; its header says 4,720); "
+        f"delete it: the next run unpacks it again from {tmp_path / 'debian' / 'train-images-idx3-ubyte.gz'}")
+    (raw / "train-images-idx3-ubyte").unlink()
+    assert len(datasets.fashion_mnist(str(tmp_path), train=True, debian_dir=str(tmp_path / "debian"))) == 6
+
+
+def test_a_truncated_fashion_mnist_idx_file_beside_its_intact_download_is_fixed_by_deleting_it(tmp_path):
+    raw = tmp_path / "FashionMNIST" / "raw"
+    fashion_mnist_raw(raw)
+    gzipped(raw, raw)
+
+    class FashionMNIST(datasets.datasets.FashionMNIST):  # its name is its folder's
+        """torchvision's class, its downloads' checksums those of the archives made here."""
+        resources = [(gz, check_md5(raw / gz)) for gz, _ in datasets.datasets.FashionMNIST.resources]
+
+    truncate(raw / "train-images-idx3-ubyte", keep=1000)
+    with pytest.raises(DatasetUnavailable) as refused:
+        datasets.fashion_mnist(str(tmp_path), train=True, debian_dir=str(tmp_path / "no-debian"), cls=FashionMNIST)
+    assert str(refused.value) == (
+        f"dataset fashion_mnist: {raw / 'train-images-idx3-ubyte'} is truncated (1,000 bytes; its header says 4,720); "
+        f"delete it: the next run unpacks it again from {raw / 'train-images-idx3-ubyte.gz'}")
+    (raw / "train-images-idx3-ubyte").unlink()
+    assert len(datasets.fashion_mnist(str(tmp_path), train=True, debian_dir=str(tmp_path / "no-debian"),
+                                      cls=FashionMNIST)) == 6
 
 
 def test_a_truncated_fashion_mnist_download_is_named_corrupt(tmp_path):
