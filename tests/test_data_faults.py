@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from torchvision import datasets as torchvision_datasets
 from torchvision.datasets.utils import calculate_md5 as check_md5
 
 from conftest import REPO
@@ -330,6 +331,66 @@ def test_a_truncated_cifar_archive_is_named_corrupt_not_called_offline(tmp_path)
         f"network access, or copy cifar-10-batches-py/ into {tmp_path / 'cifar10'}")
 
 
+def cifar_archive(cls, tmp_path):
+    """(``cls`` with the checksums of the files and archive made here, as torchvision's class holds
+    those of the real ones; the data folder): ``cls``'s whole folder in its real format (every batch,
+    10 images each, and the meta file) made in ``tmp_path/made``, archived into the data folder and
+    extracted there."""
+    made, root = tmp_path / "made" / cls.base_folder, tmp_path / "data" / cls.__name__.lower()
+    made.mkdir(parents=True)
+    root.mkdir(parents=True)
+    labels = "labels" if cls is torchvision_datasets.CIFAR10 else "fine_labels"
+    for name, _ in cls.train_list + cls.test_list:
+        (made / name).write_bytes(pickle.dumps({"data": np.zeros((10, 3072), np.uint8), labels: list(range(10))}))
+    (made / cls.meta["filename"]).write_bytes(pickle.dumps({cls.meta["key"]: [str(i) for i in range(100)]}))
+    with tarfile.open(root / cls.filename, "w:gz") as tar:
+        tar.add(made, arcname=cls.base_folder)
+    shutil.copytree(made, root / cls.base_folder)
+
+    class Generated(cls):
+        train_list = [[name, check_md5(made / name)] for name, _ in cls.train_list]
+        test_list = [[name, check_md5(made / name)] for name, _ in cls.test_list]
+        meta = {**cls.meta, "md5": check_md5(made / cls.meta["filename"])}
+        tgz_md5 = check_md5(root / cls.filename)
+
+    return Generated, root
+
+
+CIFARS = [(torchvision_datasets.CIFAR10, "cifar10"), (torchvision_datasets.CIFAR100, "cifar100")]
+
+
+@pytest.mark.parametrize("cls, name", CIFARS)
+def test_a_file_missing_from_the_cifar_folder_is_extracted_again_from_its_intact_archive(tmp_path, capsys, cls, name):
+    generated, root = cifar_archive(cls, tmp_path)
+    lost = root / cls.base_folder / cls.train_list[-1][0]
+    lost.unlink()
+    assert len(datasets._cifar(generated, name, str(root), train=True)) == 10 * len(cls.train_list)
+    assert capsys.readouterr().out == (f"[gmmvit] dataset {name}: {lost} is missing; extracting "
+                                       f"{root / cls.filename} again (its checksum is the dataset's)\n")
+    assert lost.read_bytes() == (tmp_path / "made" / cls.base_folder / lost.name).read_bytes()
+
+
+@pytest.mark.parametrize("cls, name", CIFARS)
+def test_a_damaged_file_of_the_cifar_folder_is_extracted_again_from_its_intact_archive(tmp_path, capsys, cls, name):
+    generated, root = cifar_archive(cls, tmp_path)
+    damaged = root / cls.base_folder / cls.test_list[0][0]
+    truncate(damaged, keep=100)
+    assert len(datasets._cifar(generated, name, str(root), train=False)) == 10
+    assert f"{damaged} is corrupt (its checksum is not the dataset's); extracting " in capsys.readouterr().out
+    assert damaged.read_bytes() == (tmp_path / "made" / cls.base_folder / damaged.name).read_bytes()
+
+
+def test_an_archive_without_cifars_real_checksum_is_not_extracted_over_its_folder(tmp_path):
+    _, root = cifar_archive(torchvision_datasets.CIFAR10, tmp_path)
+    lost = root / "cifar-10-batches-py" / "data_batch_5"
+    lost.unlink()
+    with pytest.raises(DatasetUnavailable) as refused:
+        datasets.cifar10(str(root), train=True)
+    assert str(refused.value).startswith(f"dataset cifar10: {root / 'cifar-10-batches-py' / 'data_batch_1'} is "
+                                         "corrupt (its checksum is not the dataset's); delete it and")
+    assert not lost.exists()
+
+
 def zip_of(tree, archive):
     with zipfile.ZipFile(archive, "w") as zipped:
         for path in sorted(tree.rglob("*")):
@@ -417,9 +478,9 @@ def test_a_truncated_fashion_mnist_idx_file_beside_its_intact_download_is_fixed_
     fashion_mnist_raw(raw)
     gzipped(raw, raw)
 
-    class FashionMNIST(datasets.datasets.FashionMNIST):  # its name is its folder's
+    class FashionMNIST(torchvision_datasets.FashionMNIST):  # its name is its folder's
         """torchvision's class, its downloads' checksums those of the archives made here."""
-        resources = [(gz, check_md5(raw / gz)) for gz, _ in datasets.datasets.FashionMNIST.resources]
+        resources = [(gz, check_md5(raw / gz)) for gz, _ in torchvision_datasets.FashionMNIST.resources]
 
     truncate(raw / "train-images-idx3-ubyte", keep=1000)
     with pytest.raises(DatasetUnavailable) as refused:
