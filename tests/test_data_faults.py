@@ -96,6 +96,16 @@ def test_a_truncated_cifar_batch_is_reported_corrupt_not_absent(tmp_path):
         f"run once with network access, or copy cifar-10-batches-py/ into {tmp_path}")
 
 
+def test_a_file_missing_from_the_cifar_folder_is_named_with_how_to_get_it_not_to_delete_it(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    cifar10_folder(folder)
+    (folder / "data_batch_1").unlink()
+    with pytest.raises(DatasetUnavailable) as refused:
+        datasets.cifar10(str(tmp_path), train=True)
+    assert str(refused.value) == (f"dataset cifar10: {folder / 'data_batch_1'} is missing; run once with network "
+                                  f"access, or copy cifar-10-batches-py/ into {tmp_path}")
+
+
 def test_a_data_folder_that_is_a_file_is_named(compose_config, tmp_path):
     not_a_folder = tmp_path / "data.tar"
     not_a_folder.write_text("")

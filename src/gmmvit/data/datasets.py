@@ -63,8 +63,13 @@ def _download_or_explain(load, name: str, root: Path, how: str, damage=(), where
 
 def delete_it(how: str, *checks):
     """``checks`` (calls, each the damaged file's words or None) as damage calls whose fix is: delete it
-    and ``how``."""
-    return [lambda check=check: (found := check()) and f"{found}; delete it and {how}" for check in checks]
+    and ``how`` (a missing file: ``how``)."""
+    def fix(found: Optional[str]) -> Optional[str]:
+        if not found:
+            return None
+        return f"{found}; {how}" if found.endswith(" is missing") else f"{found}; delete it and {how}"
+
+    return [lambda check=check: fix(check()) for check in checks]
 
 
 def _not_downloaded(name: str, root: Path, how: str, exc: BaseException) -> DatasetUnavailable:
@@ -92,11 +97,11 @@ def _cifar(cls, name: str, root: str, train: bool):
             print(f"[gmmvit] dataset {name}: {found}; extracting {archive} again (its checksum is the dataset's)",
                   flush=True)
             return None
-        return found and f"{found}; delete it and {how}"
+        return found
 
     return _download_or_explain(
         lambda dl: cls(str(root), train=train, download=dl), name, root, how,
-        [extracted_damage, *delete_it(how, lambda: archive_damage([(archive, cls.tgz_md5)]))], (folder, markers))
+        delete_it(how, extracted_damage, lambda: archive_damage([(archive, cls.tgz_md5)])), (folder, markers))
 
 
 def cifar10(root: str, train: bool):
