@@ -503,6 +503,21 @@ def test_a_truncated_fashion_mnist_idx_file_beside_its_intact_download_is_fixed_
                                       cls=FashionMNIST)) == 6
 
 
+@pytest.mark.parametrize("damage, why", [(lambda gz: truncate(gz, keep=40), "Compressed file ended before"),
+                                         (lambda gz: gz.write_bytes(b"not gzip"), "Not a gzipped file")])
+def test_a_damaged_file_of_debians_package_is_one_line_and_leaves_nothing_half_unpacked(tmp_path, damage, why):
+    fashion_mnist_raw(tmp_path / "made")
+    gzipped(tmp_path / "debian", tmp_path / "made")
+    gz = tmp_path / "debian" / "train-images-idx3-ubyte.gz"
+    damage(gz)
+    with pytest.raises(DatasetUnavailable) as refused:
+        datasets.fashion_mnist(str(tmp_path / "data"), train=True, debian_dir=str(tmp_path / "debian"))
+    assert str(refused.value).startswith(f"dataset fashion_mnist: {gz} is corrupt ({why}")
+    assert str(refused.value).endswith("); reinstall Debian's package: apt-get install --reinstall "
+                                       "dataset-fashion-mnist")
+    assert not list((tmp_path / "data" / "FashionMNIST" / "raw").glob("train-images-idx3-ubyte*"))
+
+
 def test_a_truncated_fashion_mnist_download_is_named_corrupt(tmp_path):
     raw = tmp_path / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)

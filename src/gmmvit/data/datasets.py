@@ -328,8 +328,13 @@ def _unpack(debian: Path, raw: Path) -> None:
         target = raw / gz.name[:-3]
         if not target.exists():
             tmp = target.with_suffix(".tmp")
-            with gzip.open(gz) as src, open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst)
+            try:
+                with gzip.open(gz) as src, open(tmp, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            except (EOFError, gzip.BadGzipFile, zlib.error) as exc:  # the package's file cut short or garbled
+                tmp.unlink(missing_ok=True)
+                raise DatasetUnavailable(f"dataset fashion_mnist: {gz} is corrupt ({exc}); reinstall Debian's "
+                                         "package: apt-get install --reinstall dataset-fashion-mnist") from None
             tmp.rename(target)
 
 
