@@ -34,10 +34,12 @@ train: install
 table: install
 	$(PY) -m gmmvit.sweeps.table $(or $(SWEEP),multirun) $(ARGS)
 
-# a trained run evaluated again with its recorded config: top-1, top-5, per class, confusion -> RUN/eval/
-#   make eval RUN=multirun/<sweep>/<run> [CKPT=best|last] [ARGS='dataset=digits precision=fp32 attention=explicit']
+# a trained run, or every finished run of a sweep, evaluated again with its recorded config: top-1, top-5,
+# per class, confusion -> RUN/eval/; a sweep's table of its runs -> SWEEP/eval_<name>.md and .json:
+#   make eval SWEEP=multirun/<sweep> | RUN=multirun/<sweep>/<run> [CKPT=best|last]
+#             [ARGS='dataset=digits precision=fp32 attention=explicit']
 eval: install
-	$(PY) -m gmmvit.config.evaluation $(RUN) --ckpt $(or $(CKPT),best) $(ARGS)
+	$(PY) -m gmmvit.config.evaluation $(or $(RUN),$(SWEEP)) --ckpt $(or $(CKPT),best) $(ARGS)
 
 # mean attention distance per layer and head of a run, or of every finished run of a sweep plus its
 # figure (SWEEP/attention_locality.png): make locality SWEEP=multirun/<sweep> | RUN=multirun/<sweep>/<run> [CKPT=last]

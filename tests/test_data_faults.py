@@ -16,6 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from torchvision import datasets as torchvision_datasets
+from torchvision.datasets.utils import calculate_md5 as check_md5
+
 from conftest import REPO
 from gmmvit.data import datasets, facts
 from gmmvit.data.transforms import Transformed
@@ -91,6 +94,16 @@ def test_a_truncated_cifar_batch_is_reported_corrupt_not_absent(tmp_path):
     assert str(refused.value) == (
         f"dataset cifar10: {folder / 'data_batch_1'} is corrupt (its checksum is not the dataset's); delete it and "
         f"run once with network access, or copy cifar-10-batches-py/ into {tmp_path}")
+
+
+def test_a_file_missing_from_the_cifar_folder_is_named_with_how_to_get_it_not_to_delete_it(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    cifar10_folder(folder)
+    (folder / "data_batch_1").unlink()
+    with pytest.raises(DatasetUnavailable) as refused:
+        datasets.cifar10(str(tmp_path), train=True)
+    assert str(refused.value) == (f"dataset cifar10: {folder / 'data_batch_1'} is missing; run once with network "
+                                  f"access, or copy cifar-10-batches-py/ into {tmp_path}")
 
 
 def test_a_data_folder_that_is_a_file_is_named(compose_config, tmp_path):
@@ -328,6 +341,66 @@ def test_a_truncated_cifar_archive_is_named_corrupt_not_called_offline(tmp_path)
         f"network access, or copy cifar-10-batches-py/ into {tmp_path / 'cifar10'}")
 
 
+def cifar_archive(cls, tmp_path):
+    """(``cls`` with the checksums of the files and archive made here, as torchvision's class holds
+    those of the real ones; the data folder): ``cls``'s whole folder in its real format (every batch,
+    10 images each, and the meta file) made in ``tmp_path/made``, archived into the data folder and
+    extracted there."""
+    made, root = tmp_path / "made" / cls.base_folder, tmp_path / "data" / cls.__name__.lower()
+    made.mkdir(parents=True)
+    root.mkdir(parents=True)
+    labels = "labels" if cls is torchvision_datasets.CIFAR10 else "fine_labels"
+    for name, _ in cls.train_list + cls.test_list:
+        (made / name).write_bytes(pickle.dumps({"data": np.zeros((10, 3072), np.uint8), labels: list(range(10))}))
+    (made / cls.meta["filename"]).write_bytes(pickle.dumps({cls.meta["key"]: [str(i) for i in range(100)]}))
+    with tarfile.open(root / cls.filename, "w:gz") as tar:
+        tar.add(made, arcname=cls.base_folder)
+    shutil.copytree(made, root / cls.base_folder)
+
+    class Generated(cls):
+        train_list = [[name, check_md5(made / name)] for name, _ in cls.train_list]
+        test_list = [[name, check_md5(made / name)] for name, _ in cls.test_list]
+        meta = {**cls.meta, "md5": check_md5(made / cls.meta["filename"])}
+        tgz_md5 = check_md5(root / cls.filename)
+
+    return Generated, root
+
+
+CIFARS = [(torchvision_datasets.CIFAR10, "cifar10"), (torchvision_datasets.CIFAR100, "cifar100")]
+
+
+@pytest.mark.parametrize("cls, name", CIFARS)
+def test_a_file_missing_from_the_cifar_folder_is_extracted_again_from_its_intact_archive(tmp_path, capsys, cls, name):
+    generated, root = cifar_archive(cls, tmp_path)
+    lost = root / cls.base_folder / cls.train_list[-1][0]
+    lost.unlink()
+    assert len(datasets._cifar(generated, name, str(root), train=True)) == 10 * len(cls.train_list)
+    assert capsys.readouterr().out == (f"[gmmvit] dataset {name}: {lost} is missing; extracting "
+                                       f"{root / cls.filename} again (its checksum is the dataset's)\n")
+    assert lost.read_bytes() == (tmp_path / "made" / cls.base_folder / lost.name).read_bytes()
+
+
+@pytest.mark.parametrize("cls, name", CIFARS)
+def test_a_damaged_file_of_the_cifar_folder_is_extracted_again_from_its_intact_archive(tmp_path, capsys, cls, name):
+    generated, root = cifar_archive(cls, tmp_path)
+    damaged = root / cls.base_folder / cls.test_list[0][0]
+    truncate(damaged, keep=100)
+    assert len(datasets._cifar(generated, name, str(root), train=False)) == 10
+    assert f"{damaged} is corrupt (its checksum is not the dataset's); extracting " in capsys.readouterr().out
+    assert damaged.read_bytes() == (tmp_path / "made" / cls.base_folder / damaged.name).read_bytes()
+
+
+def test_an_archive_without_cifars_real_checksum_is_not_extracted_over_its_folder(tmp_path):
+    _, root = cifar_archive(torchvision_datasets.CIFAR10, tmp_path)
+    lost = root / "cifar-10-batches-py" / "data_batch_5"
+    lost.unlink()
+    with pytest.raises(DatasetUnavailable) as refused:
+        datasets.cifar10(str(root), train=True)
+    assert str(refused.value).startswith(f"dataset cifar10: {root / 'cifar-10-batches-py' / 'data_batch_1'} is "
+                                         "corrupt (its checksum is not the dataset's); delete it and")
+    assert not lost.exists()
+
+
 def zip_of(tree, archive):
     with zipfile.ZipFile(archive, "w") as zipped:
         for path in sorted(tree.rglob("*")):
@@ -385,6 +458,64 @@ def test_a_truncated_fashion_mnist_idx_file_is_named_with_its_size(tmp_path):
     assert str(refused.value) == (
         f"dataset fashion_mnist: {raw / 'train-images-idx3-ubyte'} is truncated (1,000 bytes; its header says 4,720); "
         "delete it and install Debian's package: apt-get install dataset-fashion-mnist (make install does)")
+
+
+def gzipped(folder, raw):
+    """Each idx file of ``raw`` as ``folder/<name>.gz``, as Debian's package and the download hold them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for idx in sorted(raw.glob("*-ubyte")):
+        with open(idx, "rb") as src, gzip.open(folder / f"{idx.name}.gz", "wb") as dst:
+            shutil.copyfileobj(src, dst)
+
+
+def test_a_truncated_fashion_mnist_idx_file_beside_debians_package_is_fixed_by_deleting_it(tmp_path):
+    fashion_mnist_raw(tmp_path / "made")
+    gzipped(tmp_path / "debian", tmp_path / "made")
+    raw = tmp_path / "FashionMNIST" / "raw"
+    datasets.fashion_mnist(str(tmp_path), train=True, debian_dir=str(tmp_path / "debian"))
+    truncate(raw / "train-images-idx3-ubyte", keep=1000)
+    with pytest.raises(DatasetUnavailable) as refused:
+        datasets.fashion_mnist(str(tmp_path), train=True, debian_dir=str(tmp_path / "debian"))
+    assert str(refused.value) == (
+        f"dataset fashion_mnist: {raw / 'train-images-idx3-ubyte'} is truncated (1,000 bytes; its header says 4,720); "
+        f"delete it: the next run unpacks it again from {tmp_path / 'debian' / 'train-images-idx3-ubyte.gz'}")
+    (raw / "train-images-idx3-ubyte").unlink()
+    assert len(datasets.fashion_mnist(str(tmp_path), train=True, debian_dir=str(tmp_path / "debian"))) == 6
+
+
+def test_a_truncated_fashion_mnist_idx_file_beside_its_intact_download_is_fixed_by_deleting_it(tmp_path):
+    raw = tmp_path / "FashionMNIST" / "raw"
+    fashion_mnist_raw(raw)
+    gzipped(raw, raw)
+
+    class FashionMNIST(torchvision_datasets.FashionMNIST):  # its name is its folder's
+        """torchvision's class, its downloads' checksums those of the archives made here."""
+        resources = [(gz, check_md5(raw / gz)) for gz, _ in torchvision_datasets.FashionMNIST.resources]
+
+    truncate(raw / "train-images-idx3-ubyte", keep=1000)
+    with pytest.raises(DatasetUnavailable) as refused:
+        datasets.fashion_mnist(str(tmp_path), train=True, debian_dir=str(tmp_path / "no-debian"), cls=FashionMNIST)
+    assert str(refused.value) == (
+        f"dataset fashion_mnist: {raw / 'train-images-idx3-ubyte'} is truncated (1,000 bytes; its header says 4,720); "
+        f"delete it: the next run unpacks it again from {raw / 'train-images-idx3-ubyte.gz'}")
+    (raw / "train-images-idx3-ubyte").unlink()
+    assert len(datasets.fashion_mnist(str(tmp_path), train=True, debian_dir=str(tmp_path / "no-debian"),
+                                      cls=FashionMNIST)) == 6
+
+
+@pytest.mark.parametrize("damage, why", [(lambda gz: truncate(gz, keep=40), "Compressed file ended before"),
+                                         (lambda gz: gz.write_bytes(b"not gzip"), "Not a gzipped file")])
+def test_a_damaged_file_of_debians_package_is_one_line_and_leaves_nothing_half_unpacked(tmp_path, damage, why):
+    fashion_mnist_raw(tmp_path / "made")
+    gzipped(tmp_path / "debian", tmp_path / "made")
+    gz = tmp_path / "debian" / "train-images-idx3-ubyte.gz"
+    damage(gz)
+    with pytest.raises(DatasetUnavailable) as refused:
+        datasets.fashion_mnist(str(tmp_path / "data"), train=True, debian_dir=str(tmp_path / "debian"))
+    assert str(refused.value).startswith(f"dataset fashion_mnist: {gz} is corrupt ({why}")
+    assert str(refused.value).endswith("); reinstall Debian's package: apt-get install --reinstall "
+                                       "dataset-fashion-mnist")
+    assert not list((tmp_path / "data" / "FashionMNIST" / "raw").glob("train-images-idx3-ubyte*"))
 
 
 def test_a_truncated_fashion_mnist_download_is_named_corrupt(tmp_path):

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from conftest import REPO, compose_cfg
-from gmmvit.config.evaluation import eval_config, main, run_eval
+from gmmvit.config.evaluation import eval_config, evaluate_sweep, main, run_eval
 from gmmvit.errors import ConfigError
 from gmmvit.run import runlock
 from gmmvit.run.train import train
@@ -198,6 +198,32 @@ def test_without_best_pt_best_is_evaluated_from_the_kept_checkpoint_holding_the_
         f"the best epoch {best['epoch']} (test_top1 {best['value']:.2f})")
 
 
+def written(run_dir, name):
+    return json.loads((run_dir / "eval" / f"{name}.json").read_text())
+
+
+def test_the_result_records_best_pt_as_the_file_its_weights_came_from(two_epoch_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(two_epoch_run, run_dir)
+    assert run_eval(run_dir, "best", [])["weights"] == written(run_dir, "best")["weights"] == "best.pt"
+
+
+def test_without_best_pt_the_result_records_the_kept_checkpoint_its_weights_came_from(two_epoch_run, tmp_path):
+    run_dir = without_best_pt(two_epoch_run, tmp_path)
+    run_eval(run_dir, "best", [])
+    assert written(run_dir, "best")["weights"] == checkpoint_of(metrics(run_dir)["best"]["epoch"])
+
+
+def test_the_last_checkpoint_records_checkpoint_pt_or_the_previous_one_where_it_is_unreadable(two_epoch_run,
+                                                                                                tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(two_epoch_run, run_dir)
+    assert run_eval(run_dir, "last", [])["weights"] == "checkpoint.pt"
+    (run_dir / "checkpoint.pt").write_bytes(b"truncated")
+    result = run_eval(run_dir, "last", [])
+    assert (result["weights"], result["epoch"]) == ("checkpoint.prev.pt", 0) == (written(run_dir, "last")["weights"], 0)
+
+
 def test_without_best_pt_or_a_checkpoint_of_the_best_epoch_make_eval_says_so_in_one_line(two_epoch_run, tmp_path,
                                                                                          capsys):
     run_dir = without_best_pt(two_epoch_run, tmp_path)
@@ -210,3 +236,149 @@ def test_without_best_pt_or_a_checkpoint_of_the_best_epoch_make_eval_says_so_in_
         f"gmmvit: error: {run_dir / 'best.pt'} is missing, and no kept checkpoint holds its best epoch {best['epoch']} "
         f"(test_top1 {best['value']:.2f}): {checkpoint_of(other)} holds epoch {other}; evaluate the last one with "
         "CKPT=last, or retrain the run to write best.pt\n")
+
+
+# make eval SWEEP=...: every finished run of a sweep, then the sweep's table
+
+SWEEP_RUN = [o for o in TINY if not o.startswith("recipe.epochs=")] + ["recipe.epochs=2"]
+
+
+@pytest.fixture(scope="module")
+def trained_sweep(tmp_path_factory, data_dir):
+    """Two finished runs of a sweep (masks none and GMM), to be copied by each test that evaluates it."""
+    sweep = tmp_path_factory.mktemp("eval_sweep") / "sweep"
+    for mask in ("none", "gmm"):
+        train(compose_cfg(SWEEP_RUN + [f"mask={mask}"], run_dir=sweep / f"mask={mask}", data_dir=data_dir))
+    return sweep
+
+
+def copy_of(sweep, tmp_path):
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep, copy)
+    return copy
+
+
+def with_status(run_dir, status, reason=None):
+    record = metrics(run_dir)
+    record.update(status=status, reason=reason)
+    (run_dir / "metrics.json").write_text(json.dumps(record))
+
+
+def test_make_eval_on_a_sweep_evaluates_every_finished_run_with_its_own_recorded_config(trained_sweep, tmp_path):
+    sweep = copy_of(trained_sweep, tmp_path)
+    assert main([str(sweep), "--ckpt", "best", "precision=fp32"]) == 0
+    for run_dir in (sweep / "mask=none", sweep / "mask=gmm"):
+        result = written(run_dir, "best,precision=fp32")
+        assert result["top1"] == metrics(run_dir)["best"]["test_top1"] == result["recorded_test_top1"]
+
+
+def test_the_sweeps_table_has_a_row_per_run_with_its_weights_epoch_and_figures(trained_sweep, tmp_path, capsys):
+    sweep = copy_of(trained_sweep, tmp_path)
+    evaluate_sweep(sweep, "best", [])
+    table = json.loads((sweep / "eval_best.json").read_text())
+    assert [(r["run"], r["model"], r["mask"], r["dataset"], r["seed"], r["weights"]) for r in table["runs"]] == [
+        ("mask=none", "vit", "none", "digits", 0, "best.pt"), ("mask=gmm", "vit", "gmm", "digits", 0, "best.pt")]
+    for row in table["runs"]:
+        result = written(sweep / row["run"], "best")
+        assert (row["epoch"], row["top1"], row["top5"], row["recorded_test_top1"]) == (
+            result["epoch"], result["top1"], result["top5"], result["recorded_test_top1"])
+    markdown = (sweep / "eval_best.md").read_text()
+    assert f"| mask=gmm | vit | gmm | digits | 0 | best.pt | {table['runs'][1]['epoch']} | " in markdown
+    assert markdown in capsys.readouterr().out
+
+
+def test_another_test_set_leaves_the_recorded_top1_out_of_the_sweeps_table(trained_sweep, tmp_path):
+    sweep = copy_of(trained_sweep, tmp_path)
+    evaluate_sweep(sweep, "last", ["dataset=fashion_mnist"])
+    table = json.loads((sweep / "eval_last,dataset=fashion_mnist.json").read_text())
+    assert {(r["dataset"], r["recorded_test_top1"]) for r in table["runs"]} == {("fashion_mnist", None)}
+    assert table["overrides"] == ["dataset=fashion_mnist"] and table["checkpoint"] == "last"
+
+
+@pytest.mark.parametrize("status, reason, held, why", [
+    ("failed", "RuntimeError: out of memory", False, "failed (RuntimeError: out of memory)"),
+    ("stopped", None, False, "incomplete"),
+    ("running", None, True, "running (pid "),
+])
+def test_a_run_not_finished_is_listed_in_one_line_and_skipped(trained_sweep, tmp_path, capsys, status, reason, held,
+                                                              why):
+    sweep = copy_of(trained_sweep, tmp_path)
+    unfinished = sweep / "mask=gmm,seed=1"
+    shutil.copytree(sweep / "mask=gmm", unfinished)
+    with_status(unfinished, status, reason)
+    if held:
+        with runlock.acquire(unfinished):  # what a trainer holds while it trains the run
+            evaluate_sweep(sweep, "best", [])
+    else:
+        evaluate_sweep(sweep, "best", [])
+    [line] = [s for s in capsys.readouterr().out.splitlines() if "skipped" in s]
+    assert line.startswith(f"make eval: {unfinished} skipped: {why}")
+    assert not (unfinished / "eval" / "best.json").exists()
+    table = json.loads((sweep / "eval_best.json").read_text())
+    assert [r["run"] for r in table["runs"]] == ["mask=none", "mask=gmm"]
+    assert [s["run"] for s in table["skipped"]] == ["mask=gmm,seed=1"]
+    assert "- mask=gmm,seed=1: " in (sweep / "eval_best.md").read_text()
+
+
+def test_a_finished_run_a_trainer_holds_again_is_skipped(trained_sweep, tmp_path, capsys):
+    sweep = copy_of(trained_sweep, tmp_path)
+    with runlock.acquire(sweep / "mask=gmm"):  # a relaunch rewriting its weights
+        evaluate_sweep(sweep, "best", [])
+    assert f"make eval: {sweep / 'mask=gmm'} skipped: held by a trainer (pid " in capsys.readouterr().out
+    assert not (sweep / "mask=gmm" / "eval").exists()
+
+
+def test_the_runs_of_nested_sweeps_are_evaluated_into_one_table_at_the_folder_given(trained_sweep, tmp_path):
+    ablation = tmp_path / "ablation"
+    shutil.copytree(trained_sweep / "mask=none", ablation / "pooling" / "mask=none")
+    shutil.copytree(trained_sweep / "mask=gmm", ablation / "placement" / "mask=gmm")
+    evaluate_sweep(ablation, "best", [])
+    table = json.loads((ablation / "eval_best.json").read_text())
+    assert sorted(r["run"] for r in table["runs"]) == ["placement/mask=gmm", "pooling/mask=none"]
+    assert (ablation / "placement" / "mask=gmm" / "eval" / "best.json").is_file()
+
+
+def test_an_override_refused_for_one_run_ends_the_command_naming_it_before_any_run_is_evaluated(trained_sweep,
+                                                                                                 tmp_path, capsys):
+    sweep = copy_of(trained_sweep, tmp_path)
+    with pytest.raises(SystemExit) as ended:  # mask=gmm keeps the GMM run's network, changes the other's
+        main([str(sweep), "mask=gmm"])
+    err = capsys.readouterr().err
+    assert ended.value.code == 2 and err.count("\n") == 1
+    assert err.startswith(f"gmmvit: error: {sweep / 'mask=none'}: mask=gmm changes the network the weights belong to")
+    assert not list(sweep.glob("*/eval")) and not list(sweep.glob("eval_*"))
+
+
+def test_a_run_whose_config_yaml_is_damaged_is_listed_and_skipped_the_others_evaluated(trained_sweep, tmp_path,
+                                                                                       capsys):
+    sweep = copy_of(trained_sweep, tmp_path)
+    (sweep / "mask=gmm" / "config.yaml").write_text("")
+    evaluate_sweep(sweep, "best", [])
+    assert f"make eval: {sweep / 'mask=gmm'} skipped: " in capsys.readouterr().out
+    assert [r["run"] for r in json.loads((sweep / "eval_best.json").read_text())["runs"]] == ["mask=none"]
+
+
+def test_a_sweep_without_a_finished_run_ends_in_one_line(trained_sweep, tmp_path, capsys):
+    sweep = copy_of(trained_sweep, tmp_path)
+    for run_dir in sweep.iterdir():
+        with_status(run_dir, "failed", "killed")
+    with pytest.raises(SystemExit) as ended:
+        main([str(sweep)])
+    assert ended.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+    assert not list(sweep.glob("eval_*"))
+
+
+def test_make_eval_on_a_path_that_does_not_exist_ends_in_one_line_naming_it(tmp_path, capsys):
+    with pytest.raises(SystemExit) as ended:
+        main([str(tmp_path / "nowhere")])
+    assert ended.value.code == 2
+    assert capsys.readouterr().err.startswith(f"gmmvit: error: {tmp_path / 'nowhere'} does not exist: RUN names")
+
+
+def test_make_eval_on_a_sweep_logs_each_runs_result_to_its_wandb_run(tmp_path, data_dir, no_wandb_account):
+    run_dir = trained_with_wandb(tmp_path, data_dir)
+    [training] = offline_logs(run_dir)
+    evaluate_sweep(run_dir.parent, "best", ["precision=fp32"])
+    [evaluation] = offline_logs(run_dir) - {training}
+    assert read_complete(evaluation)["run"]["id"] == metrics(run_dir)["wandb_id"]
+    assert "eval/best,precision=fp32/top1" in read_complete(evaluation)["summary"]

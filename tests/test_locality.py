@@ -116,6 +116,11 @@ def test_a_real_sweep_gets_a_json_per_run_and_its_figure(measured_sweep):
     assert sorted({r["mask"] for r in rows}) == ["gmm", "none"] and len(rows) == 4
 
 
+def test_each_runs_json_records_the_file_its_weights_came_from(measured_sweep):
+    sweep, _ = measured_sweep
+    assert json.loads(locality_path(sweep / "mask=none").read_text())["weights"] == "best.pt"
+
+
 def test_runs_that_differ_in_a_setting_besides_the_seed_get_lines_of_their_own(measured_sweep, tmp_path):
     sweep = tmp_path / "sweep"
     shutil.copytree(measured_sweep[0] / "mask=none", sweep / "mask=none,model.pool=auto")

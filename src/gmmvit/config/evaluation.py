@@ -1,6 +1,11 @@
-"""``make eval``: a trained run evaluated again with its own recorded config.
+"""``make eval``: a trained run, or every finished run of a sweep, evaluated again with its own recorded config.
 
-    python -m gmmvit.config.evaluation RUN_DIR [--ckpt best|last] [KEY=VALUE | GROUP=OPTION ...]
+    python -m gmmvit.config.evaluation PATH [--ckpt best|last] [KEY=VALUE | GROUP=OPTION ...]
+
+PATH is a run folder or a sweep folder (sweeps nested in it too, found as ``make table`` finds them):
+each finished run is evaluated as a single run is, the others are listed and skipped (a running
+run's checkpoint is mid-training), then the sweep's table is printed and written
+(``gmmvit.sweeps.evaluation``). The overrides are checked against every run before any is evaluated.
 
 The run's ``config.yaml`` (old ``_target_`` paths named as today) is the config; each override
 replaces the one key or config group it names, checked by Hydra and the schema as a training
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Optional
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -21,12 +27,14 @@ from gmmvit.config.checks import check
 from gmmvit.config.compose import compose_config
 from gmmvit.config.refusals import GROUPS, explain
 from gmmvit.config.reporting import fail, guarded
-from gmmvit.errors import CommandLine, ConfigError
+from gmmvit.errors import CheckpointError, CommandLine, ConfigError, DatasetUnavailable
+from gmmvit.run import runlock
 from gmmvit.run.evaluate import CHECKPOINTS, evaluate_run, report
 from gmmvit.run.identity import read_config
 from gmmvit.run.records import METRICS, current_targets
 from gmmvit.run.tracking import flatten
-from gmmvit.sweeps.folders import CONFIG
+from gmmvit.sweeps.evaluation import summary_paths, write_summary
+from gmmvit.sweeps.folders import CONFIG, Run, find_run_dirs, is_run_dir, read_any
 
 # what the network is built from (gmmvit.run.train.build_model): the weights fit only this
 NETWORK_DATASET_KEYS = ("img_size", "channels", "num_classes")
@@ -118,15 +126,84 @@ def run_eval(run_dir: Path, checkpoint: str, overrides: list[str]) -> dict:
     return result
 
 
+def unfinished(run: Run) -> Optional[str]:
+    """Why ``run`` is not evaluated in a sweep (its state and who trains it or why it ended), or None."""
+    if run.state != "finished":
+        detail = run.trainer or run.reason
+        return f"{run.state} ({detail})" if detail else run.state
+    held = runlock.trainer(run.path)
+    if held is not None and held[0]:  # a relaunch is rewriting its weights
+        return f"held by a trainer ({held[1]})"
+    return None
+
+
+def evaluate_sweep(sweep_dir: Path, checkpoint: str, overrides: list[str]) -> str:
+    """Every finished run under ``sweep_dir`` evaluated as ``run_eval`` evaluates one, then the
+    sweep's table written and returned. An override refused for any run ends the command, naming
+    that run, before any is evaluated; a run's own fault (its config.yaml, checkpoint or data) skips it."""
+    name = eval_name(checkpoint, overrides)
+    run_dirs = find_run_dirs(sweep_dir)
+    if not run_dirs:
+        raise ConfigError(f"no runs under {sweep_dir} (no folder holds {METRICS} or {CONFIG}): RUN names a run "
+                          "folder, multirun/<sweep>/<run>, SWEEP a sweep folder, multirun/<sweep>")
+    skipped, checked = [], []
+
+    def skip(run_dir: Path, why: str) -> None:
+        print(f"make eval: {run_dir} skipped: {why}", flush=True)
+        skipped.append({"run": str(run_dir), "why": why})
+
+    for run_dir in run_dirs:
+        run = read_any(run_dir)
+        why = unfinished(run)
+        if why is not None:
+            skip(run_dir, why)
+            continue
+        try:
+            recorded_config(run_dir)
+        except ConfigError as exc:  # the run's own file, not the overrides
+            skip(run_dir, str(exc))
+            continue
+        try:
+            checked.append((run, eval_config(run_dir, overrides)))
+        except ConfigError as exc:
+            raise ConfigError(f"{run_dir}: {exc}") from None
+    evaluated = []
+    for run, cfg in checked:
+        try:
+            result = evaluate_run(cfg, run.path, checkpoint, name)
+        except (CheckpointError, DatasetUnavailable) as exc:
+            skip(run.path, str(exc))
+            continue
+        print(report(result), flush=True)
+        evaluated.append((run, result))
+    if not evaluated:
+        raise ConfigError(f"no finished run under {sweep_dir} could be evaluated (the lines above say why): "
+                          "train the sweep first")
+    markdown = write_summary(sweep_dir, name, checkpoint, overrides, evaluated, skipped)
+    print(markdown + f"make eval: {' and '.join(map(str, summary_paths(sweep_dir, name)))}", flush=True)
+    return markdown
+
+
+def evaluate(path: Path, checkpoint: str, overrides: list[str]):
+    """``make eval`` on ``path``: one run (``run_eval``) or a sweep (``evaluate_sweep``)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path} does not exist: RUN names a run folder, multirun/<sweep>/<run>, SWEEP a sweep "
+                          "folder, multirun/<sweep>")
+    if is_run_dir(path):
+        return run_eval(path, checkpoint, overrides)
+    return evaluate_sweep(path, checkpoint, overrides)
+
+
 def main(argv=None) -> int:
     ap = CommandLine(prog="python -m gmmvit.config.evaluation", description=__doc__.split("\n\n")[0])
-    ap.add_argument("run", type=Path, nargs="?", help="a run folder, multirun/<sweep>/<run>")
+    ap.add_argument("run", type=Path, nargs="?", help="a run folder or a sweep folder, multirun/<sweep>[/<run>]")
     ap.add_argument("--ckpt", choices=CHECKPOINTS, default="best", help="best.pt (default) or the last checkpoint")
     ap.add_argument("overrides", nargs="*", help="KEY=VALUE or GROUP=OPTION, e.g. dataset=digits precision=fp32")
     args = ap.parse_intermixed_args(argv)  # `make` puts the overrides after --ckpt
     if args.run is None:
-        fail("make eval needs RUN=multirun/<sweep>/<run> (a run folder)")
-    guarded(run_eval, args.run, args.ckpt, args.overrides)
+        fail("make eval needs RUN=multirun/<sweep>/<run> (a run folder) or SWEEP=multirun/<sweep>")
+    guarded(evaluate, args.run, args.ckpt, args.overrides)
     return 0
 
 

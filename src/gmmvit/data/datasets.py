@@ -15,11 +15,13 @@ import shutil
 import zipfile
 import zlib
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import datasets
+from torchvision.datasets.utils import check_integrity
 
 from gmmvit.data import facts
 from gmmvit.data.faults import (archive_damage, damaged, data_folder, folder_fault, found_nearby, idx_damage,
@@ -31,7 +33,8 @@ FASHION_MNIST_DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 
 def _download_or_explain(load, name: str, root: Path, how: str, damage=(), where=None):
     """Call ``load(download)``: first from disk, then with a download; one clear line if both fail:
-    the first damaged file one of ``damage`` (calls, each the damaged file's words or None) finds, the
+    the first damaged file one of ``damage`` (calls, each the damaged file's words and their fix, or
+    None; ``delete_it`` makes them) finds, the
     data found beside where it belongs (``where``: the folder that should hold it and the names that
     tell it, ``faults.found_nearby``), a folder that cannot be written, or no data and no network."""
     data_folder(name, root)
@@ -42,7 +45,7 @@ def _download_or_explain(load, name: str, root: Path, how: str, damage=(), where
     for check in damage:
         found = check()
         if found:
-            raise DatasetUnavailable(f"dataset {name}: {found}; delete it and {how}")
+            raise DatasetUnavailable(f"dataset {name}: {found}")
     if where is not None:
         expected, markers = where
         nearby = found_nearby(expected, markers)
@@ -58,6 +61,17 @@ def _download_or_explain(load, name: str, root: Path, how: str, damage=(), where
         raise _not_downloaded(name, root, how, exc) from None
 
 
+def delete_it(how: str, *checks):
+    """``checks`` (calls, each the damaged file's words or None) as damage calls whose fix is: delete it
+    and ``how`` (a missing file: ``how``)."""
+    def fix(found: Optional[str]) -> Optional[str]:
+        if not found:
+            return None
+        return f"{found}; {how}" if found.endswith(" is missing") else f"{found}; delete it and {how}"
+
+    return [lambda check=check: fix(check()) for check in checks]
+
+
 def _not_downloaded(name: str, root: Path, how: str, exc: BaseException) -> DatasetUnavailable:
     return DatasetUnavailable(f"dataset {name} is not in {root} and could not be downloaded "
                               f"({type(exc).__name__}); {how}")
@@ -65,16 +79,29 @@ def _not_downloaded(name: str, root: Path, how: str, exc: BaseException) -> Data
 
 def _cifar(cls, name: str, root: str, train: bool):
     """CIFAR-10 or -100 through torchvision's class ``cls``, its files and its downloaded archive
-    checked against their checksums, its folder looked for nearby when it is not in ``root``."""
+    checked against their checksums, its folder looked for nearby when it is not in ``root``. A file
+    of the folder missing or damaged beside an archive with the dataset's checksum is extracted again
+    from it, said in one line."""
     root = Path(root)
     folder = root / cls.base_folder
     files = [(folder / f, md5) for f, md5 in cls.train_list + cls.test_list] + \
         [(folder / cls.meta["filename"], cls.meta["md5"])]
     markers = (cls.train_list[0][0], cls.test_list[0][0], cls.meta["filename"])
+    archive = root / cls.filename
+    how = f"run once with network access, or copy {cls.base_folder}/ into {root}"
+
+    def extracted_damage() -> Optional[str]:
+        found = damaged(files)
+        if found and check_integrity(str(archive), cls.tgz_md5):
+            # torchvision's download step extracts a verified archive without fetching it again
+            print(f"[gmmvit] dataset {name}: {found}; extracting {archive} again (its checksum is the dataset's)",
+                  flush=True)
+            return None
+        return found
+
     return _download_or_explain(
-        lambda dl: cls(str(root), train=train, download=dl), name, root,
-        f"run once with network access, or copy {cls.base_folder}/ into {root}",
-        [lambda: damaged(files), lambda: archive_damage([(root / cls.filename, cls.tgz_md5)])], (folder, markers))
+        lambda dl: cls(str(root), train=train, download=dl), name, root, how,
+        delete_it(how, extracted_damage, lambda: archive_damage([(archive, cls.tgz_md5)])), (folder, markers))
 
 
 def cifar10(root: str, train: bool):
@@ -89,10 +116,10 @@ def svhn(root: str, train: bool):
     root = Path(root)
     split = "train" if train else "test"
     _, filename, md5 = datasets.SVHN.split_list[split]
+    how = f"run once with network access, or copy {split}_32x32.mat into {root}"
     return _download_or_explain(
-        lambda dl: datasets.SVHN(str(root), split=split, download=dl), "svhn", root,
-        f"run once with network access, or copy {split}_32x32.mat into {root}",
-        [lambda: damaged([(root / filename, md5)])], (root, (filename,)))
+        lambda dl: datasets.SVHN(str(root), split=split, download=dl), "svhn", root, how,
+        delete_it(how, lambda: damaged([(root / filename, md5)])), (root, (filename,)))
 
 
 TINY = "tiny-imagenet-200"
@@ -255,10 +282,13 @@ def _regroup_tinyimagenet_val(val: Path, root: Path) -> None:
         images.rmdir()
 
 
-def fashion_mnist(root: str, train: bool, debian_dir: str = str(FASHION_MNIST_DEBIAN)):
-    """torchvision's FashionMNIST; its raw files come from Debian's dataset-fashion-mnist when present.
-    torchvision reads the unpacked idx files with no checksum, so their sizes are checked against their
-    headers, and a downloaded .gz beside them against its checksum."""
+FASHION_MNIST_HOW = "install Debian's package: apt-get install dataset-fashion-mnist (make install does)"
+
+
+def fashion_mnist(root: str, train: bool, debian_dir: str = str(FASHION_MNIST_DEBIAN), cls=datasets.FashionMNIST):
+    """torchvision's FashionMNIST (``cls``); its raw files come from Debian's dataset-fashion-mnist when
+    present. torchvision reads the unpacked idx files with no checksum, so their sizes are checked
+    against their headers, and a downloaded .gz beside them against its checksum."""
     root = data_folder("fashion_mnist", Path(root))
     raw = root / "FashionMNIST" / "raw"
     debian = Path(debian_dir)
@@ -269,11 +299,27 @@ def fashion_mnist(root: str, train: bool, debian_dir: str = str(FASHION_MNIST_DE
             if not is_folder_fault(exc):
                 raise
             raise folder_fault(exc, "fashion_mnist", root) from None
-    archives = [(raw / gz, md5) for gz, md5 in datasets.FashionMNIST.resources]
+    archives = [(raw / gz, md5) for gz, md5 in cls.resources]
     return _download_or_explain(
-        lambda dl: datasets.FashionMNIST(str(root), train=train, download=dl), "fashion_mnist", root,
-        "install Debian's package: apt-get install dataset-fashion-mnist (make install does)",
-        [lambda: idx_damage(gz.with_suffix("") for gz, _ in archives), lambda: archive_damage(archives)])
+        lambda dl: cls(str(root), train=train, download=dl), "fashion_mnist", root, FASHION_MNIST_HOW,
+        [lambda: _idx_damage_and_fix(archives, debian),
+         *delete_it(FASHION_MNIST_HOW, lambda: archive_damage(archives))])
+
+
+def _idx_damage_and_fix(archives: list[tuple[Path, str]], debian: Path) -> Optional[str]:
+    """The first damaged idx file and what fixes it: where a .gz it is unpacked from is there (Debian's,
+    unpacked on every run; or the download beside it, which torchvision unpacks again once its checksum
+    passes), deleting it is enough; else it must come again from Debian's package."""
+    for gz, md5 in archives:
+        found = idx_damage([gz.with_suffix("")])
+        if found is None:
+            continue
+        if debian.is_dir() and (debian / gz.name).is_file():
+            return f"{found}; delete it: the next run unpacks it again from {debian / gz.name}"
+        if check_integrity(str(gz), md5):
+            return f"{found}; delete it: the next run unpacks it again from {gz}"
+        return f"{found}; delete it and {FASHION_MNIST_HOW}"
+    return None
 
 
 def _unpack(debian: Path, raw: Path) -> None:
@@ -282,8 +328,13 @@ def _unpack(debian: Path, raw: Path) -> None:
         target = raw / gz.name[:-3]
         if not target.exists():
             tmp = target.with_suffix(".tmp")
-            with gzip.open(gz) as src, open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst)
+            try:
+                with gzip.open(gz) as src, open(tmp, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            except (EOFError, gzip.BadGzipFile, zlib.error) as exc:  # the package's file cut short or garbled
+                tmp.unlink(missing_ok=True)
+                raise DatasetUnavailable(f"dataset fashion_mnist: {gz} is corrupt ({exc}); reinstall Debian's "
+                                         "package: apt-get install --reinstall dataset-fashion-mnist") from None
             tmp.rename(target)
 
 

@@ -19,7 +19,7 @@ from gmmvit.data.datasets import load_splits
 from gmmvit.errors import CheckpointError
 from gmmvit.run import devices
 from gmmvit.run.loaders import eval_loader, run_splits
-from gmmvit.run.records import METRICS, load_checkpoint, read_json, write_json
+from gmmvit.run.records import METRICS, newest_checkpoint, read_json, write_json
 from gmmvit.run.selection import BEST, best_from_checkpoints, load_weights
 from gmmvit.run.tracking import reopened
 from gmmvit.run.train import build_model
@@ -31,18 +31,20 @@ def uses_bf16(cfg: DictConfig, device: torch.device) -> bool:
     return cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
 
 
-def weights_of(run_dir: Path, checkpoint: str) -> tuple[dict, int]:
-    """(state_dict, epoch index) of ``best.pt`` (without it, of the kept checkpoint holding the best
-    epoch) or of the last readable checkpoint."""
+def weights_of(run_dir: Path, checkpoint: str) -> tuple[dict, int, str]:
+    """(state_dict, epoch index, the file's name) of ``best.pt`` (without it, of the kept checkpoint
+    holding the best epoch) or of the last readable checkpoint (``checkpoint.prev.pt`` where
+    ``checkpoint.pt`` is unreadable): the name is what the result records as ``weights``."""
     if checkpoint == "best":
         if not (Path(run_dir) / BEST).exists():
             return best_from_checkpoints(run_dir)
         held = load_weights(Path(run_dir) / BEST)
-        return held["model"], held["epoch"]
-    state = load_checkpoint(run_dir)
-    if state is None:
+        return held["model"], held["epoch"], BEST
+    found = newest_checkpoint(run_dir)
+    if found is None:
         raise CheckpointError(f"{run_dir} has no checkpoint.pt yet; train the run first")
-    return state["model"], state["epoch"] - 1
+    state, path = found
+    return state["model"], state["epoch"] - 1, path.name
 
 
 @torch.no_grad()
@@ -76,7 +78,7 @@ def evaluate_run(cfg: DictConfig, run_dir: Path, checkpoint: str, name: str) -> 
     """Evaluate the run in ``run_dir`` as ``cfg`` (its recorded config with the eval's overrides)
     describes. Returns what ``eval/<name>.json`` holds."""
     run_dir = Path(run_dir)
-    weights, epoch = weights_of(run_dir, checkpoint)
+    weights, epoch, source = weights_of(run_dir, checkpoint)
     device = devices.pick_device(cfg.device, cfg.get("runs_per_gpu", 1))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -91,8 +93,9 @@ def evaluate_run(cfg: DictConfig, run_dir: Path, checkpoint: str, name: str) -> 
     logits, targets = predictions(model, loader, device, autocast)
     metrics = read_json(run_dir / METRICS) or {}
     recorded = next((r for r in metrics.get("history", []) if r["epoch"] == epoch), {})
-    result = {"run": str(run_dir), "checkpoint": checkpoint, "epoch": epoch, "dataset": cfg.dataset.name,
-              "precision": "bf16" if bf16 else "fp32", "device": str(device), "attention": str(cfg.attention),
+    result = {"run": str(run_dir), "checkpoint": checkpoint, "weights": source, "epoch": epoch,
+              "dataset": cfg.dataset.name, "precision": "bf16" if bf16 else "fp32", "device": str(device),
+              "attention": str(cfg.attention),
               **scores(logits, targets, cfg.dataset.num_classes),
               "recorded_test_top1": recorded.get("test_top1") if cfg.dataset.name == metrics.get("meta", {}).get(
                   "dataset") else None}
@@ -129,9 +132,9 @@ def _log_to_wandb(cfg, run_dir: Path, name: str, result: dict, png: Path) -> Non
 
 def report(result: dict) -> str:
     """The printed form: the figures, per-class accuracy, the confusion matrix."""
-    lines = [f"{result['run']} ({result['checkpoint']}, epoch {result['epoch']}) on {result['dataset']} test "
-             f"(n={result['n']}, {result['precision']}, {result['device']}): top-1 {result['top1']:.2f}, "
-             f"top-5 {result['top5']:.2f}"]
+    lines = [f"{result['run']} ({result['checkpoint']}: {result['weights']}, epoch {result['epoch']}) on "
+             f"{result['dataset']} test (n={result['n']}, {result['precision']}, {result['device']}): "
+             f"top-1 {result['top1']:.2f}, top-5 {result['top5']:.2f}"]
     if result["recorded_test_top1"] is not None:
         lines[0] += f" (recorded at that epoch: {result['recorded_test_top1']:.2f})"
     lines.append("per class: " + ", ".join(f"{c}: {'–' if a is None else f'{a:.1f}'}"

@@ -36,7 +36,7 @@ def locality_path(run_dir: Path) -> Path:
 @torch.no_grad()
 def measure_run(cfg: DictConfig, run_dir: Path, checkpoint: str = "best", images: int = DEFAULT_IMAGES) -> dict:
     """Measure the run in ``run_dir`` (built as ``cfg`` says) and write its JSON; returns what it holds."""
-    weights, epoch = weights_of(run_dir, checkpoint)
+    weights, epoch, source = weights_of(run_dir, checkpoint)
     device = devices.pick_device(cfg.device, cfg.get("runs_per_gpu", 1))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -50,7 +50,7 @@ def measure_run(cfg: DictConfig, run_dir: Path, checkpoint: str = "best", images
         for x, _ in eval_loader(batch, cfg, device, 0):
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16, cache_enabled=False):
                 model(x.to(device))
-    result = {"run": str(run_dir), "checkpoint": checkpoint, "epoch": epoch, "model": cfg.model.name,
+    result = {"run": str(run_dir), "checkpoint": checkpoint, "weights": source, "epoch": epoch, "model": cfg.model.name,
               "mask": cfg.mask.name, "dataset": cfg.dataset.name, "seed": cfg.seed, "images": len(batch),
               "precision": "bf16" if bf16 else "fp32", "unit": "tokens of the layer's own grid",
               "layers": locality.layers()}
@@ -60,8 +60,8 @@ def measure_run(cfg: DictConfig, run_dir: Path, checkpoint: str = "best", images
 
 def report(result: dict) -> str:
     """The printed form: one line per layer, its mean distance, per head, and uniform attention's."""
-    lines = [f"{result['run']} ({result['checkpoint']}, epoch {result['epoch']}): mean attention distance "
-             f"in tokens over {result['images']} {result['dataset']} test images"]
+    lines = [f"{result['run']} ({result['checkpoint']}: {result['weights']}, epoch {result['epoch']}): mean attention "
+             f"distance in tokens over {result['images']} {result['dataset']} test images"]
     for layer in result["layers"]:
         heads = " ".join(f"{d:.2f}" for d in layer["heads"])
         lines.append(f"  {layer['layer']:<22} {layer['grid']}x{layer['grid']}  mean {layer['mean']:.2f}  "

@@ -248,7 +248,14 @@ def save_checkpoint(run_dir: Path, state: dict) -> None:
 
 
 def load_checkpoint(run_dir: Path) -> Optional[dict]:
-    """The newest readable checkpoint, or None when the run has none yet.
+    """The newest readable checkpoint (``newest_checkpoint``'s state), or None when the run has none yet."""
+    found = newest_checkpoint(run_dir)
+    return None if found is None else found[0]
+
+
+def newest_checkpoint(run_dir: Path) -> Optional[tuple[dict, Path]]:
+    """(state, the file it was read from) of the newest readable checkpoint, or None when the run has
+    none yet.
 
     A corrupt last checkpoint falls back to the previous one; when no file is
     readable, ``CheckpointError`` says so instead of silently starting over. A
@@ -275,7 +282,7 @@ def load_checkpoint(run_dir: Path) -> Optional[dict]:
             print(f"[gmmvit] checkpoint {path} is unreadable; trying the previous one", flush=True)
             continue
         if isinstance(state, dict) and "epoch" in state:
-            return state
+            return state, path
     raise CheckpointError(
         f"every checkpoint in {run_dir} is corrupt; delete {run_dir} to retrain this run from scratch")
 

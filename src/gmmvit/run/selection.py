@@ -68,10 +68,10 @@ def recorded_metric(metrics: dict) -> str:
             or (VAL if any(r.get(VAL) is not None for r in history) else TEST))
 
 
-def best_from_checkpoints(run_dir: Path) -> tuple[dict, int]:
-    """(weights, epoch) of a run without ``best.pt`` (one from before it existed, or it was deleted):
-    the kept checkpoint holding the best epoch of its history, said in one line; else
-    ``CheckpointError`` naming the best epoch, what is kept, and what to do."""
+def best_from_checkpoints(run_dir: Path) -> tuple[dict, int, str]:
+    """(weights, epoch, the file they came from) of a run without ``best.pt`` (one from before it
+    existed, or it was deleted): the kept checkpoint holding the best epoch of its history, said in
+    one line; else ``CheckpointError`` naming the best epoch, what is kept, and what to do."""
     run_dir = Path(run_dir)
     metrics = read_json(run_dir / METRICS) or {}
     metric = recorded_metric(metrics)
@@ -89,7 +89,7 @@ def best_from_checkpoints(run_dir: Path) -> tuple[dict, int]:
         if epoch == best["epoch"]:
             print(f"[gmmvit] {missing}; evaluating {run_dir / name}, which holds the best epoch {epoch} ({metric} "
                   f"{best[metric]:.2f})", flush=True)
-            return state["model"], epoch
+            return state["model"], epoch, name
         kept.append(f"{name} holds epoch {epoch}")
     what = (f"{', '.join(kept)}; evaluate the last one with CKPT=last, or retrain the run to write best.pt" if kept
             else "no readable checkpoint is kept; retrain the run to write best.pt")
