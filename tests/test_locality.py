@@ -157,7 +157,9 @@ def test_a_refused_override_names_make_locality_the_command_that_was_run(measure
 def test_an_override_out_of_its_range_ends_a_sweep_in_one_line(measured_sweep, override, line, capsys):
     with pytest.raises(SystemExit) as ended:
         main([str(measured_sweep[0]), override])
-    assert ended.value.code == 2 and capsys.readouterr().err == f"gmmvit: error: {line}\n"
+    err = capsys.readouterr().err
+    assert ended.value.code == 2 and err.startswith(f"gmmvit: error: {measured_sweep[0]}/") and err.count("\n") == 1
+    assert err.endswith(f": {line}\n")  # naming the first run it was checked against, before any was measured
 
 
 def test_a_missing_folder_ends_in_one_line(tmp_path, capsys):
@@ -209,9 +211,21 @@ def test_a_run_a_trainer_holds_gets_its_json_and_the_figure_but_its_wandb_run_is
     run_dir = trained_with_wandb(tmp_path, data_dir)
     before = set((run_dir / "wandb").glob("offline-run-*"))
     with runlock.acquire(run_dir):  # what a trainer holds while it trains the run
-        figures = measure(run_dir.parent, images=16)
+        measure(run_dir, images=16)
     assert set((run_dir / "wandb").glob("offline-run-*")) == before
-    assert figures == [run_dir.parent / FIGURE] and json.loads(locality_path(run_dir).read_text())["images"] == 16
+    assert json.loads(locality_path(run_dir).read_text())["images"] == 16
     out = capsys.readouterr().out
     assert f"[gmmvit] {run_dir} is being trained (pid " in out and "W&B left alone" in out
     assert f"the result is in {locality_path(run_dir)}" in out
+
+
+def test_a_sweep_skips_a_finished_run_a_trainer_holds_as_make_eval_does(measured_sweep, tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    shutil.copytree(measured_sweep[0], sweep)
+    held = sweep / "mask=none"
+    with runlock.acquire(held):  # a relaunch rewriting its weights
+        figures = measure(sweep, images=16)
+    assert figures == [sweep / FIGURE]
+    assert f"locality: {held} skipped: held by a trainer (" in capsys.readouterr().out
+    assert json.loads(locality_path(sweep / "mask=gmm").read_text())["images"] == 16
+    assert json.loads(locality_path(held).read_text())["images"] == 48  # the measure before, left as it was

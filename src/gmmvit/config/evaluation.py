@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -137,21 +137,17 @@ def unfinished(run: Run) -> Optional[str]:
     return None
 
 
-def evaluate_sweep(sweep_dir: Path, checkpoint: str, overrides: list[str]) -> str:
-    """Every finished run under ``sweep_dir`` evaluated as ``run_eval`` evaluates one, then the
-    sweep's table written and returned. An override refused for any run ends the command, naming
-    that run, before any is evaluated; a run's own fault (its config.yaml, checkpoint or data) skips it."""
-    name = eval_name(checkpoint, overrides)
+def checked_runs(sweep_dir: Path, overrides: list[str], command: str, skip: Callable[[Path, str], None]
+                 ) -> list[tuple[Run, DictConfig]]:
+    """Every finished run under ``sweep_dir`` with its recorded config under ``overrides``, each
+    checked before any run is read further: an override refused for one run ends the command
+    naming that run; a run not finished, held by a trainer or with a damaged config.yaml is
+    ``skip``ped with why."""
     run_dirs = find_run_dirs(sweep_dir)
     if not run_dirs:
         raise ConfigError(f"no runs under {sweep_dir} (no folder holds {METRICS} or {CONFIG}): RUN names a run "
                           "folder, multirun/<sweep>/<run>, SWEEP a sweep folder, multirun/<sweep>")
-    skipped, checked = [], []
-
-    def skip(run_dir: Path, why: str) -> None:
-        print(f"make eval: {run_dir} skipped: {why}", flush=True)
-        skipped.append({"run": str(run_dir), "why": why})
-
+    checked = []
     for run_dir in run_dirs:
         run = read_any(run_dir)
         why = unfinished(run)
@@ -159,16 +155,30 @@ def evaluate_sweep(sweep_dir: Path, checkpoint: str, overrides: list[str]) -> st
             skip(run_dir, why)
             continue
         try:
-            recorded_config(run_dir)
+            recorded_config(run_dir, command)
         except ConfigError as exc:  # the run's own file, not the overrides
             skip(run_dir, str(exc))
             continue
         try:
-            checked.append((run, eval_config(run_dir, overrides)))
+            checked.append((run, eval_config(run_dir, overrides, command)))
         except ConfigError as exc:
             raise ConfigError(f"{run_dir}: {exc}") from None
+    return checked
+
+
+def evaluate_sweep(sweep_dir: Path, checkpoint: str, overrides: list[str]) -> str:
+    """Every finished run under ``sweep_dir`` (``checked_runs``) evaluated as ``run_eval`` evaluates
+    one, then the sweep's table written and returned; a run's own fault (its checkpoint or data)
+    skips it."""
+    name = eval_name(checkpoint, overrides)
+    skipped = []
+
+    def skip(run_dir: Path, why: str) -> None:
+        print(f"make eval: {run_dir} skipped: {why}", flush=True)
+        skipped.append({"run": str(run_dir), "why": why})
+
     evaluated = []
-    for run, cfg in checked:
+    for run, cfg in checked_runs(sweep_dir, overrides, "make eval", skip):
         try:
             result = evaluate_run(cfg, run.path, checkpoint, name)
         except (CheckpointError, DatasetUnavailable) as exc:

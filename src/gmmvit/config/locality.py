@@ -3,7 +3,8 @@
     python -m gmmvit.config.locality PATH [--ckpt best|last] [--images N] [KEY=VALUE ...]
 
 PATH is a run folder (its ``analysis/attention_locality.json``, printed) or a sweep folder (every
-finished run measured, then the sweep's ``attention_locality.png`` and ``.csv``). The runs' own
+finished run measured, then the sweep's ``attention_locality.png`` and ``.csv``; the runs are chosen
+and their overrides checked as ``make eval SWEEP=`` does, ``gmmvit.config.evaluation.checked_runs``). The runs' own
 recorded configs build the networks; the overrides are ``make eval``'s (device, precision, threads;
 anything that would change the network is refused in one line). The measure is
 ``gmmvit.nn.locality``, the run's JSON ``gmmvit.run.locality``, the figure ``gmmvit.sweeps.locality``.
@@ -15,13 +16,13 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from gmmvit.config.evaluation import eval_config
+from gmmvit.config.evaluation import checked_runs, eval_config
 from gmmvit.config.reporting import fail, guarded
 from gmmvit.errors import CheckpointError, CommandLine, ConfigError, DatasetUnavailable
 from gmmvit.run.evaluate import CHECKPOINTS
 from gmmvit.run.locality import DEFAULT_IMAGES, measure_run, report
 from gmmvit.sweeps import locality as sweep_locality
-from gmmvit.sweeps.folders import find_run_dirs, is_run_dir, read_any
+from gmmvit.sweeps.folders import is_run_dir
 
 COMMAND = "make locality"  # what its refusals name
 
@@ -36,19 +37,17 @@ def measure(path: Path, checkpoint: str = "best", images: int = DEFAULT_IMAGES, 
         cfg = eval_config(path, list(overrides), COMMAND)
         print(report(measure_run(cfg, path, checkpoint, images)), flush=True)
         return []
+    def skip(run_dir: Path, why: str) -> None:
+        print(f"locality: {run_dir} skipped: {why}", flush=True)
+
     sweeps = defaultdict(list)
-    for run_dir in find_run_dirs(path):
-        run = read_any(run_dir)
-        if run.state != "finished":
-            print(f"locality: {run_dir} skipped: {run.state}{f' ({run.reason})' if run.reason else ''}", flush=True)
-            continue
+    for run, cfg in checked_runs(path, list(overrides), COMMAND, skip):
         try:
-            cfg = eval_config(run_dir, list(overrides), COMMAND)
-            result = measure_run(cfg, run_dir, checkpoint, images)
-        except (CheckpointError, DatasetUnavailable) as exc:  # this run's; a bad override ends the command
-            print(f"locality: {run_dir} skipped: {exc}", flush=True)
+            result = measure_run(cfg, run.path, checkpoint, images)
+        except (CheckpointError, DatasetUnavailable) as exc:  # this run's own fault
+            skip(run.path, str(exc))
             continue
-        sweeps[run_dir.parent].append((cfg, run_dir, result))
+        sweeps[run.path.parent].append((cfg, run.path, result))
         print(report(result), flush=True)
     if not sweeps:
         raise ConfigError(f"no finished run under {path}: train the sweep first")
