@@ -2,7 +2,7 @@
 
 Stated: three seeds of a 1-block ViT-GMM on 896 of scikit-learn's digits, 6 epochs each, with the
 default stochastic depth, trained once as one fused group (``train_group``) and once as three
-unfused runs (``train``); paired by seed, their best test top-1 are equal. Every member draws what
+unfused runs (``train``); paired by seed, their best test top-1 are equal (to one test image). Every member draws what
 its run alone draws (its data and its stochastic depth, from its run's stream), so over a longer
 training than ``tests/test_fused_runs.py``'s each still ends where its run alone does.
 """
@@ -44,4 +44,6 @@ def test_a_fused_group_of_three_seeds_trains_to_the_accuracy_of_the_same_runs_un
     a, b = [best_top1(c) for c in fused], [best_top1(c) for c in alone]
     print(f"fused {a}, unfused {b}")
     assert min(b) > 30, f"the unfused runs learn too little for the comparison to mean anything: {b}"
-    assert a == b, f"fused {a} vs unfused {b}"
+    # equal on this project's VM; one of the 256 test images is left to the rounding of batched and
+    # unbatched kernels, which another CPU may order differently
+    assert all(abs(x - y) <= 100 / 256 for x, y in zip(a, b)), f"fused {a} vs unfused {b}"
