@@ -13,6 +13,7 @@ import uuid
 import pytest
 
 from conftest import REPO
+from gmmvit.errors import CheckpointError
 from gmmvit.run import train as train_mod
 from gmmvit.run.records import CHECKPOINT, PREVIOUS_CHECKPOINT
 
@@ -139,22 +140,22 @@ def test_history_without_any_checkpoint_is_not_silently_restarted(compose_config
     history_kept_and_failed_with(run_dir, before, lines[-1])
 
 
-@pytest.mark.timeout(150)
 def test_a_failed_run_that_fails_again_for_another_reason_records_the_new_reason(compose_config, tmp_path, data_dir,
                                                                                   monkeypatch):
     run_dir = tmp_path / "run"
-    interrupted_run(compose_config, run_dir, data_dir, monkeypatch)
-    args = ["mask=gmm", *TINY, "recipe.epochs=3", f"paths.data={data_dir}", f"hydra.run.dir={run_dir}"]
+    cfg = interrupted_run(compose_config, run_dir, data_dir, monkeypatch)
     truncate(run_dir / CHECKPOINT)
     (run_dir / PREVIOUS_CHECKPOINT).write_bytes(b"not a checkpoint")
-    first = one_line_error(run_cli(args))[-1]
+    with pytest.raises(CheckpointError) as first:
+        train_mod.train(cfg)
     assert "corrupt" in json.loads((run_dir / "metrics.json").read_text())["reason"]
     (run_dir / CHECKPOINT).unlink()
     (run_dir / PREVIOUS_CHECKPOINT).unlink()
-    second = one_line_error(run_cli(args))[-1]
-    assert "no checkpoint" in second and second != first
+    with pytest.raises(CheckpointError) as second:
+        train_mod.train(cfg)  # the relaunch of a failed run, failing for another reason
+    assert "no checkpoint" in str(second.value) and str(second.value) != str(first.value)
     after = json.loads((run_dir / "metrics.json").read_text())
-    assert after["status"] == "failed" and after["reason"].split(": ", 1)[1] in second
+    assert after["status"] == "failed" and after["reason"].split(": ", 1)[1] in str(second.value)
 
 
 # --- bad input ------------------------------------------------------------------------------------

@@ -262,8 +262,8 @@ def assert_fused_members_train_as_their_runs_alone(tmp_path, runs, *overrides):
         assert [r["train_loss"] for r in got] == pytest.approx([r["train_loss"] for r in want], rel=1e-5), run
 
 
-@pytest.mark.parametrize("data_on_gpu", ["false", "true"])  # the loader's per-image path; the batched split
-@pytest.mark.parametrize("drop_path", ["0", "0.1"])  # nothing drawn in the forward; the default stochastic depth
+# nothing drawn in the forward, then the default stochastic depth on the loader's per-image path and the batched split
+@pytest.mark.parametrize("drop_path, data_on_gpu", [("0", "false"), ("0.1", "false"), ("0.1", "true")])
 def test_a_fused_member_trains_as_its_run_alone_does_epoch_by_epoch(tmp_path, drop_path, data_on_gpu):
     # every draw is the run's own: the data's (augmentation, Mixup/CutMix, the loader's seeds) and
     # its stochastic depth's, from its run's stream, which evaluating leaves alone
