@@ -102,6 +102,19 @@ def test_make_eval_on_a_folder_without_a_run_exits_2_with_one_line(tmp_path):
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "config.yaml" in out.stderr
 
 
+@pytest.mark.parametrize("command", ["gmmvit.config.evaluation", "gmmvit.config.locality"])
+def test_make_eval_or_locality_on_a_file_says_it_is_a_file_in_one_line(tmp_path, command, capsys):
+    import importlib
+
+    path = tmp_path / "multirun.yaml"
+    path.write_text("")
+    with pytest.raises(SystemExit) as ended:
+        importlib.import_module(command).main([str(path)])
+    assert ended.value.code == 2
+    assert capsys.readouterr().err == f"gmmvit: error: {path} is a file, not a folder: RUN names a run folder, " \
+        "multirun/<sweep>/<run>, SWEEP a sweep folder, multirun/<sweep>\n"
+
+
 @pytest.mark.parametrize("override, line", [
     ("recipe.batch_size=0", "recipe.batch_size=0: recipe.batch_size must be >= 1"),
     ("recipe.batch_size=-5", "recipe.batch_size=-5: recipe.batch_size must be >= 1"),

@@ -143,6 +143,9 @@ def checked_runs(sweep_dir: Path, overrides: list[str], command: str, skip: Call
     checked before any run is read further: an override refused for one run ends the command
     naming that run; a run not finished, held by a trainer or with a damaged config.yaml is
     ``skip``ped with why."""
+    if not Path(sweep_dir).is_dir():
+        raise ConfigError(f"{sweep_dir} is a file, not a folder: RUN names a run folder, multirun/<sweep>/<run>, "
+                          "SWEEP a sweep folder, multirun/<sweep>")
     run_dirs = find_run_dirs(sweep_dir)
     if not run_dirs:
         raise ConfigError(f"no runs under {sweep_dir} (no folder holds {METRICS} or {CONFIG}): RUN names a run "
