@@ -39,7 +39,8 @@ class Preflight(Callback):
         self._check(config, "hydra.run.dir", machine=True)
 
     def on_multirun_start(self, config, **kwargs) -> None:
-        if sweep_jobs(config) is None:  # another sweeper chooses its jobs as it goes
+        jobs = sweep_jobs(config)
+        if jobs is None:  # another sweeper chooses its jobs as it goes
             self._check(config, "hydra.sweep.dir", machine=False)
             return
         # Not the sweep's own config: Hydra composes it with each group's default option, not a
@@ -48,7 +49,7 @@ class Preflight(Callback):
             check_writable(OmegaConf.select(config, "hydra.sweep.dir"))
         except ConfigError as exc:
             fail(str(exc))
-        check_every_job(config)
+        check_every_job(config, jobs)
 
     def on_job_start(self, config, **kwargs) -> None:
         try:
@@ -57,13 +58,13 @@ class Preflight(Callback):
             fail(str(exc))
 
 
-def check_every_job(config) -> None:
-    """Every job of the sweep passes the schema's ranges before the first one starts, so a bad value
-    in a sweep list (``recipe.epochs=-1,300``) stops nothing halfway: it is one line, and no job ran."""
+def check_every_job(config, jobs: list[list[str]]) -> None:
+    """Every job of the sweep (``jobs``: each one's overrides) passes the schema's ranges before the
+    first one starts, so a bad value in a sweep list (``recipe.epochs=-1,300``) stops nothing halfway:
+    it is one line, and no job ran."""
     from hydra.core.global_hydra import GlobalHydra
 
-    jobs = sweep_jobs(config)
-    if jobs is None or was_planned(sys.argv[1:]):  # make paper / make ablations checked these jobs just now
+    if was_planned(sys.argv[1:]):  # make paper / make ablations checked these jobs just now
         return
     loader = GlobalHydra.instance().config_loader()
     _, refused = refusals(jobs, lambda overrides: loader.load_sweep_config(config, overrides))
