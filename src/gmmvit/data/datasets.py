@@ -24,7 +24,7 @@ from torchvision import datasets
 from torchvision.datasets.utils import check_integrity
 
 from gmmvit.data import facts
-from gmmvit.data.faults import (archive_damage, damaged, data_folder, folder_fault, found_nearby, idx_damage,
+from gmmvit.data.faults import (corrupt, damaged, data_folder, folder_fault, found_nearby, idx_damage,
                                 is_folder_fault, misplaced, unreadable_image)
 from gmmvit.errors import DatasetUnavailable
 
@@ -101,7 +101,7 @@ def _cifar(cls, name: str, root: str, train: bool):
 
     return _download_or_explain(
         lambda dl: cls(str(root), train=train, download=dl), name, root, how,
-        delete_it(how, extracted_damage, lambda: archive_damage([(archive, cls.tgz_md5)])), (folder, markers))
+        delete_it(how, extracted_damage, lambda: corrupt([(archive, cls.tgz_md5)])), (folder, markers))
 
 
 def cifar10(root: str, train: bool):
@@ -303,7 +303,7 @@ def fashion_mnist(root: str, train: bool, debian_dir: str = str(FASHION_MNIST_DE
     return _download_or_explain(
         lambda dl: cls(str(root), train=train, download=dl), "fashion_mnist", root, FASHION_MNIST_HOW,
         [lambda: _idx_damage_and_fix(archives, debian),
-         *delete_it(FASHION_MNIST_HOW, lambda: archive_damage(archives))])
+         *delete_it(FASHION_MNIST_HOW, lambda: corrupt(archives))])
 
 
 def _idx_damage_and_fix(archives: list[tuple[Path, str]], debian: Path) -> Optional[str]:

@@ -56,15 +56,17 @@ def damaged(files: Iterable[tuple[Path, str]]) -> Optional[str]:
     for path, md5 in files:
         if not path.is_file():
             return f"{path} is missing"
-        if not check_integrity(str(path), md5):
-            return f"{path} is corrupt (its checksum is not the dataset's)"
+        found = corrupt([(path, md5)])
+        if found:
+            return found
     return None
 
 
-def archive_damage(archives: Iterable[tuple[Path, str]]) -> Optional[str]:
-    """``PATH is corrupt`` for the first downloaded archive that is on disk but is not the dataset's (a
-    download cut short): torchvision would fetch it again, and offline that is only 'not downloaded'."""
-    for path, md5 in archives:
+def corrupt(files: Iterable[tuple[Path, str]]) -> Optional[str]:
+    """``PATH is corrupt`` for the first of ``files`` (path, md5) that is on disk but is not the
+    dataset's: for a downloaded archive, a download cut short, which torchvision would fetch again, and
+    offline that is only 'not downloaded'. Files not on disk are passed over."""
+    for path, md5 in files:
         if path.is_file() and not check_integrity(str(path), md5):
             return f"{path} is corrupt (its checksum is not the dataset's)"
     return None
