@@ -75,23 +75,25 @@ def environment_of(path, cwd):
     return recorded
 
 
-def test_a_source_checkout_records_its_own_commit_and_the_version_its_pyproject_declares(tmp_path):
+def source_checkout(tmp_path):
+    """A clone of gmmvit as git holds it: its package under src/, its pyproject declaring 7.7.7."""
     checkout = tmp_path / "gmmvit"
     (checkout / "src").mkdir(parents=True)
     copy_of_gmmvit(checkout / "src")
     pyproject(checkout, "gmmvit", "7.7.7")
     committed_repo(checkout)
+    return checkout
+
+
+def test_a_source_checkout_records_its_own_commit_and_the_version_its_pyproject_declares(tmp_path):
+    checkout = source_checkout(tmp_path)
     recorded = environment_of(checkout / "src", tmp_path)
     assert recorded["commit"] == git(checkout, "rev-parse", "HEAD") and recorded["dirty"] is False
     assert recorded["gmmvit"] == "7.7.7" != metadata.version("gmmvit")
 
 
 def test_a_source_checkout_with_a_tracked_file_changed_records_it_dirty(tmp_path):
-    checkout = tmp_path / "gmmvit"
-    (checkout / "src").mkdir(parents=True)
-    copy_of_gmmvit(checkout / "src")
-    pyproject(checkout, "gmmvit", "7.7.7")
-    committed_repo(checkout)
+    checkout = source_checkout(tmp_path)
     with open(checkout / "src" / "gmmvit" / "catalog.py", "a") as f:
         f.write("# changed\n")
     assert environment_of(checkout / "src", tmp_path)["dirty"] is True

@@ -104,15 +104,16 @@ def test_a_second_ctrl_c_while_an_epoch_is_written_stops_at_once(compose_config,
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def server_gone(ds):
+    """``load_splits`` when the data cannot be read: an exception whose message spans two lines."""
+    raise RuntimeError("the data\nserver went away")
+
+
 @pytest.mark.timeout(120)
 def test_an_exception_records_failed_with_its_reason(compose_config, tmp_path, data_dir, monkeypatch):
     run_dir = tmp_path / "run"
     cfg = compose_config([*TINY, "recipe.epochs=1"], run_dir=run_dir, data_dir=data_dir)
-
-    def broken(ds):
-        raise RuntimeError("the data\nserver went away")
-
-    monkeypatch.setattr(train_mod, "load_splits", broken)
+    monkeypatch.setattr(train_mod, "load_splits", server_gone)
     with pytest.raises(RuntimeError):
         train_mod.train(cfg)
     assert metrics(run_dir)["status"] == "failed"
@@ -126,11 +127,7 @@ def test_a_failed_run_relaunched_and_stopped_before_it_trains_records_the_stop(c
                                                                               monkeypatch):
     run_dir = tmp_path / "run"
     cfg = compose_config([*TINY, "recipe.epochs=1"], run_dir=run_dir, data_dir=data_dir)
-
-    def broken(ds):
-        raise RuntimeError("the data server went away")
-
-    monkeypatch.setattr(train_mod, "load_splits", broken)
+    monkeypatch.setattr(train_mod, "load_splits", server_gone)
     with pytest.raises(RuntimeError):
         train_mod.train(cfg)
     monkeypatch.setattr(train_mod, "load_splits", lambda ds: ctrl_c())  # Ctrl-C while the relaunch reads its data
