@@ -77,3 +77,11 @@ def sweeps():
     yield make
     for name in names:
         shutil.rmtree(REPO / "multirun" / name, ignore_errors=True)
+
+
+@pytest.fixture
+def umask():
+    """``set(mask)``: the process's umask for the test, the previous one back after it."""
+    before = os.umask(0o022)
+    yield os.umask
+    os.umask(before)

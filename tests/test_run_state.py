@@ -155,14 +155,6 @@ def test_half_written_temporary_files_of_a_killed_trainer_are_removed_at_start(c
     assert metrics(run_dir)["status"] == "finished"
 
 
-@pytest.fixture
-def umask():
-    """``set(mask)``: the process's umask for the test, the previous one back after it."""
-    before = os.umask(0o022)
-    yield os.umask
-    os.umask(before)
-
-
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o002, 0o664)])
 def test_a_runs_files_get_the_mode_a_plain_open_gives_under_the_umask(compose_config, tmp_path, data_dir, umask,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -37,6 +38,13 @@ def test_a_held_run_folder_is_refused_naming_its_holder(tmp_path):
             runlock.acquire(tmp_path)
     assert not (tmp_path / runlock.LOCK).exists()
     runlock.acquire(tmp_path).release()
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o002, 0o664)])
+def test_the_lock_file_gets_the_mode_a_plain_open_gives_under_the_umask(tmp_path, umask, mask, mode):
+    umask(mask)
+    with runlock.acquire(tmp_path):
+        assert oct(stat.S_IMODE((tmp_path / runlock.LOCK).stat().st_mode)) == oct(mode)
 
 
 def test_a_lock_left_by_a_dead_process_on_this_host_is_taken_over(tmp_path):

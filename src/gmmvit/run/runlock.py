@@ -132,7 +132,9 @@ def acquire(run_dir: Path, heartbeat_s: float = HEARTBEAT_S, stale_s: float = ST
     host = socket.gethostname()
     while True:
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            # 0666 for the umask to narrow, as for the run's other files: a group sharing the sweep must
+            # be able to open a dead holder's lock read-write to take it over
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
             _inspect(path, host, stale_s, log)
             continue
