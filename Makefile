@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: install demo test test-fast train table eval locality status dashboard bench gpu-carry paper ablations clean
+.PHONY: install demo test test-fast train table eval locality status dashboard sync bench gpu-carry paper ablations clean
 
 install: $(VENV)/.installed
 
@@ -54,6 +54,10 @@ status: install
 # without an API key or network: written to multirun/NAME/wandb_dashboard.json, to publish later
 dashboard: install
 	$(PY) -m gmmvit.sweeps.dashboard $(or $(SWEEP),multirun) $(ARGS)
+
+# the runs logged offline uploaded to W&B, each run's newest log (it holds the whole run): make sync [SWEEP=multirun/NAME] [ARGS=--dry]
+sync: install
+	$(PY) -m gmmvit.sweeps.sync $(or $(SWEEP),multirun) $(ARGS)
 
 # train-step img/s per model x mask, loader img/s per core, GPU epoch: one markdown report
 bench: install

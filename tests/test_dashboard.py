@@ -229,7 +229,7 @@ def test_at_a_sweeps_end_offline_runs_are_not_published_even_with_an_account(bui
     finally:
         server.shutdown()
     out = capsys.readouterr().out.strip().splitlines()
-    assert len(out) == 1 and "the runs were logged offline" in out[0] and "wandb sync" in out[0]
+    assert len(out) == 1 and "the runs were logged offline" in out[0] and "make sync" in out[0]
 
 
 @pytest.fixture(scope="module")

@@ -167,6 +167,28 @@ def test_make_eval_logs_to_the_runs_wandb_run_under_the_config_its_training_logg
     assert trained["config"]["dataset.name"] == "digits" and "environment.commit" in trained["config"]
 
 
+def test_each_analysis_log_holds_the_whole_run_since_syncing_it_replaces_the_runs_earlier_logs(
+        tmp_path, data_dir, no_wandb_account):
+    run_dir = trained_with_wandb(tmp_path, data_dir)
+    [training] = offline_logs(run_dir)
+    run_eval(run_dir, "best", ["precision=fp32"])
+    [first] = offline_logs(run_dir) - {training}
+    read_complete(first)
+    run_eval(run_dir, "last", [])
+    [second] = offline_logs(run_dir) - {training, first}
+    trained, evaluated = read_complete(training), read_complete(second)
+
+    def epochs_of(key, log):
+        return [row["epoch"] for row in log["history"] if key in row]
+
+    assert epochs_of("test/top1", evaluated) == epochs_of("test/top1", trained) == [1]
+    assert epochs_of("masks/central_query/path", evaluated) == epochs_of("masks/central_query/path", trained)
+    assert any("eval/best,precision=fp32/confusion/path" in row for row in evaluated["history"])
+    scalars = {k: v for k, v in trained["summary"].items() if not k.startswith("_") and not isinstance(v, dict)}
+    assert {k: evaluated["summary"].get(k) for k in scalars} == scalars
+    assert {"eval/best,precision=fp32/top1", "eval/last/top1"} <= set(evaluated["summary"])
+
+
 def test_make_eval_while_a_trainer_holds_the_run_leaves_its_wandb_run_alone_and_writes_its_result(
         tmp_path, data_dir, no_wandb_account, capsys):
     run_dir = trained_with_wandb(tmp_path, data_dir)

@@ -98,7 +98,7 @@ def test_snapshot_epochs_evenly_spaced():
 def test_auto_mode_without_key_is_offline_with_one_notice(no_wandb_account, tmp_path, capsys):
     assert tracking.resolve_mode("auto", tmp_path) == "offline"
     out = capsys.readouterr().out.strip().splitlines()
-    assert len(out) == 1 and "offline" in out[0] and "wandb sync" in out[0]
+    assert len(out) == 1 and "offline" in out[0] and "make sync" in out[0]
     assert tracking.resolve_mode("disabled", tmp_path) == "disabled"
 
 
@@ -154,7 +154,7 @@ def interrupt_after_first_checkpoint(monkeypatch, exc):
     monkeypatch.setattr(train_mod, "save_checkpoint", save_then_raise)
 
 
-def test_a_stopped_run_ends_its_wandb_run_stopped_and_its_relaunch_continues_that_run(
+def test_a_stopped_run_ends_its_wandb_run_stopped_and_its_relaunch_continues_that_run_in_a_log_of_the_whole_run(
         tmp_path, data_dir, no_wandb_account, monkeypatch):
     run_dir = tmp_path / "sweep" / "mask=gmm"
     cfg = compose_cfg([*TINY, "mask=gmm", "recipe.epochs=3", "logger=wandb", "logger.mode=offline"],
@@ -172,7 +172,11 @@ def test_a_stopped_run_ends_its_wandb_run_stopped_and_its_relaunch_continues_tha
     resumed = read_complete(second)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert resumed["run"]["id"] == stopped["run"]["id"] == metrics["wandb_id"]   # one W&B run, not a fork
-    assert [h["epoch"] for h in resumed["history"] if "test/top1" in h] == [2, 3]
+    # the relaunch's log holds every epoch and mask snapshot: syncing it replaces the first log's
+    assert [(h["epoch"], h["train/loss"]) for h in resumed["history"] if "test/top1" in h] == \
+        [(row["epoch"] + 1, pytest.approx(row["train_loss"])) for row in metrics["history"]]
+    masks = [h["epoch"] for h in resumed["history"] if "masks/central_query/path" in h]
+    assert masks == sorted(masks) and set(masks) == {int(p.stem[-3:]) for p in (run_dir / "masks").glob("*.png")}
     assert resumed["exit_code"] == 0
     assert resumed["summary"]["status"] == "finished" and resumed["summary"]["reason"] is None
     assert resumed["summary"]["test/top1_best"] == pytest.approx(metrics["final"]["best_top1"])

@@ -126,6 +126,27 @@ def gmm_parameter_rows(masks: list[tuple[str, AttentionMask]], epochs_done: int)
 PARAM_COLUMNS = ["epochs_done", "layer", "head", "kernel", "sigma", "alpha"]
 
 
+def recorded_snapshots(run_dir: Path, epochs_done: int) -> dict[int, tuple[Path, list[list]]]:
+    """The snapshots a run's folder holds up to ``epochs_done`` epochs: ``{epochs: (png, rows)}``, rows
+    as ``gmm_parameter_rows`` gave them (none for ELM), read back from ``masks/``. Unreadable rows are
+    left out: a figure is never worth a failed run."""
+    folder = Path(run_dir) / MASKS_DIR
+    snapshots: dict[int, tuple[Path, list[list]]] = {}
+    for png in sorted(folder.glob("epoch_*.png")):
+        epochs = png.stem.removeprefix("epoch_")
+        if epochs.isdigit() and int(epochs) <= epochs_done:
+            snapshots[int(epochs)] = (png, [])
+    try:
+        with open(folder / PARAMS_CSV, newline="") as f:
+            for row in list(csv.reader(f))[1:]:
+                if len(row) == len(PARAM_COLUMNS) and row[0].isdigit() and int(row[0]) in snapshots:
+                    snapshots[int(row[0])][1].append([int(row[0]), row[1], int(row[2]), int(row[3]),
+                                                      float(row[4]), float(row[5])])
+    except (OSError, ValueError):
+        pass
+    return snapshots
+
+
 class MaskFigures:
     """Mask snapshots of one run: ``start()``, ``after_epoch(n)``, ``end(n)`` (n = epochs completed)."""
 

@@ -1,7 +1,7 @@
 """Experiment tracking: Weights & Biases, online when it can be, offline when not, never fatal.
 
 With no API key or no network the run is logged offline into ``<run_dir>/wandb``
-(one notice line); ``wandb sync <run_dir>/wandb/offline-run-*`` uploads it later.
+(one notice line); ``make sync`` uploads it later (``gmmvit.sweeps.sync``: each run's newest log).
 Any W&B failure turns the tracker off for the rest of the run and training goes on.
 
 One W&B run per job: group = sweep, job_type = ``<model>-<mask>``, tags model=, mask=,
@@ -34,8 +34,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from gmmvit.errors import CheckpointError
 from gmmvit.run import runlock
+from gmmvit.run.figures import PARAM_COLUMNS, recorded_snapshots
 from gmmvit.run.identity import CONFIG, read_config
-from gmmvit.run.records import METRICS, STATUS_FINISHED, STATUS_RUNNING, load_checkpoint, read_json
+from gmmvit.run.records import METRICS, STATUS_FINISHED, STATUS_RUNNING, load_checkpoint, read_json, write_json
 
 # The names runs log under. gmmvit.dashboard builds its panels from these same names, and its
 # tests check them against what an offline run really logs.
@@ -51,6 +52,8 @@ PARAMS, MACS = "params", "macs"        # summary
 MASK_IMAGE = "masks/central_query"
 MASK_PARAMS = "masks/gmm_params"       # GMM: one row per layer x head x kernel with sigma, alpha
 MASK_SIGMA, MASK_ALPHA = "masks/sigma", "masks/alpha"
+
+LOGGED = "wandb_logged.json"           # in the run folder: the summary and images logged, for a new log
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -75,7 +78,7 @@ def _wandb_reachable(timeout: float = 2.0) -> bool:
         return False
 
 
-def _has_api_key() -> bool:
+def has_api_key() -> bool:
     if os.environ.get("WANDB_API_KEY"):
         return True
     netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
@@ -86,10 +89,10 @@ def resolve_mode(mode: str, run_dir: Path) -> str:
     """``auto``: online with an API key and a reachable server, else offline with one notice line."""
     if mode != "auto":
         return str(mode)
-    if _has_api_key() and _wandb_reachable():
+    if has_api_key() and _wandb_reachable():
         return "online"
     print("[gmmvit] W&B: no API key or no network, logging offline "
-          f"(sync later: wandb sync {run_dir}/wandb/offline-run-*)", flush=True)
+          f"(upload later: make sync SWEEP={run_dir})", flush=True)
     return "offline"
 
 
@@ -97,6 +100,7 @@ class Tracker:
     """No-op tracker (``logger=none``); the W&B one overrides every method."""
 
     def begin(self, history: list[dict]) -> None: ...
+    def replay(self, history: list[dict]) -> None: ...
     def log_epoch(self, row: dict) -> None: ...
     def log_summary(self, **summary) -> None: ...
     def log_config(self, **config) -> None: ...
@@ -130,6 +134,7 @@ class WandbTracker(Tracker):
         self.run.define_metric(TOP1, summary="max,last", step_metric=EPOCH)
         self.run.define_metric(TRAIN_LOSS, summary="min,last", step_metric=EPOCH)
         self.best: Optional[float] = None
+        self.logged = Path(run_dir) / LOGGED
 
     @property
     def run_id(self) -> Optional[str]:
@@ -139,9 +144,33 @@ class WandbTracker(Tracker):
         """Training starts, or resumes after ``history``'s epochs (the run's record). The best so far
         comes from the record, not from W&B: an offline run cannot read its own summary back, and a
         resumed offline run is a second log whose summary ``wandb sync`` lays over the first's."""
+        self.replay(history)
         self.log_summary(status=STATUS_RUNNING, reason=None)
+
+    def replay(self, history: list[dict]) -> None:
+        """A log that does not continue the run on a W&B server (offline, or online where the server
+        never saw it) is first given everything the run's folder records of it: each epoch's row and
+        mask snapshot (``masks/``) in the order training logged them, then every other image and
+        summary value any earlier launch or analysis logged (``LOGGED``). Syncing a log replaces the
+        run's earlier ones on the server (wandb#3841, #5865: a second offline log of one run id is
+        not appended to the first), so each log must hold the whole run."""
+        if self.run.resumed or not history:  # this log continues the server's run, or no epoch came before
+            for row in history:
+                self._note_best(row)
+            return
+        done = max((row["epoch"] + 1 for row in history), default=0)
+        snapshots = recorded_snapshots(self.logged.parent, done)
+        if 0 in snapshots:
+            self.log_mask_snapshot(snapshots[0][0], PARAM_COLUMNS, snapshots[0][1], 0)
         for row in history:
-            self._note_best(row)
+            self.log_epoch(row)
+            if (epochs := row["epoch"] + 1) in snapshots:
+                self.log_mask_snapshot(snapshots[epochs][0], PARAM_COLUMNS, snapshots[epochs][1], epochs)
+        earlier = read_json(self.logged) or {}
+        for key, image in (earlier.get("images") or {}).items():
+            if isinstance(image, dict) and Path(str(image.get("path"))).is_file():
+                self.log_images({key: image["path"]}, image.get("step"))
+        self.log_summary(**(earlier.get("summary") or {}))
 
     def _note_best(self, row: dict) -> None:
         if self.best is None or row["test_top1"] > self.best:
@@ -158,6 +187,15 @@ class WandbTracker(Tracker):
     def log_summary(self, **summary) -> None:
         for k, v in summary.items():
             self.run.summary[k] = v
+        self._keep(summary=summary)
+
+    def _keep(self, summary: Optional[dict] = None, images: Optional[dict] = None) -> None:
+        """What was logged, kept in the run's folder for ``replay``: read again first, as an analysis
+        of the run may have added to it since this tracker began."""
+        kept = read_json(self.logged) or {}
+        kept["summary"] = {**(kept.get("summary") or {}), **(summary or {})}
+        kept["images"] = {**(kept.get("images") or {}), **(images or {})}
+        write_json(self.logged, kept)
 
     def log_config(self, **config) -> None:
         self.run.config.update(flatten(config), allow_val_change=True)
@@ -167,6 +205,7 @@ class WandbTracker(Tracker):
         if step is not None:
             payload[EPOCH] = step
         self.run.log(payload)
+        self._keep(images={k: {"path": str(Path(v).resolve()), "step": step} for k, v in images.items()})
 
     def log_mask_snapshot(self, image_path, columns: list, rows: list, epochs_done: int) -> None:
         wandb = self.wandb
@@ -204,6 +243,9 @@ class _Guarded(Tracker):
 
     def begin(self, history):
         self._call("begin", history)
+
+    def replay(self, history):
+        self._call("replay", history)
 
     def log_epoch(self, row):
         self._call("log_epoch", row)
@@ -279,6 +321,7 @@ def reopened(cfg: DictConfig, run_dir: Path, result: Path) -> Iterator[Tracker]:
         return
     tracker = build_tracker(cfg, run_dir, metrics["wandb_id"], metrics.get("meta") or {},
                             config=logged_config(run_dir, metrics))
+    tracker.replay(metrics.get("history") or [])
     yield tracker
     tracker.end(metrics.get("status"), metrics.get("reason"))
 

@@ -16,7 +16,7 @@ For each sweep (its runs are one W&B group, ``cfg.sweep``) it creates or updates
 The view has a fixed internal name derived from the group and the report is found by its title,
 so running it again updates both instead of making copies. The specification of both is written
 to ``<sweep>/wandb_dashboard.json`` every time; with no API key or no network that is all it
-does (one line says so; publish later with ``wandb sync`` and ``make dashboard``). Entity and
+does (one line says so; publish later with ``make sync`` and ``make dashboard``). Entity and
 project come from the runs' logger config. Any failure is one line; a sweep never fails on it.
 ``gmmvit.config.callbacks.Publish`` does this once at the end of a multirun.
 """
@@ -308,14 +308,14 @@ def dashboard(folder: Path, runs: list, at_sweep_end: bool = False) -> bool:
             print(f"[gmmvit] W&B dashboard: {run.path} left out, unreadable: {run.reason}", flush=True)
     runs = [r for r in runs if r.state != "unreadable"]
     spec_path = folder / SPEC_FILE
-    later = f"wandb sync {folder}/*/wandb/offline-run-*, then make dashboard SWEEP={folder}"
+    later = f"make sync SWEEP={folder}, then make dashboard SWEEP={folder}"
     try:
         sweep = read_sweep(folder, runs)
         if not sweep.logged:
             print(f"[gmmvit] W&B dashboard: {folder} was not logged to W&B (logger=none); nothing to build",
                   flush=True)
             return True
-        online, why = tracking._has_api_key() and tracking._wandb_reachable(), "no API key or no network"
+        online, why = tracking.has_api_key() and tracking._wandb_reachable(), "no API key or no network"
         if online and at_sweep_end and runs_were_offline(runs):
             online, why = False, "the runs were logged offline"
         entity = None
