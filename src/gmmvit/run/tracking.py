@@ -168,8 +168,8 @@ class WandbTracker(Tracker):
                 self.log_mask_snapshot(snapshots[epochs][0], PARAM_COLUMNS, snapshots[epochs][1], epochs)
         earlier = read_json(self.logged) or {}
         for key, image in (earlier.get("images") or {}).items():
-            if isinstance(image, dict) and Path(str(image.get("path"))).is_file():
-                self.log_images({key: image["path"]}, image.get("step"))
+            if isinstance(image, dict) and (path := self.logged.parent / str(image.get("path"))).is_file():
+                self.log_images({key: str(path)}, image.get("step"))
         self.log_summary(**(earlier.get("summary") or {}))
 
     def _note_best(self, row: dict) -> None:
@@ -205,7 +205,9 @@ class WandbTracker(Tracker):
         if step is not None:
             payload[EPOCH] = step
         self.run.log(payload)
-        self._keep(images={k: {"path": str(Path(v).resolve()), "step": step} for k, v in images.items()})
+        # relative to the run folder, so a sweep folder moved or copied whole keeps its images
+        self._keep(images={k: {"path": os.path.relpath(Path(v).resolve(), self.logged.parent.resolve()),
+                               "step": step} for k, v in images.items()})
 
     def log_mask_snapshot(self, image_path, columns: list, rows: list, epochs_done: int) -> None:
         wandb = self.wandb
