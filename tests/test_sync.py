@@ -4,6 +4,7 @@ none of a run a trainer is still logging, none twice, and without an API key not
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -60,3 +61,18 @@ def test_make_sync_without_an_api_key_uploads_nothing_and_says_so_in_one_line(tm
     assert out.returncode == 2
     assert out.stderr == "gmmvit: error: no W&B API key: run `wandb login` (or set WANDB_API_KEY), then make " \
         "sync again; nothing was uploaded\n"
+
+
+def test_make_sync_where_the_wandb_server_cannot_be_reached_uploads_nothing_and_says_so_in_one_line(
+        tmp_path, no_wandb_account):
+    sweep = tmp_path / "sweep"
+    run_folder(sweep, "stopped", 1)
+    with socket.socket() as closed:     # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    env = dict(os.environ, WANDB_API_KEY="x" * 40, WANDB_BASE_URL=f"http://127.0.0.1:{port}")
+    out = subprocess.run([sys.executable, "-m", "gmmvit.sweeps.sync", str(sweep)], cwd=REPO,
+                         capture_output=True, text=True, env=env)
+    assert out.returncode == 2
+    assert out.stderr == f"gmmvit: error: the W&B server (127.0.0.1:{port}) cannot be reached from " \
+        f"{socket.gethostname()}: make sync from a machine with network (a cluster's login node); nothing was uploaded\n"

@@ -68,11 +68,16 @@ def flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def _wandb_reachable(timeout: float = 2.0) -> bool:
+def server() -> str:
+    """The W&B server runs log to, as host:port (``WANDB_BASE_URL``: a local server has its own)."""
     url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
-    port = url.port or (80 if url.scheme == "http" else 443)    # a local W&B server has its own port
+    return f"{url.hostname}:{url.port or (80 if url.scheme == 'http' else 443)}"
+
+
+def wandb_reachable(timeout: float = 2.0) -> bool:
+    host, port = server().rsplit(":", 1)
     try:
-        socket.create_connection((url.hostname, port), timeout=timeout).close()
+        socket.create_connection((host, int(port)), timeout=timeout).close()
         return True
     except OSError:
         return False
@@ -89,7 +94,7 @@ def resolve_mode(mode: str, run_dir: Path) -> str:
     """``auto``: online with an API key and a reachable server, else offline with one notice line."""
     if mode != "auto":
         return str(mode)
-    if has_api_key() and _wandb_reachable():
+    if has_api_key() and wandb_reachable():
         return "online"
     print("[gmmvit] W&B: no API key or no network, logging offline "
           f"(upload later: make sync SWEEP={run_dir})", flush=True)

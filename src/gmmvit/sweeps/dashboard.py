@@ -315,7 +315,7 @@ def dashboard(folder: Path, runs: list, at_sweep_end: bool = False) -> bool:
             print(f"[gmmvit] W&B dashboard: {folder} was not logged to W&B (logger=none); nothing to build",
                   flush=True)
             return True
-        online, why = tracking.has_api_key() and tracking._wandb_reachable(), "no API key or no network"
+        online, why = tracking.has_api_key() and tracking.wandb_reachable(), "no API key or no network"
         if online and at_sweep_end and runs_were_offline(runs):
             online, why = False, "the runs were logged offline"
         entity = None

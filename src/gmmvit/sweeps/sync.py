@@ -11,6 +11,7 @@ the run back to what that process knew.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import Optional
 
 from gmmvit.errors import CommandLine, ConfigError, one_line_errors
 from gmmvit.run import runlock
-from gmmvit.run.tracking import has_api_key
+from gmmvit.run.tracking import has_api_key, server, wandb_reachable
 from gmmvit.sweeps.folders import collect_sweeps
 
 OFFLINE_LOG = "offline-run-"          # W&B's folder of one offline process: offline-run-YYYYMMDD_HHMMSS-<id>
@@ -77,6 +78,9 @@ def main(argv=None) -> int:
     if not has_api_key():
         raise ConfigError("no W&B API key: run `wandb login` (or set WANDB_API_KEY), then make sync again; "
                           "nothing was uploaded")
+    if not wandb_reachable():
+        raise ConfigError(f"the W&B server ({server()}) cannot be reached from {socket.gethostname()}: make sync "
+                          "from a machine with network (a cluster's login node); nothing was uploaded")
     return subprocess.run([sys.executable, "-m", "wandb", "sync", *map(str, todo)]).returncode
 
 
