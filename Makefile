@@ -86,5 +86,8 @@ paper: install
 ablations: install
 	$(PY) -m gmmvit.config.ablations --launcher $(or $(LAUNCHER),local) $(if $(ONLY),--only $(ONLY)) $(if $(DRY),--dry) $(ARGS)
 
+# what the harness rebuilds by itself: caches and Hydra's default outputs/. Never a run:
+# multirun/ holds every trained run (single runs too); delete a sweep you no longer want by hand (rm -rf multirun/NAME)
 clean:
-	rm -rf multirun/*/ outputs/
+	rm -rf outputs/ .pytest_cache/
+	find . \( -path ./.venv -o -path ./multirun \) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

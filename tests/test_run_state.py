@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -186,3 +187,19 @@ def test_sigterm_mid_run_records_stopped_prints_one_line_and_exits_143(tmp_path,
     k = len(done["history"])
     assert f"stopped at epoch {k}/50; relaunch to resume" in out
     assert read_run(run_dir).state == "incomplete"
+
+
+def test_make_clean_removes_caches_and_never_a_run(tmp_path):
+    shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
+    run_dir = tmp_path / "multirun" / "paper" / "model=vit,mask=gmm"
+    single = tmp_path / "multirun" / "default" / "seed=1"
+    for folder in (run_dir, single):
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text("{}")
+    caches = [tmp_path / "outputs" / "2026-12-03", tmp_path / "src" / "gmmvit" / "__pycache__", tmp_path / ".pytest_cache"]
+    for cache in caches:
+        cache.mkdir(parents=True)
+    out = subprocess.run(["make", "clean"], cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert (run_dir / "metrics.json").is_file() and (single / "metrics.json").is_file()
+    assert not any(cache.exists() for cache in caches)
