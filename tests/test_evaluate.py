@@ -111,7 +111,7 @@ def test_make_eval_or_locality_on_a_file_says_it_is_a_file_in_one_line(tmp_path,
     with pytest.raises(SystemExit) as ended:
         importlib.import_module(command).main([str(path)])
     assert ended.value.code == 2
-    assert capsys.readouterr().err == f"gmmvit: error: {path} is a file, not a folder: RUN names a run folder, " \
+    assert capsys.readouterr().err == f"gmmvit: error: {path} is a file, not a folder; RUN names a run folder, " \
         "multirun/<sweep>/<run>, SWEEP a sweep folder, multirun/<sweep>\n"
 
 
@@ -385,7 +385,7 @@ def test_make_eval_on_a_path_that_does_not_exist_ends_in_one_line_naming_it(tmp_
     with pytest.raises(SystemExit) as ended:
         main([str(tmp_path / "nowhere")])
     assert ended.value.code == 2
-    assert capsys.readouterr().err.startswith(f"gmmvit: error: {tmp_path / 'nowhere'} does not exist: RUN names")
+    assert capsys.readouterr().err.startswith(f"gmmvit: error: {tmp_path / 'nowhere'} does not exist; RUN names")
 
 
 def test_make_eval_on_a_sweep_logs_each_runs_result_to_its_wandb_run(tmp_path, data_dir, no_wandb_account):

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from gmmvit.catalog import REPO
+from gmmvit.config import evaluation, locality
 from gmmvit.run import records
 from gmmvit.sweeps import dashboard, status, table
 from gmmvit.sweeps.folders import read_any
@@ -71,6 +72,50 @@ def test_a_sweep_reader_refuses_a_bad_path_before_writing_for_a_good_one(tmp_pat
         table.main([str(good), str(tmp_path / "nowhere")])
     assert "nowhere does not exist" in one_error_line(capsys, exit_info)
     assert not list(good.glob("table*"))
+
+
+def hydra_run(folder):
+    """``unlogged_run`` with the ``.hydra/`` Hydra writes beside it: its config unresolved, ``${hydra:...}``
+    and all, and a run's own subfolders."""
+    unlogged_run(folder)
+    (folder / ".hydra").mkdir()
+    (folder / ".hydra" / "config.yaml").write_text("seed: 0\nrun_dir: ${hydra:runtime.output_dir}\n"
+                                                   "paths:\n  data: ${hydra:runtime.cwd}/data\n")
+    (folder / "eval").mkdir()
+    return folder
+
+
+RUN_READERS = dict(SWEEP_READERS, eval=evaluation.main, locality=locality.main)
+
+
+@pytest.mark.parametrize("inside", [".hydra", "eval"])
+@pytest.mark.parametrize("reader", sorted(RUN_READERS))
+def test_a_reader_pointed_inside_a_run_folder_names_the_run_in_one_line(tmp_path, capsys, reader, inside):
+    run = hydra_run(tmp_path / "multirun" / "plain" / "run")
+    with pytest.raises(SystemExit) as exit_info:
+        RUN_READERS[reader]([str(run / inside)])
+    assert f"{run / inside} is a folder inside the run folder {run}; " in one_error_line(capsys, exit_info)
+    assert not list(run.parent.glob("table*")) and not list((run / "eval").iterdir())
+
+
+def test_a_table_of_run_folders_is_printed_and_leaves_the_sweeps_table_as_it_was(tmp_path, capsys):
+    sweep = unlogged_run(tmp_path / "multirun" / "plain" / "seed0").parent
+    config = yaml.safe_load((unlogged_run(sweep / "seed1") / "config.yaml").read_text())
+    (sweep / "seed1" / "config.yaml").write_text(yaml.safe_dump(dict(config, seed=1)))
+    assert table.main([str(sweep)]) == 0
+    whole = (sweep / "table.md").read_text()
+    capsys.readouterr()
+    assert table.main([str(sweep / "seed1")]) == 0
+    out = capsys.readouterr().out
+    assert "Runs: 1 finished." in out and f"(not written: 1 run folder of {sweep} was named" in out
+    assert (sweep / "table.md").read_text() == whole and "Runs: 2 finished." in whole
+
+
+def test_a_dashboard_given_run_folders_of_a_sweep_is_refused_in_one_line(tmp_path, capsys):
+    sweep = unlogged_run(tmp_path / "multirun" / "plain" / "run").parent
+    with pytest.raises(SystemExit) as exit_info:
+        dashboard.main([str(sweep / "run")])
+    assert one_error_line(capsys, exit_info).endswith(f"give the sweep: make dashboard SWEEP={sweep}")
 
 
 @pytest.mark.parametrize("kind", ["absent", "file", "empty folder"])

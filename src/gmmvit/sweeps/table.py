@@ -36,7 +36,7 @@ from typing import Optional
 from gmmvit.errors import CommandLine, one_line_errors
 from gmmvit.sweeps import render
 from gmmvit.sweeps.cells import SELECTIONS, SweepTable
-from gmmvit.sweeps.folders import Run, collect_sweeps
+from gmmvit.sweeps.folders import Run, collect_sweeps, read_whole
 
 SUFFIXES = (".md", ".csv", ".tex", ".png")
 
@@ -96,13 +96,21 @@ def main(argv=None) -> int:
                     help="a 'running' run silent this long is reported incomplete "
                          "(default: 3 of its longest epochs, at least 10 min)")
     args = ap.parse_args(argv)
-    sweeps = collect_sweeps([Path(p) for p in args.sweeps], args.stale_after)
+    paths = [Path(p) for p in args.sweeps]
+    sweeps = collect_sweeps(paths, args.stale_after)
     for folder, runs in sweeps.items():
+        whole = read_whole(folder, paths)
         for select in selections(args.select, runs):
-            text, t = build(folder, runs, select)
+            text, t = build(folder, runs, select, write=whole)
             print(text, flush=True)
-            if t is not None:
+            if t is None:
+                continue
+            if whole:
                 print(f"(written: {', '.join(str(folder / o) for o in outputs(stem_of(select)))})\n", flush=True)
+            else:
+                named = "1 run folder of {} was" if len(runs) == 1 else f"{len(runs)} run folders of {{}} were"
+                print(f"(not written: {named.format(folder)} named, not the sweep; "
+                      f"make table SWEEP={folder} writes its {stem_of(select)}.*)\n", flush=True)
     return 0
 
 
