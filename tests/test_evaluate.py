@@ -222,6 +222,14 @@ def test_make_eval_names_the_weights_epoch_as_the_runs_own_lines_count_it(two_ep
     assert written(run_dir, "best")["epoch"] == best  # the record keeps metrics.json's index
 
 
+def test_make_eval_on_a_run_ends_naming_the_files_it_wrote(two_epoch_run, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    shutil.copytree(two_epoch_run, run_dir)
+    assert main([str(run_dir), "--ckpt", "last", "limit_test=32"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"make eval: {run_dir / 'eval' / 'last,limit_test=32'}.json and .png"
+    assert (run_dir / "eval" / "last,limit_test=32.png").is_file()
+
+
 def written(run_dir, name):
     return json.loads((run_dir / "eval" / f"{name}.json").read_text())
 

@@ -122,8 +122,10 @@ def eval_name(checkpoint: str, overrides: list[str]) -> str:
 
 def run_eval(run_dir: Path, checkpoint: str, overrides: list[str]) -> dict:
     cfg = eval_config(run_dir, overrides)
-    result = evaluate_run(cfg, run_dir, checkpoint, eval_name(checkpoint, overrides))
+    name = eval_name(checkpoint, overrides)
+    result = evaluate_run(cfg, run_dir, checkpoint, name)
     print(report(result), flush=True)
+    print(f"make eval: {Path(run_dir) / 'eval' / name}.json and .png", flush=True)
     return result
 
 

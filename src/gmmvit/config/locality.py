@@ -20,7 +20,7 @@ from gmmvit.config.evaluation import WHERE_RUNS_ARE, checked_runs, eval_config
 from gmmvit.config.reporting import fail, guarded
 from gmmvit.errors import CheckpointError, CommandLine, ConfigError, DatasetUnavailable
 from gmmvit.run.evaluate import CHECKPOINTS
-from gmmvit.run.locality import DEFAULT_IMAGES, measure_run, report
+from gmmvit.run.locality import DEFAULT_IMAGES, locality_path, measure_run, report
 from gmmvit.sweeps import locality as sweep_locality
 from gmmvit.sweeps.folders import check_target, is_run_dir
 
@@ -35,6 +35,7 @@ def measure(path: Path, checkpoint: str = "best", images: int = DEFAULT_IMAGES, 
     if is_run_dir(path):
         cfg = eval_config(path, list(overrides), COMMAND)
         print(report(measure_run(cfg, path, checkpoint, images)), flush=True)
+        print(f"locality: {locality_path(path)}", flush=True)
         return []
     def skip(run_dir: Path, why: str) -> None:
         print(f"locality: {run_dir} skipped: {why}", flush=True)
