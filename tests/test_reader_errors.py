@@ -128,7 +128,8 @@ def test_records_upgrade_refuses_a_folder_without_checkpoints_in_one_line(tmp_pa
     assert str(path) in line and words in line and "give a run folder" in line
 
 
-@pytest.mark.parametrize("argv", [["--select", "best"], ["--stale-after", "soon"], ["--no-such-flag"]])
+@pytest.mark.parametrize("argv", [["--select", "best"], ["--stale-after", "soon"], ["--no-such-flag"],
+                                  ["--final", "--select", "val"]])
 def test_a_bad_flag_is_one_line_not_usage_and_a_line(tmp_path, capsys, argv):
     with pytest.raises(SystemExit) as exit_info:
         table.main([str(tmp_path), *argv])

@@ -87,11 +87,12 @@ def build(folder: Path, runs: list[Run], select: str = DEFAULT_SELECTION,
 def main(argv=None) -> int:
     ap = CommandLine(prog="python -m gmmvit.sweeps.table", description=__doc__.split("\n\n")[0])
     ap.add_argument("sweeps", nargs="*", default=["multirun"], help="sweep folders, or folders of sweeps")
-    ap.add_argument("--select", type=_selection, default=None, metavar="test|val|final[,...]",
+    selection = ap.add_mutually_exclusive_group()  # `--final --select val` would keep only the last
+    selection.add_argument("--select", type=_selection, default=None, metavar="test|val|final[,...]",
                     help="which epoch a cell is: best on test (the paper's), best on the validation split "
                          "(dataset.val_fraction), final; several, comma-separated, print one table each "
                          "(default: test, and val where the runs hold out a validation split)")
-    ap.add_argument("--final", action="store_const", const="final", dest="select", help="= --select final")
+    selection.add_argument("--final", action="store_const", const="final", dest="select", help="= --select final")
     ap.add_argument("--stale-after", type=float, default=None, metavar="SECONDS",
                     help="a 'running' run silent this long is reported incomplete "
                          "(default: 3 of its longest epochs, at least 10 min)")
