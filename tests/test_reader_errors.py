@@ -145,6 +145,17 @@ def test_a_preview_into_a_missing_folder_is_refused_before_anything_is_built(tmp
     assert f"--preview {target}: folder {target.parent} does not exist" in line
 
 
+def test_a_preview_of_several_sweeps_is_refused_before_any_is_built(tmp_path, capsys):
+    multirun = tmp_path / "multirun"
+    for name in ("first", "second"):
+        unlogged_run(multirun / name / "run")
+    with pytest.raises(SystemExit) as exit_info:
+        dashboard.main([str(multirun), "--preview", str(tmp_path / "view.png")])
+    line = one_error_line(capsys, exit_info)
+    assert "--preview draws one sweep's view, and 2 sweeps were found" in line and "make dashboard SWEEP=" in line
+    assert not (tmp_path / "view.png").exists()
+
+
 def test_a_preview_of_an_unlogged_sweep_says_there_is_nothing_to_build(tmp_path, capsys):
     sweep = unlogged_run(tmp_path / "multirun" / "plain" / "run").parent
     assert dashboard.main([str(sweep), "--preview", str(tmp_path / "view.png")]) == 0

@@ -472,6 +472,10 @@ def main(argv=None) -> int:
         if not read_whole(folder, paths):  # its view and report would show these runs as the sweep
             raise ConfigError(f"make dashboard builds a sweep's view from all its runs, and was given run folders "
                               f"of {folder}; give the sweep: make dashboard SWEEP={folder}")
+    if preview is not None and len(sweeps) > 1:
+        raise ConfigError(f"--preview draws one sweep's view, and {len(sweeps)} sweeps were found "
+                          f"({', '.join(map(str, sweeps))}); name one: make dashboard SWEEP=multirun/NAME "
+                          f"ARGS='--preview {preview}'")
     ok = [dashboard(folder, runs) for folder, runs in sweeps.items()]
     folder, runs = next(iter(sweeps.items()))
     if preview is not None and (folder / SPEC_FILE).is_file():  # else dashboard() said why nothing was built
