@@ -172,9 +172,18 @@ def test_status_of_a_sweep_whose_only_run_is_unreadable_gives_no_eta(tmp_path):
     assert tail == "1 unreadable; sweep ETA unknown (fix or delete the unreadable runs)"
 
 
-def test_a_table_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path):
-    sweep = unlogged_run(tmp_path / "multirun" / "plain" / "run").parent
-    proc = subprocess.Popen([sys.executable, "-m", "gmmvit.sweeps.table", str(sweep)], cwd=REPO,
+PRINTING_COMMANDS = {
+    "table": lambda tmp: ["gmmvit.sweeps.table", str(unlogged_run(tmp / "multirun" / "plain" / "run").parent)],
+    "paper DRY=1": lambda tmp: ["gmmvit.config.paper_grid", "--dry", "--models", "vit", "--masks", "none",
+                                "--datasets", "cifar10", "--multirun", str(tmp / "multirun")],
+    "ablations DRY=1": lambda tmp: ["gmmvit.config.ablations", "--dry", "--only", "placement",
+                                    "--multirun", str(tmp / "multirun")],
+}
+
+
+@pytest.mark.parametrize("command", sorted(PRINTING_COMMANDS))
+def test_a_command_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path, command):
+    proc = subprocess.Popen([sys.executable, "-m", *PRINTING_COMMANDS[command](tmp_path)], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     proc.stdout.close()  # `| head` gone before the table is printed
     err = proc.stderr.read()

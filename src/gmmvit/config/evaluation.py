@@ -27,7 +27,7 @@ from gmmvit.config.checks import check
 from gmmvit.config.compose import compose_config
 from gmmvit.config.refusals import GROUPS, explain
 from gmmvit.config.reporting import fail, guarded
-from gmmvit.errors import CheckpointError, CommandLine, ConfigError, DatasetUnavailable
+from gmmvit.errors import CheckpointError, CommandLine, ConfigError, DatasetUnavailable, one_line_errors
 from gmmvit.run import runlock
 from gmmvit.run.evaluate import CHECKPOINTS, evaluate_run, report
 from gmmvit.run.identity import read_config
@@ -206,6 +206,7 @@ def evaluate(path: Path, checkpoint: str, overrides: list[str]):
     return evaluate_sweep(path, checkpoint, overrides)
 
 
+@one_line_errors
 def main(argv=None) -> int:
     ap = CommandLine(prog="python -m gmmvit.config.evaluation", description=__doc__.split("\n\n")[0])
     ap.add_argument("run", type=Path, nargs="?", help="a run folder or a sweep folder, multirun/<sweep>[/<run>]")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from gmmvit.config.evaluation import WHERE_RUNS_ARE, checked_runs, eval_config
 from gmmvit.config.reporting import fail, guarded
-from gmmvit.errors import CheckpointError, CommandLine, ConfigError, DatasetUnavailable
+from gmmvit.errors import CheckpointError, CommandLine, ConfigError, DatasetUnavailable, one_line_errors
 from gmmvit.run.evaluate import CHECKPOINTS
 from gmmvit.run.locality import DEFAULT_IMAGES, locality_path, measure_run, report
 from gmmvit.sweeps import locality as sweep_locality
@@ -61,6 +61,7 @@ def measure(path: Path, checkpoint: str = "best", images: int = DEFAULT_IMAGES, 
     return figures
 
 
+@one_line_errors
 def main(argv=None) -> int:
     ap = CommandLine(prog="python -m gmmvit.config.locality", description=__doc__.split("\n\n")[0])
     ap.add_argument("path", type=Path, nargs="?", help="a run folder or a sweep folder, multirun/<sweep>[/<run>]")
