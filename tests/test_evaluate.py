@@ -111,7 +111,7 @@ def test_make_eval_or_locality_on_a_file_says_it_is_a_file_in_one_line(tmp_path,
     with pytest.raises(SystemExit) as ended:
         importlib.import_module(command).main([str(path)])
     assert ended.value.code == 2
-    assert capsys.readouterr().err == f"gmmvit: error: {path} is a file, not a folder: RUN names a run folder, " \
+    assert capsys.readouterr().err == f"gmmvit: error: {path} is a file, not a folder; RUN names a run folder, " \
         "multirun/<sweep>/<run>, SWEEP a sweep folder, multirun/<sweep>\n"
 
 
@@ -230,7 +230,26 @@ def test_without_best_pt_best_is_evaluated_from_the_kept_checkpoint_holding_the_
     assert (result["epoch"], result["top1"]) == (best["epoch"], best["test_top1"])
     assert capsys.readouterr().out.splitlines()[0] == (
         f"[gmmvit] {run_dir / 'best.pt'} is missing; evaluating {run_dir / checkpoint_of(best['epoch'])}, which holds "
-        f"the best epoch {best['epoch']} (test_top1 {best['value']:.2f})")
+        f"the best epoch (epoch {best['epoch'] + 1}/2, test_top1 {best['value']:.2f})")
+
+
+def test_make_eval_names_the_weights_epoch_as_the_runs_own_lines_count_it(two_epoch_run, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    shutil.copytree(two_epoch_run, run_dir)
+    best = metrics(run_dir)["best"]["epoch"]
+    assert main([str(run_dir), "--ckpt", "best"]) == main([str(run_dir), "--ckpt", "last"]) == 0
+    best_line, last_line = [line for line in capsys.readouterr().out.splitlines() if line.startswith(str(run_dir))]
+    assert f"(best: best.pt, epoch {best + 1}/2) on digits" in best_line  # as 'finished: best top-1 (epoch k/2)'
+    assert "(last: checkpoint.pt, epoch 2/2) on digits" in last_line
+    assert written(run_dir, "best")["epoch"] == best  # the record keeps metrics.json's index
+
+
+def test_make_eval_on_a_run_ends_naming_the_files_it_wrote(two_epoch_run, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    shutil.copytree(two_epoch_run, run_dir)
+    assert main([str(run_dir), "--ckpt", "last", "limit_test=32"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"make eval: {run_dir / 'eval' / 'last,limit_test=32'}.json and .png"
+    assert (run_dir / "eval" / "last,limit_test=32.png").is_file()
 
 
 def written(run_dir, name):
@@ -268,8 +287,9 @@ def test_without_best_pt_or_a_checkpoint_of_the_best_epoch_make_eval_says_so_in_
     with pytest.raises(SystemExit) as ended:
         main([str(run_dir), "--ckpt", "best"])
     assert ended.value.code == 2 and capsys.readouterr().err == (
-        f"gmmvit: error: {run_dir / 'best.pt'} is missing, and no kept checkpoint holds its best epoch {best['epoch']} "
-        f"(test_top1 {best['value']:.2f}): {checkpoint_of(other)} holds epoch {other}; evaluate the last one with "
+        f"gmmvit: error: {run_dir / 'best.pt'} is missing, and no kept checkpoint holds its best epoch "
+        f"(epoch {best['epoch'] + 1}/2, test_top1 {best['value']:.2f}): {checkpoint_of(other)} holds epoch {other + 1}/2; "
+        "evaluate the last one with "
         "CKPT=last, or retrain the run to write best.pt\n")
 
 
@@ -318,7 +338,7 @@ def test_the_sweeps_table_has_a_row_per_run_with_its_weights_epoch_and_figures(t
         assert (row["epoch"], row["top1"], row["top5"], row["recorded_test_top1"]) == (
             result["epoch"], result["top1"], result["top5"], result["recorded_test_top1"])
     markdown = (sweep / "eval_best.md").read_text()
-    assert f"| mask=gmm | vit | gmm | digits | 0 | best.pt | {table['runs'][1]['epoch']} | " in markdown
+    assert f"| mask=gmm | vit | gmm | digits | 0 | best.pt | {table['runs'][1]['epoch'] + 1}/2 | " in markdown
     assert markdown in capsys.readouterr().out
 
 
@@ -407,7 +427,7 @@ def test_make_eval_on_a_path_that_does_not_exist_ends_in_one_line_naming_it(tmp_
     with pytest.raises(SystemExit) as ended:
         main([str(tmp_path / "nowhere")])
     assert ended.value.code == 2
-    assert capsys.readouterr().err.startswith(f"gmmvit: error: {tmp_path / 'nowhere'} does not exist: RUN names")
+    assert capsys.readouterr().err.startswith(f"gmmvit: error: {tmp_path / 'nowhere'} does not exist; RUN names")
 
 
 def test_make_eval_on_a_sweep_logs_each_runs_result_to_its_wandb_run(tmp_path, data_dir, no_wandb_account):

@@ -138,6 +138,12 @@ def test_make_locality_takes_its_overrides_after_the_checkpoint_option(measured_
     assert json.loads(locality_path(sweep / "mask=gmm").read_text())["images"] == 16
 
 
+def test_make_locality_on_a_run_ends_naming_the_file_it_wrote(measured_sweep, capsys):
+    run_dir = measured_sweep[0] / "mask=none"
+    assert main([str(run_dir), "--images", "8"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"locality: {locality_path(run_dir)}"
+
+
 def test_an_override_that_changes_the_network_ends_a_sweep_in_one_line(measured_sweep, capsys):
     with pytest.raises(SystemExit) as ended:
         main([str(measured_sweep[0]), "model.depth=2"])

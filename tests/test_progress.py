@@ -153,6 +153,21 @@ def test_status_counts_as_not_started_the_latest_multiruns_jobs_that_have_no_run
     assert "4 finished, 4 todo; sweep ETA" in text and "sweep finished" not in text
 
 
+def test_status_of_a_stopped_sweep_says_its_eta_counts_from_a_relaunch(tmp_path):
+    sweep = tmp_path / "stopped"
+    for name, status_, history in (("mask=none", "finished", [{"epoch": 0, "test_top1": 50.0, "epoch_s": 60.0}]),
+                                   ("mask=gmm", "stopped", [])):
+        (sweep / name).mkdir(parents=True)
+        (sweep / name / "metrics.json").write_text(json.dumps({"status": status_, "epochs": 1, "history": history}))
+    [(folder, found)] = collect([sweep]).items()
+    text = sweep_status(folder, found)
+    assert text.splitlines()[0] == f"stopped ({sweep}): 2 runs"
+    assert text.splitlines()[-1] == "1 finished, 1 incomplete; sweep ETA 1m00s once relaunched, one run at a time " \
+        "(none is running now)"
+    shutil.rmtree(sweep / "mask=gmm")
+    assert sweep_status(folder, collect([sweep])[folder]).splitlines()[0] == f"stopped ({sweep}): 1 run"
+
+
 def test_status_names_a_nested_sweep_as_it_was_launched(tmp_path):
     assert sweep_name(MULTIRUN / "ablation" / "pooling") == "ablation/pooling"
     assert sweep_name(tmp_path / "copied") == "copied"

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from gmmvit.catalog import REPO
+from gmmvit.config import evaluation, locality
 from gmmvit.run import records
 from gmmvit.sweeps import dashboard, status, table
 from gmmvit.sweeps.folders import read_any
@@ -73,6 +74,50 @@ def test_a_sweep_reader_refuses_a_bad_path_before_writing_for_a_good_one(tmp_pat
     assert not list(good.glob("table*"))
 
 
+def hydra_run(folder):
+    """``unlogged_run`` with the ``.hydra/`` Hydra writes beside it: its config unresolved, ``${hydra:...}``
+    and all, and a run's own subfolders."""
+    unlogged_run(folder)
+    (folder / ".hydra").mkdir()
+    (folder / ".hydra" / "config.yaml").write_text("seed: 0\nrun_dir: ${hydra:runtime.output_dir}\n"
+                                                   "paths:\n  data: ${hydra:runtime.cwd}/data\n")
+    (folder / "eval").mkdir()
+    return folder
+
+
+RUN_READERS = dict(SWEEP_READERS, eval=evaluation.main, locality=locality.main)
+
+
+@pytest.mark.parametrize("inside", [".hydra", "eval"])
+@pytest.mark.parametrize("reader", sorted(RUN_READERS))
+def test_a_reader_pointed_inside_a_run_folder_names_the_run_in_one_line(tmp_path, capsys, reader, inside):
+    run = hydra_run(tmp_path / "multirun" / "plain" / "run")
+    with pytest.raises(SystemExit) as exit_info:
+        RUN_READERS[reader]([str(run / inside)])
+    assert f"{run / inside} is a folder inside the run folder {run}; " in one_error_line(capsys, exit_info)
+    assert not list(run.parent.glob("table*")) and not list((run / "eval").iterdir())
+
+
+def test_a_table_of_run_folders_is_printed_and_leaves_the_sweeps_table_as_it_was(tmp_path, capsys):
+    sweep = unlogged_run(tmp_path / "multirun" / "plain" / "seed0").parent
+    config = yaml.safe_load((unlogged_run(sweep / "seed1") / "config.yaml").read_text())
+    (sweep / "seed1" / "config.yaml").write_text(yaml.safe_dump(dict(config, seed=1)))
+    assert table.main([str(sweep)]) == 0
+    whole = (sweep / "table.md").read_text()
+    capsys.readouterr()
+    assert table.main([str(sweep / "seed1")]) == 0
+    out = capsys.readouterr().out
+    assert "Runs: 1 finished." in out and f"(not written: 1 run folder of {sweep} was named" in out
+    assert (sweep / "table.md").read_text() == whole and "Runs: 2 finished." in whole
+
+
+def test_a_dashboard_given_run_folders_of_a_sweep_is_refused_in_one_line(tmp_path, capsys):
+    sweep = unlogged_run(tmp_path / "multirun" / "plain" / "run").parent
+    with pytest.raises(SystemExit) as exit_info:
+        dashboard.main([str(sweep / "run")])
+    assert one_error_line(capsys, exit_info).endswith(f"give the sweep: make dashboard SWEEP={sweep}")
+
+
 @pytest.mark.parametrize("kind", ["absent", "file", "empty folder"])
 def test_records_upgrade_refuses_a_folder_without_checkpoints_in_one_line(tmp_path, capsys, kind):
     path, words = bad_path(tmp_path, kind)
@@ -83,7 +128,8 @@ def test_records_upgrade_refuses_a_folder_without_checkpoints_in_one_line(tmp_pa
     assert str(path) in line and words in line and "give a run folder" in line
 
 
-@pytest.mark.parametrize("argv", [["--select", "best"], ["--stale-after", "soon"], ["--no-such-flag"]])
+@pytest.mark.parametrize("argv", [["--select", "best"], ["--stale-after", "soon"], ["--no-such-flag"],
+                                  ["--final", "--select", "val"]])
 def test_a_bad_flag_is_one_line_not_usage_and_a_line(tmp_path, capsys, argv):
     with pytest.raises(SystemExit) as exit_info:
         table.main([str(tmp_path), *argv])
@@ -97,6 +143,17 @@ def test_a_preview_into_a_missing_folder_is_refused_before_anything_is_built(tmp
         dashboard.main([str(sweep), "--preview", str(target)])
     line = one_error_line(capsys, exit_info)
     assert f"--preview {target}: folder {target.parent} does not exist" in line
+
+
+def test_a_preview_of_several_sweeps_is_refused_before_any_is_built(tmp_path, capsys):
+    multirun = tmp_path / "multirun"
+    for name in ("first", "second"):
+        unlogged_run(multirun / name / "run")
+    with pytest.raises(SystemExit) as exit_info:
+        dashboard.main([str(multirun), "--preview", str(tmp_path / "view.png")])
+    line = one_error_line(capsys, exit_info)
+    assert "--preview draws one sweep's view, and 2 sweeps were found" in line and "make dashboard SWEEP=" in line
+    assert not (tmp_path / "view.png").exists()
 
 
 def test_a_preview_of_an_unlogged_sweep_says_there_is_nothing_to_build(tmp_path, capsys):
@@ -115,9 +172,18 @@ def test_status_of_a_sweep_whose_only_run_is_unreadable_gives_no_eta(tmp_path):
     assert tail == "1 unreadable; sweep ETA unknown (fix or delete the unreadable runs)"
 
 
-def test_a_table_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path):
-    sweep = unlogged_run(tmp_path / "multirun" / "plain" / "run").parent
-    proc = subprocess.Popen([sys.executable, "-m", "gmmvit.sweeps.table", str(sweep)], cwd=REPO,
+PRINTING_COMMANDS = {
+    "table": lambda tmp: ["gmmvit.sweeps.table", str(unlogged_run(tmp / "multirun" / "plain" / "run").parent)],
+    "paper DRY=1": lambda tmp: ["gmmvit.config.paper_grid", "--dry", "--models", "vit", "--masks", "none",
+                                "--datasets", "cifar10", "--multirun", str(tmp / "multirun")],
+    "ablations DRY=1": lambda tmp: ["gmmvit.config.ablations", "--dry", "--only", "placement",
+                                    "--multirun", str(tmp / "multirun")],
+}
+
+
+@pytest.mark.parametrize("command", sorted(PRINTING_COMMANDS))
+def test_a_command_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path, command):
+    proc = subprocess.Popen([sys.executable, "-m", *PRINTING_COMMANDS[command](tmp_path)], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     proc.stdout.close()  # `| head` gone before the table is printed
     err = proc.stderr.read()

@@ -25,7 +25,7 @@ from omegaconf import OmegaConf
 from gmmvit.catalog import CONF, MULTIRUN, REPO, TRAIN_SCRIPT
 from gmmvit.config.planning import checked_configs, launcher_flag, names_flag, planned_env
 from gmmvit.config.reporting import guarded
-from gmmvit.errors import CommandLine, ConfigError
+from gmmvit.errors import CommandLine, ConfigError, one_line_errors
 from gmmvit.sweeps.cost import NO_PACKING, estimate, measured_rates, recipe_length
 from gmmvit.sweeps.expand import is_task_override, override_value, preset_jobs, run_name
 from gmmvit.sweeps.folders import read_metrics
@@ -122,6 +122,7 @@ def run(args) -> int:
     return 0
 
 
+@one_line_errors
 def main(argv=None) -> int:
     p = CommandLine(prog="python -m gmmvit.config.ablations", description=__doc__.split("\n\n")[0])
     p.add_argument("--only", default=None, help=f"comma-separated presets (default: all of {', '.join(preset_names())})")

@@ -27,17 +27,18 @@ from gmmvit.config.checks import check
 from gmmvit.config.compose import compose_config
 from gmmvit.config.refusals import GROUPS, explain
 from gmmvit.config.reporting import fail, guarded
-from gmmvit.errors import CheckpointError, CommandLine, ConfigError, DatasetUnavailable
+from gmmvit.errors import CheckpointError, CommandLine, ConfigError, DatasetUnavailable, one_line_errors
 from gmmvit.run import runlock
 from gmmvit.run.evaluate import CHECKPOINTS, evaluate_run, report
 from gmmvit.run.identity import read_config
 from gmmvit.run.records import METRICS, current_targets
 from gmmvit.run.tracking import flatten
 from gmmvit.sweeps.evaluation import summary_paths, write_summary
-from gmmvit.sweeps.folders import CONFIG, Run, find_run_dirs, is_run_dir, read_any
+from gmmvit.sweeps.folders import CONFIG, Run, check_target, find_run_dirs, is_run_dir, read_any
 
 # what the network is built from (gmmvit.run.train.build_model): the weights fit only this
 NETWORK_DATASET_KEYS = ("img_size", "channels", "num_classes")
+WHERE_RUNS_ARE = "RUN names a run folder, multirun/<sweep>/<run>, SWEEP a sweep folder, multirun/<sweep>"
 
 
 def network(cfg: DictConfig) -> dict:
@@ -121,8 +122,10 @@ def eval_name(checkpoint: str, overrides: list[str]) -> str:
 
 def run_eval(run_dir: Path, checkpoint: str, overrides: list[str]) -> dict:
     cfg = eval_config(run_dir, overrides)
-    result = evaluate_run(cfg, run_dir, checkpoint, eval_name(checkpoint, overrides))
+    name = eval_name(checkpoint, overrides)
+    result = evaluate_run(cfg, run_dir, checkpoint, name)
     print(report(result), flush=True)
+    print(f"make eval: {Path(run_dir) / 'eval' / name}.json and .png", flush=True)
     return result
 
 
@@ -143,13 +146,10 @@ def checked_runs(sweep_dir: Path, overrides: list[str], command: str, skip: Call
     checked before any run is read further: an override refused for one run ends the command
     naming that run; a run not finished, held by a trainer or with a damaged config.yaml is
     ``skip``ped with why."""
-    if not Path(sweep_dir).is_dir():
-        raise ConfigError(f"{sweep_dir} is a file, not a folder: RUN names a run folder, multirun/<sweep>/<run>, "
-                          "SWEEP a sweep folder, multirun/<sweep>")
+    check_target(Path(sweep_dir), WHERE_RUNS_ARE)
     run_dirs = find_run_dirs(sweep_dir)
     if not run_dirs:
-        raise ConfigError(f"no runs under {sweep_dir} (no folder holds {METRICS} or {CONFIG}): RUN names a run "
-                          "folder, multirun/<sweep>/<run>, SWEEP a sweep folder, multirun/<sweep>")
+        raise ConfigError(f"no runs under {sweep_dir} (no folder holds {METRICS} or {CONFIG}); {WHERE_RUNS_ARE}")
     checked = []
     for run_dir in run_dirs:
         run = read_any(run_dir)
@@ -200,14 +200,13 @@ def evaluate_sweep(sweep_dir: Path, checkpoint: str, overrides: list[str]) -> st
 def evaluate(path: Path, checkpoint: str, overrides: list[str]):
     """``make eval`` on ``path``: one run (``run_eval``) or a sweep (``evaluate_sweep``)."""
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path} does not exist: RUN names a run folder, multirun/<sweep>/<run>, SWEEP a sweep "
-                          "folder, multirun/<sweep>")
+    check_target(path, WHERE_RUNS_ARE)
     if is_run_dir(path):
         return run_eval(path, checkpoint, overrides)
     return evaluate_sweep(path, checkpoint, overrides)
 
 
+@one_line_errors
 def main(argv=None) -> int:
     ap = CommandLine(prog="python -m gmmvit.config.evaluation", description=__doc__.split("\n\n")[0])
     ap.add_argument("run", type=Path, nargs="?", help="a run folder or a sweep folder, multirun/<sweep>[/<run>]")

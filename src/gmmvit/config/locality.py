@@ -16,13 +16,13 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from gmmvit.config.evaluation import checked_runs, eval_config
+from gmmvit.config.evaluation import WHERE_RUNS_ARE, checked_runs, eval_config
 from gmmvit.config.reporting import fail, guarded
-from gmmvit.errors import CheckpointError, CommandLine, ConfigError, DatasetUnavailable
+from gmmvit.errors import CheckpointError, CommandLine, ConfigError, DatasetUnavailable, one_line_errors
 from gmmvit.run.evaluate import CHECKPOINTS
-from gmmvit.run.locality import DEFAULT_IMAGES, measure_run, report
+from gmmvit.run.locality import DEFAULT_IMAGES, locality_path, measure_run, report
 from gmmvit.sweeps import locality as sweep_locality
-from gmmvit.sweeps.folders import is_run_dir
+from gmmvit.sweeps.folders import check_target, is_run_dir
 
 COMMAND = "make locality"  # what its refusals name
 
@@ -31,11 +31,11 @@ def measure(path: Path, checkpoint: str = "best", images: int = DEFAULT_IMAGES, 
     """Measure the run at ``path``, or every finished run under it and draw each sweep's figure;
     returns the figures written."""
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path} does not exist: PATH is a run folder or a sweep folder under multirun/")
+    check_target(path, WHERE_RUNS_ARE)
     if is_run_dir(path):
         cfg = eval_config(path, list(overrides), COMMAND)
         print(report(measure_run(cfg, path, checkpoint, images)), flush=True)
+        print(f"locality: {locality_path(path)}", flush=True)
         return []
     def skip(run_dir: Path, why: str) -> None:
         print(f"locality: {run_dir} skipped: {why}", flush=True)
@@ -61,6 +61,7 @@ def measure(path: Path, checkpoint: str = "best", images: int = DEFAULT_IMAGES, 
     return figures
 
 
+@one_line_errors
 def main(argv=None) -> int:
     ap = CommandLine(prog="python -m gmmvit.config.locality", description=__doc__.split("\n\n")[0])
     ap.add_argument("path", type=Path, nargs="?", help="a run folder or a sweep folder, multirun/<sweep>[/<run>]")

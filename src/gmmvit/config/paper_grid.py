@@ -23,7 +23,7 @@ from gmmvit.catalog import MASKS, MODELS, MULTIRUN, PAPER_DATASETS, REPO, TRAIN_
 from gmmvit.config.planning import checked_configs, launcher_flag, names_flag, planned_env, seeds_flag
 from gmmvit.config.refusals import group_options
 from gmmvit.config.reporting import guarded
-from gmmvit.errors import CommandLine
+from gmmvit.errors import CommandLine, one_line_errors
 from gmmvit.run.fused import stacking_key
 from gmmvit.sweeps.cost import (DEFAULT_IMG_PER_S, GPU_IMG_PER_S, GPU_RATE_SOURCE, NO_PACKING, epochs_left, estimate,
                                 fused_hours, measured_rates, recipe_length)
@@ -150,6 +150,7 @@ def run(args) -> int:
     return subprocess.call(cmd, cwd=REPO, env=planned_env(cmd[2:]))
 
 
+@one_line_errors
 def main(argv=None) -> int:
     p = CommandLine(prog="python -m gmmvit.config.paper_grid", description=__doc__.split("\n\n")[0])
     p.add_argument("--launcher", default="local", help="conf/hydra/launcher preset: local, local_gpus, slurm, ray_gpus")

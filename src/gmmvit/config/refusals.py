@@ -95,7 +95,7 @@ def suggest(key: str) -> str:
     owners = keys_by_option()
     if owners.get(key):
         return f" ({', '.join(owners[key])} {'has' if len(owners[key]) == 1 else 'have'} it)"
-    keys = sorted(owners)
+    keys = sorted(set(owners) | set(GROUPS) | {"experiment"})  # a group's name mistyped: datset=cifar10
     last = key.split(".")[-1]
     same_name = [k for k in keys if k.split(".")[-1] == last and k != key]
     close = same_name or difflib.get_close_matches(key, keys, n=1, cutoff=0.75)

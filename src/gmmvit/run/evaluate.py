@@ -19,6 +19,7 @@ from gmmvit.data.datasets import load_splits
 from gmmvit.errors import CheckpointError
 from gmmvit.run import devices
 from gmmvit.run.loaders import eval_loader, run_splits
+from gmmvit.run.progress import epoch_label
 from gmmvit.run.records import METRICS, newest_checkpoint, read_json, write_json
 from gmmvit.run.selection import BEST, best_from_checkpoints, load_weights
 from gmmvit.run.tracking import reopened
@@ -92,9 +93,10 @@ def evaluate_run(cfg: DictConfig, run_dir: Path, checkpoint: str, name: str) -> 
     loader = eval_loader(test_split, cfg, device, devices.loader_workers(cfg.workers, device, 1))
     logits, targets = predictions(model, loader, device, autocast)
     metrics = read_json(run_dir / METRICS) or {}
+    epochs = metrics.get("epochs") or cfg.recipe.epochs
     recorded = next((r for r in metrics.get("history", []) if r["epoch"] == epoch), {})
     result = {"run": str(run_dir), "checkpoint": checkpoint, "weights": source, "epoch": epoch,
-              "dataset": cfg.dataset.name, "precision": "bf16" if bf16 else "fp32", "device": str(device),
+              "epochs": epochs, "dataset": cfg.dataset.name, "precision": "bf16" if bf16 else "fp32", "device": str(device),
               "attention": str(cfg.attention),
               **scores(logits, targets, cfg.dataset.num_classes),
               "recorded_test_top1": recorded.get("test_top1") if cfg.dataset.name == metrics.get("meta", {}).get(
@@ -126,13 +128,15 @@ def confusion_png(result: dict, path: Path, title: str) -> None:
 
 def _log_to_wandb(cfg, run_dir: Path, name: str, result: dict, png: Path) -> None:
     with reopened(cfg, run_dir, png.with_suffix(".json")) as tracker:
-        tracker.log_summary(**{f"eval/{name}/{k}": result[k] for k in ("top1", "top5", "epoch")})
+        tracker.log_summary(**{f"eval/{name}/{k}": result[k] for k in ("top1", "top5")},
+                            **{f"eval/{name}/epoch": result["epoch"] + 1})  # epochs completed, as W&B's epoch axis
         tracker.log_images({f"eval/{name}/confusion": str(png)})
 
 
 def report(result: dict) -> str:
     """The printed form: the figures, per-class accuracy, the confusion matrix."""
-    lines = [f"{result['run']} ({result['checkpoint']}: {result['weights']}, epoch {result['epoch']}) on "
+    lines = [f"{result['run']} ({result['checkpoint']}: {result['weights']}, "
+             f"{epoch_label(result['epoch'], result.get('epochs'))}) on "
              f"{result['dataset']} test (n={result['n']}, {result['precision']}, {result['device']}): "
              f"top-1 {result['top1']:.2f}, top-5 {result['top5']:.2f}"]
     if result["recorded_test_top1"] is not None:

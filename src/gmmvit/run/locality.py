@@ -21,6 +21,7 @@ from gmmvit.nn.locality import AttentionLocality
 from gmmvit.run import devices
 from gmmvit.run.evaluate import uses_bf16, weights_of
 from gmmvit.run.loaders import eval_loader
+from gmmvit.run.progress import epoch_label
 from gmmvit.run.records import write_json
 from gmmvit.run.train import build_model
 
@@ -50,7 +51,8 @@ def measure_run(cfg: DictConfig, run_dir: Path, checkpoint: str = "best", images
         for x, _ in eval_loader(batch, cfg, device, 0):
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16, cache_enabled=False):
                 model(x.to(device))
-    result = {"run": str(run_dir), "checkpoint": checkpoint, "weights": source, "epoch": epoch, "model": cfg.model.name,
+    result = {"run": str(run_dir), "checkpoint": checkpoint, "weights": source, "epoch": epoch,
+              "epochs": cfg.recipe.epochs, "model": cfg.model.name,
               "mask": cfg.mask.name, "dataset": cfg.dataset.name, "seed": cfg.seed, "images": len(batch),
               "precision": "bf16" if bf16 else "fp32", "unit": "tokens of the layer's own grid",
               "layers": locality.layers()}
@@ -60,7 +62,8 @@ def measure_run(cfg: DictConfig, run_dir: Path, checkpoint: str = "best", images
 
 def report(result: dict) -> str:
     """The printed form: one line per layer, its mean distance, per head, and uniform attention's."""
-    lines = [f"{result['run']} ({result['checkpoint']}: {result['weights']}, epoch {result['epoch']}): mean attention "
+    lines = [f"{result['run']} ({result['checkpoint']}: {result['weights']}, "
+             f"{epoch_label(result['epoch'], result.get('epochs'))}): mean attention "
              f"distance in tokens over {result['images']} {result['dataset']} test images"]
     for layer in result["layers"]:
         heads = " ".join(f"{d:.2f}" for d in layer["heads"])

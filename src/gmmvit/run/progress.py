@@ -33,10 +33,14 @@ def duration(seconds: Optional[float]) -> str:
     return f"{s}s"
 
 
-def epoch_label(index: int, epochs: int) -> str:
-    """A recorded epoch index (``metrics.json`` counts from 0) as every line a user reads counts it,
-    from 1: index 0 of 2 is ``epoch 1/2``."""
-    return f"epoch {index + 1}/{epochs}"
+def epoch_count(index: int, epochs) -> str:
+    """A recorded epoch index (``metrics.json``, ``best.pt`` and the results count from 0) as every line
+    and table a user reads counts it, from 1: index 0 of 2 is ``1/2`` (``1`` where the total is unknown)."""
+    return f"{index + 1}/{epochs}" if epochs else f"{index + 1}"
+
+
+def epoch_label(index: int, epochs) -> str:
+    return f"epoch {epoch_count(index, epochs)}"
 
 
 def finished_line(name: str, final: dict, epochs: int) -> str:

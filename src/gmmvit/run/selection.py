@@ -20,6 +20,7 @@ from typing import Optional
 import torch
 
 from gmmvit.errors import CheckpointError
+from gmmvit.run.progress import epoch_label
 from gmmvit.run.records import CHECKPOINT, METRICS, PREVIOUS_CHECKPOINT, RunRecord, read_json, save_tensors
 
 BEST = "best.pt"
@@ -79,6 +80,7 @@ def best_from_checkpoints(run_dir: Path) -> tuple[dict, int, str]:
     missing = f"{run_dir / BEST} is missing"
     if best is None:
         raise CheckpointError(f"{missing} and {run_dir / METRICS} records no epoch; train the run first")
+    epochs = metrics.get("epochs")
     kept = []
     for name in (CHECKPOINT, PREVIOUS_CHECKPOINT):
         try:
@@ -87,14 +89,14 @@ def best_from_checkpoints(run_dir: Path) -> tuple[dict, int, str]:
             continue
         epoch = state.get("epoch", 0) - 1  # a checkpoint holds the epoch to train next
         if epoch == best["epoch"]:
-            print(f"[gmmvit] {missing}; evaluating {run_dir / name}, which holds the best epoch {epoch} ({metric} "
-                  f"{best[metric]:.2f})", flush=True)
+            print(f"[gmmvit] {missing}; evaluating {run_dir / name}, which holds the best epoch "
+                  f"({epoch_label(epoch, epochs)}, {metric} {best[metric]:.2f})", flush=True)
             return state["model"], epoch, name
-        kept.append(f"{name} holds epoch {epoch}")
+        kept.append(f"{name} holds {epoch_label(epoch, epochs)}")
     what = (f"{', '.join(kept)}; evaluate the last one with CKPT=last, or retrain the run to write best.pt" if kept
             else "no readable checkpoint is kept; retrain the run to write best.pt")
-    raise CheckpointError(f"{missing}, and no kept checkpoint holds its best epoch {best['epoch']} ({metric} "
-                          f"{best[metric]:.2f}): {what}")
+    raise CheckpointError(f"{missing}, and no kept checkpoint holds its best epoch "
+                          f"({epoch_label(best['epoch'], epochs)}, {metric} {best[metric]:.2f}): {what}")
 
 
 class BestWeights:
@@ -123,7 +125,8 @@ class BestWeights:
         # the best epoch's weights are gone (its checkpoint was unreadable): no best.pt until a better one
         self.path.unlink(missing_ok=True)
         self.record.update(best=None)
-        print(f"[gmmvit] {self.path.parent.name}: the weights of best epoch {best['epoch']} are lost; "
+        print(f"[gmmvit] {self.path.parent.name}: the weights of the best epoch "
+              f"({epoch_label(best['epoch'], self.record.data.get('epochs'))}) are lost; "
               f"best.pt returns with the next epoch above {self.metric} {self.value:.2f}", flush=True)
 
     def after_epoch(self, row: dict, model: torch.nn.Module) -> None:

@@ -38,7 +38,7 @@ from gmmvit.run.records import METRICS, read_json, write_json
 from gmmvit.run.tracking import (EPOCH, EPOCH_S, IMG_PER_S, MACS, MASK_IMAGE, MASK_PARAMS, PARAMS, TOP1, TOP1_BEST,
                                  TRAIN_LOSS)
 from gmmvit.sweeps.cells import varied_settings
-from gmmvit.sweeps.folders import collect_sweeps
+from gmmvit.sweeps.folders import collect_sweeps, read_whole
 from gmmvit.sweeps.render import render_png
 from gmmvit.sweeps.table import build
 
@@ -466,7 +466,16 @@ def main(argv=None) -> int:
                                                    "runs' files, into this PNG (one sweep)")
     args = ap.parse_args(argv)
     preview = preview_path(args.preview) if args.preview else None
-    sweeps = collect_sweeps([Path(p) for p in args.sweeps])
+    paths = [Path(p) for p in args.sweeps]
+    sweeps = collect_sweeps(paths)
+    for folder in sweeps:
+        if not read_whole(folder, paths):  # its view and report would show these runs as the sweep
+            raise ConfigError(f"make dashboard builds a sweep's view from all its runs, and was given run folders "
+                              f"of {folder}; give the sweep: make dashboard SWEEP={folder}")
+    if preview is not None and len(sweeps) > 1:
+        raise ConfigError(f"--preview draws one sweep's view, and {len(sweeps)} sweeps were found "
+                          f"({', '.join(map(str, sweeps))}); name one: make dashboard SWEEP=multirun/NAME "
+                          f"ARGS='--preview {preview}'")
     ok = [dashboard(folder, runs) for folder, runs in sweeps.items()]
     folder, runs = next(iter(sweeps.items()))
     if preview is not None and (folder / SPEC_FILE).is_file():  # else dashboard() said why nothing was built

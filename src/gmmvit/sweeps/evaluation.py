@@ -1,5 +1,6 @@
 """A sweep evaluated again (``make eval SWEEP=...``) in one table: a row per evaluated run (model,
-mask and whatever else the sweep varied, dataset, seed, the weights' file and epoch, top-1, top-5,
+mask and whatever else the sweep varied, dataset, seed, the weights' file and epoch (counted from 1 of
+the run's epochs, as the training lines count them; the JSON keeps the recorded index), top-1, top-5,
 and the top-1 its training recorded at that epoch where the eval used the run's own test set),
 written into the sweep folder as ``eval_<name>.md`` and ``eval_<name>.json`` (``<name>``: the runs'
 ``eval/<name>.json``), with the runs that were not evaluated listed beneath, each with why.
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 from gmmvit.catalog import MASKS
+from gmmvit.run.progress import epoch_count
 from gmmvit.run.records import write_json
 from gmmvit.sweeps.cells import assign_variants
 from gmmvit.sweeps.folders import Run, variant_text
@@ -31,7 +33,7 @@ def rows(sweep_dir: Path, evaluated: list[tuple[Run, dict]]) -> list[dict]:
     assign_variants([run for run, _ in evaluated])
     out = [{"run": str(run.path.relative_to(sweep_dir)), "model": run.model,
             "mask": f"{run.mask}{variant_text(run.variant)}", "dataset": result["dataset"], "seed": run.seed,
-            "weights": result["weights"], "epoch": result["epoch"], "top1": result["top1"], "top5": result["top5"],
+            "weights": result["weights"], "epoch": result["epoch"], "epochs": result["epochs"], "top1": result["top1"], "top5": result["top5"],
             "recorded_test_top1": result["recorded_test_top1"]} for run, result in evaluated]
     return sorted(out, key=lambda r: (r["model"], _mask_order(r["mask"].split(" ")[0]), r["mask"], r["dataset"],
                                       str(r["seed"]), r["run"]))
@@ -44,7 +46,7 @@ def _figure(x: Optional[float]) -> str:
 def render_markdown(title: str, table: list[dict], skipped: list[dict]) -> str:
     lines = [f"# {title}", "", "| " + " | ".join(HEADER) + " |", "|---|---|---|---|---:|---|---:|---:|---:|---:|"]
     lines += [f"| {r['run']} | {r['model']} | {r['mask']} | {r['dataset']} | {r['seed']} | {r['weights']} | "
-              f"{r['epoch']} | {_figure(r['top1'])} | {_figure(r['top5'])} | {_figure(r['recorded_test_top1'])} |"
+              f"{epoch_count(r['epoch'], r['epochs'])} | {_figure(r['top1'])} | {_figure(r['top5'])} | {_figure(r['recorded_test_top1'])} |"
               for r in table]
     if skipped:
         lines += ["", f"Not evaluated ({len(skipped)}):", ""] + [f"- {s['run']}: {s['why']}" for s in skipped]

@@ -71,8 +71,35 @@ class Run:
         return f"{self.model}/{self.mask}{variant_text(self.variant)}/{self.dataset} seed {self.seed}"
 
 
+HYDRA_RECORD = ".hydra"  # Hydra's own copy of a job's config, unresolved: never a run folder itself
+
+
 def is_run_dir(path: Path) -> bool:
-    return (path / METRICS).is_file() or (path / CONFIG).is_file()
+    return path.name != HYDRA_RECORD and ((path / METRICS).is_file() or (path / CONFIG).is_file())
+
+
+def run_holding(path: Path) -> Optional[Path]:
+    """The run folder ``path`` lies inside (its ``.hydra``, ``eval``, ``analysis``, ``masks``, ``wandb``
+    folders), or None. Only a folder a run wrote counts (``metrics.json``, or ``config.yaml`` beside
+    ``.hydra/``), so a stray ``config.yaml`` above a sweep does not."""
+    spelt = Path(os.path.normpath(os.path.abspath(path))).parents  # the run named as the user named it
+    for level, parent in enumerate(list(Path(path).resolve().parents)[:3]):
+        if (parent / METRICS).is_file() or ((parent / CONFIG).is_file() and (parent / HYDRA_RECORD).is_dir()):
+            return Path(os.path.relpath(spelt[level])) if not Path(path).is_absolute() else spelt[level]
+    return None
+
+
+def check_target(path: Path, where: str) -> None:
+    """A folder a command was pointed at, refused in one line (``ConfigError``, ending in ``where``: what
+    to give) when it is absent, a file, or a folder inside a run folder."""
+    if not path.exists():
+        broken = " (a broken symbolic link)" if path.is_symlink() else ""
+        raise ConfigError(f"{path} does not exist{broken}; {where}")
+    if not path.is_dir():
+        raise ConfigError(f"{path} is a file, not a folder; {where}")
+    run = run_holding(path)
+    if run is not None:
+        raise ConfigError(f"{path} is a folder inside the run folder {run}; {where}")
 
 
 def find_run_dirs(root: Path) -> list[Path]:
@@ -195,19 +222,23 @@ WHERE_SWEEPS_ARE = "give a sweep folder (multirun/NAME), a folder of sweeps (mul
 
 def collect_sweeps(paths: list[Path], stale_after: Optional[float] = None) -> dict[Path, list[Run]]:
     """``collect`` over the folders a command was given (the command-line readers' shared start: table,
-    status, dashboard); a path that is no folder, or no run under them, is ``ConfigError`` before
-    anything is read or written."""
+    status, dashboard); a path that is no folder (``check_target``), or no run under them, is
+    ``ConfigError`` before anything is read or written."""
     for path in paths:
-        if not path.exists():
-            broken = " (a broken symbolic link)" if path.is_symlink() else ""
-            raise ConfigError(f"{path} does not exist{broken}; {WHERE_SWEEPS_ARE}")
-        if not path.is_dir():
-            raise ConfigError(f"{path} is a file, not a folder; {WHERE_SWEEPS_ARE}")
+        check_target(path, WHERE_SWEEPS_ARE)
     sweeps = collect(paths, stale_after)
     if not sweeps:
         raise ConfigError(f"no runs under {' '.join(map(str, paths))} (no folder holds metrics.json or "
                           f"config.yaml); {WHERE_SWEEPS_ARE}")
     return sweeps
+
+
+def read_whole(sweep_dir: Path, paths: list[Path]) -> bool:
+    """Whether the runs ``collect`` found in ``sweep_dir`` are all of its runs: the command named that
+    folder or one above it, not only run folders in it. A sweep's own files (``table.*``, its W&B
+    view) are written from the whole sweep only."""
+    sweep_dir = Path(sweep_dir).resolve()
+    return any(p.resolve() == sweep_dir or p.resolve() in sweep_dir.parents for p in map(Path, paths))
 
 
 def csv(text: str) -> list[str]:

@@ -82,15 +82,18 @@ def sweep_status(folder: Path, runs: list, now: Optional[float] = None) -> str:
     work += [typical] * (not_started + counts["incomplete"]) if typical else []
     unknown = typical is None and (not_started + counts["incomplete"]) > 0
     eta = None if unknown or any(e is None for e in left) or not work else sum(work) / in_flight
-    head = f"{sweep_name(folder)} ({folder}): {len(runs) + not_started} runs" + (
+    jobs = len(runs) + not_started
+    head = f"{sweep_name(folder)} ({folder}): {jobs} run{'' if jobs == 1 else 's'}" + (
         f" ({not_started} not started yet)" if not_started else "")
     summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
-    if counts["finished"] == len(runs) + not_started:
+    if counts["finished"] == jobs:
         tail = "sweep finished"
     elif eta is None:   # no pace to count the work left by; "0s" would say the sweep is done
         tail = "sweep ETA unknown" + (" (fix or delete the unreadable runs)" if counts["unreadable"] else "")
+    elif not counts["running"]:  # a stopped sweep goes on only when relaunched
+        tail = f"sweep ETA {duration(eta)} once relaunched, one run at a time (none is running now)"
     else:
-        tail = f"sweep ETA {duration(eta)} at {in_flight} run(s) at a time"
+        tail = f"sweep ETA {duration(eta)} at {in_flight} run{'' if in_flight == 1 else 's'} at a time"
     return "\n".join([head, *lines, f"{summary}; {tail}"]) + "\n"
 
 

@@ -36,7 +36,7 @@ from typing import Optional
 from gmmvit.errors import CommandLine, one_line_errors
 from gmmvit.sweeps import render
 from gmmvit.sweeps.cells import SELECTIONS, SweepTable
-from gmmvit.sweeps.folders import Run, collect_sweeps
+from gmmvit.sweeps.folders import Run, collect_sweeps, read_whole
 
 SUFFIXES = (".md", ".csv", ".tex", ".png")
 
@@ -87,22 +87,31 @@ def build(folder: Path, runs: list[Run], select: str = DEFAULT_SELECTION,
 def main(argv=None) -> int:
     ap = CommandLine(prog="python -m gmmvit.sweeps.table", description=__doc__.split("\n\n")[0])
     ap.add_argument("sweeps", nargs="*", default=["multirun"], help="sweep folders, or folders of sweeps")
-    ap.add_argument("--select", type=_selection, default=None, metavar="test|val|final[,...]",
+    selection = ap.add_mutually_exclusive_group()  # `--final --select val` would keep only the last
+    selection.add_argument("--select", type=_selection, default=None, metavar="test|val|final[,...]",
                     help="which epoch a cell is: best on test (the paper's), best on the validation split "
                          "(dataset.val_fraction), final; several, comma-separated, print one table each "
                          "(default: test, and val where the runs hold out a validation split)")
-    ap.add_argument("--final", action="store_const", const="final", dest="select", help="= --select final")
+    selection.add_argument("--final", action="store_const", const="final", dest="select", help="= --select final")
     ap.add_argument("--stale-after", type=float, default=None, metavar="SECONDS",
                     help="a 'running' run silent this long is reported incomplete "
                          "(default: 3 of its longest epochs, at least 10 min)")
     args = ap.parse_args(argv)
-    sweeps = collect_sweeps([Path(p) for p in args.sweeps], args.stale_after)
+    paths = [Path(p) for p in args.sweeps]
+    sweeps = collect_sweeps(paths, args.stale_after)
     for folder, runs in sweeps.items():
+        whole = read_whole(folder, paths)
         for select in selections(args.select, runs):
-            text, t = build(folder, runs, select)
+            text, t = build(folder, runs, select, write=whole)
             print(text, flush=True)
-            if t is not None:
+            if t is None:
+                continue
+            if whole:
                 print(f"(written: {', '.join(str(folder / o) for o in outputs(stem_of(select)))})\n", flush=True)
+            else:
+                named = "1 run folder of {} was" if len(runs) == 1 else f"{len(runs)} run folders of {{}} were"
+                print(f"(not written: {named.format(folder)} named, not the sweep; "
+                      f"make table SWEEP={folder} writes its {stem_of(select)}.*)\n", flush=True)
     return 0
 
 
