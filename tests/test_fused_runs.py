@@ -168,6 +168,20 @@ def test_each_member_of_a_fused_group_is_an_ordinary_finished_run_in_its_own_fol
     assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
+def test_each_member_of_a_fused_group_records_its_own_models_params_and_macs(member):
+    from gmmvit.nn.complexity import count_macs, count_params
+
+    cfgs = [member(0, "mask=none", "model.pool=mean", "recipe.epochs=1"), member(1, "mask=elm", "recipe.epochs=1"),
+            member(2, "mask=gmm", "recipe.epochs=1")]
+    fused_train.train_group(cfgs)
+    for cfg in cfgs:
+        alone = build_model(cfg)
+        own = {"params": count_params(alone), "macs": count_macs(alone, cfg.dataset.img_size, cfg.dataset.channels)}
+        data = metrics(cfg)
+        assert {k: data[k] for k in own} == own == {k: data["final"][k] for k in own}, cfg.mask.name
+    assert len({metrics(c)["params"] for c in cfgs}) == 3
+
+
 def test_a_run_stopped_fused_resumes_unfused_and_continues_its_history(member, monkeypatch):
     cfgs = [member(0), member(1)]
     monkeypatch.setattr(fused_train, "save_checkpoint", StopAfter(fused_train.save_checkpoint, 2))
