@@ -16,7 +16,7 @@ from gmmvit.run import fused
 from gmmvit.run.compiling import Compiled
 from gmmvit.run.recipe import build_optimizer
 
-FUSED_HEADER = ["model", "mask", "members", "img/s, all members", "img/s per member", "step ms", "peak MiB"]
+FUSED_HEADER = ["model", "mask", "members", "img/s, all members", "img/s per member", "step ms", "peak MiB", "compiled"]
 
 
 def time_fused_steps(model: str, mask: str, sizes: Sequence[int] = (1, 2, 4), batch: int = 128, steps: int = 5,
