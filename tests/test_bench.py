@@ -78,7 +78,7 @@ def test_unknown_model_is_one_line_error(capsys):
 
 
 @pytest.mark.parametrize("flag, value, says", [
-    ("--fused", "abc", "group sizes as whole numbers >= 1"), ("--fused", "0", "group sizes as whole numbers >= 1"),
+    ("--fused", "abc", "sizes as whole numbers >= 1"), ("--fused", "0", "sizes as whole numbers >= 1"),
     ("--masks", "gmn", "'gmn' is not a mask here"), ("--fused-mask", "foo", "'foo' is not a mask here"),
     ("--fused-model", "vitt", "invalid choice: 'vitt'"), ("--datasets", "cifar", "'cifar' is not a dataset here"),
     ("--precision", "fp16", "invalid choice: 'fp16'"), ("--attention", "sdpa", "invalid choice: 'sdpa'"),

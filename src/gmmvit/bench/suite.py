@@ -28,10 +28,11 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 
+from gmmvit.bench import flags
 from gmmvit.bench.epoch import gpu_epoch
 from gmmvit.bench.fused_rate import time_fused_steps
 from gmmvit.bench.loader import loader_throughput
@@ -44,43 +45,6 @@ from gmmvit.errors import CommandLine
 from gmmvit.nn.kernels import ATTENTION_MODES
 from gmmvit.run.compiling import compile_setting
 from gmmvit.run.fused import stacking_key
-
-
-def _csv(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
-def _names(kind: str, known: Callable[[], Sequence[str]]) -> Callable[[str], list[str]]:
-    """A comma list of ``kind`` names, each one of ``known()``: argparse refuses any other in one line."""
-    def parse(text: str) -> list[str]:
-        names = _csv(text)
-        unknown = [n for n in names if n not in known()]
-        if unknown or not names:
-            raise argparse.ArgumentTypeError(f"{(unknown or [text])[0]!r} is not a {kind} here "
-                                             f"(give a comma list of {', '.join(known())})")
-        return names
-    return parse
-
-
-def _count(least: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        if not text.strip().isdigit() or int(text) < least:
-            raise argparse.ArgumentTypeError(f"{text!r}: give a whole number >= {least}")
-        return int(text)
-    return parse
-
-
-def _sizes(text: str) -> list[int]:
-    if not all(t.isdigit() and int(t) >= 1 for t in _csv(text)):
-        raise argparse.ArgumentTypeError(f"{text!r}: give group sizes as whole numbers >= 1, e.g. 1,2,4 ('' skips the row)")
-    return [int(t) for t in _csv(text)]
-
-
-def _device(text: str) -> str:
-    kind, _, index = text.partition(":")
-    if text in ("auto", "cpu", "cuda") or (kind == "cuda" and index.isdigit()):
-        return text
-    raise argparse.ArgumentTypeError(f"{text!r}: give auto, cpu, cuda or cuda:N")
 
 
 def _first_unstacked(model: str, masks: Sequence[str]) -> Optional[tuple[str, str]]:
@@ -96,33 +60,33 @@ FULL = {"batch": 128, "steps": 10, "loader_images": 2048, "epoch_images": 50_000
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = CommandLine(prog="python -m gmmvit.bench", description=__doc__.split("\n\n")[0])
-    models, masks, datasets = _names("model", all_models), _names("mask", lambda: MASKS), \
-        _names("dataset", lambda: available(DATASETS, "dataset"))
+    models, masks = flags.names("model", all_models), flags.names("mask", lambda: MASKS)
+    datasets = flags.names("dataset", lambda: available(DATASETS, "dataset"))
     p.add_argument("--models", type=models, default=None, help="comma list (default: all in conf/model/)")
     p.add_argument("--masks", type=masks, default=list(MASKS), help="comma list of none,elm,gmm")
-    p.add_argument("--steps", type=_count(1), default=None, help="timed steps per model x mask (median; default 10)")
-    p.add_argument("--warmup", type=_count(0), default=None, help="untimed steps first (default 2; 3 with compile)")
-    p.add_argument("--batch", type=_count(1), default=None, help="images per step (default 128)")
-    p.add_argument("--threads", type=_count(1), default=None, help="torch threads (default 2 on CPU)")
-    p.add_argument("--device", type=_device, default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--steps", type=flags.count(1), default=None, help="timed steps per model x mask (median; default 10)")
+    p.add_argument("--warmup", type=flags.count(0), default=None, help="untimed steps first (default 2; 3 with compile)")
+    p.add_argument("--batch", type=flags.count(1), default=None, help="images per step (default 128)")
+    p.add_argument("--threads", type=flags.count(1), default=None, help="torch threads (default 2 on CPU)")
+    p.add_argument("--device", type=flags.device, default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--precision", default="auto", choices=[c.value for c in Precision], help="auto (bf16 on GPU) | fp32 | bf16")
-    p.add_argument("--compile", default="auto",
+    p.add_argument("--compile", type=flags.compile_mode, default="auto",
                    help="auto (on for GPU, off for CPU) | true | false | a torch.compile mode, e.g. reduce-overhead")
     p.add_argument("--attention", default="auto", choices=ATTENTION_MODES, help="auto | explicit | flex (see gmmvit.nn.kernels)")
     p.add_argument("--datasets", type=datasets, default=None, help="loader datasets (default: all)")
-    p.add_argument("--loader-images", type=_count(1), default=None, help="images per loader pass (default 2048)")
+    p.add_argument("--loader-images", type=flags.count(1), default=None, help="images per loader pass (default 2048)")
     p.add_argument("--no-steps", action="store_true", help="skip the train-step table")
     p.add_argument("--no-loader", action="store_true", help="skip the loader table")
     p.add_argument("--gpu-epoch", action=argparse.BooleanOptionalAction, default=None,
                    help="end-to-end epoch through train() (default: on when a GPU is present)")
-    p.add_argument("--epoch-images", type=_count(1), default=None, help="images of the GPU epoch (default 50,000)")
+    p.add_argument("--epoch-images", type=flags.count(1), default=None, help="images of the GPU epoch (default 50,000)")
     p.add_argument("--tiny", action="store_true",
                    help="CI-sized defaults: batch 8, 1 step after 1 warm-up, 32 loader images, fused 1,2 "
                         "(a flag given beside it keeps its value)")
     p.add_argument("--authors", default=None, metavar="PATH",
                    help="a checkout of the authors' repository (needs einops): time their model of the same "
                         "name and mask too, steps alternating with ours")
-    p.add_argument("--fused", type=_sizes, default=None, help="fused group sizes for the fused row (default 1,2,4; '' skips it)")
+    p.add_argument("--fused", type=flags.sizes, default=None, help="fused group sizes for the fused row (default 1,2,4; '' skips it)")
     p.add_argument("--fused-model", choices=all_models(), default="vit", help="model of the fused row")
     p.add_argument("--fused-mask", type=masks, default=["gmm"],
                    help="its mask, or masks the members take in turn (none,gmm)")
@@ -137,12 +101,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                 "into one fused model (their models differ beyond the mask; a sweep fuses them in separate groups): "
                 "give masks whose runs fuse, or time each mask on its own")
     args.fused_mask = ",".join(args.fused_mask)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        p.error(f"argument --device: {args.device}: no CUDA device here; use --device cpu (or auto)")
-    try:
-        compile_setting(args.compile, torch.device("cpu"))
-    except ValueError as exc:
-        p.error(f"argument --compile: {exc}")
     if args.authors:
         problem = authors_checkout_problem(args.authors)
         if problem:
