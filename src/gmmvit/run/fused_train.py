@@ -112,6 +112,8 @@ def train_group(cfgs: list) -> dict:
             if m.epoch != lead.epoch:
                 m.lock.release()  # at another epoch: its own job trains it
         if len(members) == 1:
+            print(f"[gmmvit] fused: {lead.name} trains alone: the other {len(cfgs) - 1} run(s) of its group are "
+                  "finished, trained by another job, or at another epoch (each is trained by its own job)", flush=True)
             lead.lock.release()
             return train(cfgs[0])
         print(f"[gmmvit] fused: {lead.name} trains {len(members)} runs as one model: "
