@@ -246,7 +246,7 @@ def test_only_members_at_the_first_members_epoch_join_its_group(member, monkeypa
         train(ahead)
     monkeypatch.undo()
     fused_train.train_group([ahead, *fresh])  # ahead is at epoch 1, the others at 0: it trains alone
-    assert "fused: seed=0 trains alone: the other 2 run(s) of its group are finished" in capsys.readouterr().out
+    assert "fused: seed=0 trains alone: the other 2 run(s) of its group cannot join it" in capsys.readouterr().out
     assert metrics(ahead)["status"] == "finished" and metrics(ahead)["paths"]["step"] != "fused x2"
     assert not any((Path(c.run_dir) / "metrics.json").exists() for c in fresh)
     fused_train.train_group([*fresh, ahead])  # the other two, at one epoch, fuse; ahead is finished

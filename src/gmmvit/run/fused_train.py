@@ -112,8 +112,9 @@ def train_group(cfgs: list) -> dict:
             if m.epoch != lead.epoch:
                 m.lock.release()  # at another epoch: its own job trains it
         if len(members) == 1:
-            print(f"[gmmvit] fused: {lead.name} trains alone: the other {len(cfgs) - 1} run(s) of its group are "
-                  "finished, trained by another job, or at another epoch (each is trained by its own job)", flush=True)
+            print(f"[gmmvit] fused: {lead.name} trains alone: the other {len(cfgs) - 1} run(s) of its group cannot "
+                  "join it (finished, trained by another job, at another epoch, or a folder its own job refuses)",
+                  flush=True)
             lead.lock.release()
             return train(cfgs[0])
         print(f"[gmmvit] fused: {lead.name} trains {len(members)} runs as one model: "
