@@ -133,3 +133,11 @@ def test_tiny_bench_prints_fused_throughput_for_each_group_size(tiny_report):
         members = int(r[2])
         assert float(r[3].replace(",", "")) == pytest.approx(members * float(r[4].replace(",", "")), rel=0.01,
                                                              abs=0.05 * (members + 1))
+
+
+def test_a_fused_row_names_the_masks_its_members_took_not_the_list_they_take_in_turn():
+    from gmmvit.bench.fused_rate import time_fused_steps
+
+    small = ["model.depth=1", "model.embed_dim=32", "model.num_heads=2"]
+    rows = time_fused_steps("vit", "gmm,elm", sizes=[1, 2], batch=2, steps=1, warmup=0, overrides=small)
+    assert [(r["members"], r["mask"]) for r in rows] == [(1, "gmm"), (2, "gmm,elm")]
