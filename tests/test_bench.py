@@ -83,7 +83,8 @@ def test_unknown_model_is_one_line_error(capsys):
     ("--fused-model", "vitt", "invalid choice: 'vitt'"), ("--datasets", "cifar", "'cifar' is not a dataset here"),
     ("--precision", "fp16", "invalid choice: 'fp16'"), ("--attention", "sdpa", "invalid choice: 'sdpa'"),
     ("--steps", "0", "whole number >= 1"), ("--batch", "x", "whole number >= 1"), ("--device", "gpu", "cuda:N"),
-    ("--compile", "fast", "compile must be auto, true, false")])
+    ("--compile", "fast", "compile must be auto, true, false"),
+    ("--out", "no/such/folder/bench.md", "give a file in a writable folder that exists")])
 def test_a_bench_flag_value_it_cannot_take_is_one_line_naming_the_flag_and_exit_2(capsys, flag, value, says):
     err = refusal(capsys, ["--no-loader", "--no-steps", flag, value])
     assert f"argument {flag}:" in err and says in err

@@ -5,6 +5,8 @@ through ``gmmvit.errors.CommandLine``), rather than a traceback or a silent stan
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
@@ -54,6 +56,14 @@ def device(text: str) -> str:
     return text
 
 
+def out_file(text: str) -> Path:
+    """A file to write the report to, in a folder that exists (checked before the minutes of timing)."""
+    path = Path(text)
+    if path.is_dir() or not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{text}: give a file in a writable folder that exists")
+    return path
+
+
 def compile_mode(text: str) -> str:
     """A ``compile`` setting as ``cfg.compile`` takes it (``gmmvit.run.compiling.compile_setting``)."""
     try:
@@ -63,4 +73,4 @@ def compile_mode(text: str) -> str:
     return text
 
 
-__all__ = ["csv", "names", "count", "sizes", "device", "compile_mode"]
+__all__ = ["csv", "names", "count", "sizes", "device", "out_file", "compile_mode"]

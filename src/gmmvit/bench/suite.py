@@ -27,7 +27,6 @@ import argparse
 import os
 import shlex
 import sys
-from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
@@ -90,7 +89,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--fused-model", choices=all_models(), default="vit", help="model of the fused row")
     p.add_argument("--fused-mask", type=masks, default=["gmm"],
                    help="its mask, or masks the members take in turn (none,gmm)")
-    p.add_argument("--out", default=None, help="also write the markdown report to this file")
+    p.add_argument("--out", type=flags.out_file, default=None, help="also write the markdown report to this file")
     args = p.parse_args(argv)
     for key, value in (TINY if args.tiny else FULL).items():
         if getattr(args, key) is None:
@@ -178,7 +177,7 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     report = render(command, machine(device, threads), settings, steps, loaders, epochs, notes, fused_rows)
     print(report, flush=True)
     if args.out:
-        Path(args.out).write_text(report)
+        args.out.write_text(report)
     return report
 
 
