@@ -65,9 +65,50 @@ def test_render_marks_failures_without_losing_rows():
     assert rows[1][:3] == ["vit", "gmm", "error"] and "boom" in rows[1][-1]
 
 
-def test_unknown_model_is_one_line_error():
-    with pytest.raises(SystemExit, match="no conf/model/nosuch.yaml"):
-        suite.main(["--models", "nosuch", "--no-loader"])
+def refusal(capsys, argv) -> str:
+    with pytest.raises(SystemExit) as stop:
+        suite.main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    return err
+
+
+def test_unknown_model_is_one_line_error(capsys):
+    assert "'nosuch' is not a model here" in refusal(capsys, ["--models", "nosuch", "--no-loader"])
+
+
+@pytest.mark.parametrize("flag, value, says", [
+    ("--fused", "abc", "sizes as whole numbers >= 1"), ("--fused", "0", "sizes as whole numbers >= 1"),
+    ("--masks", "gmn", "'gmn' is not a mask here"), ("--fused-mask", "foo", "'foo' is not a mask here"),
+    ("--fused-model", "vitt", "invalid choice: 'vitt'"), ("--datasets", "cifar", "'cifar' is not a dataset here"),
+    ("--precision", "fp16", "invalid choice: 'fp16'"), ("--attention", "sdpa", "invalid choice: 'sdpa'"),
+    ("--steps", "0", "whole number >= 1"), ("--batch", "x", "whole number >= 1"), ("--device", "gpu", "cuda:N"),
+    ("--compile", "fast", "compile must be auto, true, false"),
+    ("--out", "no/such/folder/bench.md", "give a file in a writable folder that exists")])
+def test_a_bench_flag_value_it_cannot_take_is_one_line_naming_the_flag_and_exit_2(capsys, flag, value, says):
+    err = refusal(capsys, ["--no-loader", "--no-steps", flag, value])
+    assert f"argument {flag}:" in err and says in err
+
+
+def test_tiny_sets_the_ci_size_only_where_no_flag_beside_it_does():
+    args = suite.parse_args(["--tiny", "--steps", "3", "--fused", "1,2,4"])
+    assert (args.steps, args.fused, args.batch, args.warmup, args.loader_images) == (3, [1, 2, 4], 8, 1, 32)
+    assert (suite.parse_args([]).steps, suite.parse_args([]).fused) == (10, [1, 2, 4])
+
+
+def test_a_fused_mask_mix_whose_runs_do_not_stack_is_refused_in_one_line(capsys):
+    # ViT's plain runs keep a class token its masked ones drop: a sweep fuses them apart
+    err = refusal(capsys, ["--no-loader", "--no-steps", "--fused", "2", "--fused-mask", "none,gmm"])
+    assert "vit's none and gmm runs do not stack" in err
+    assert suite.parse_args(["--fused", "2", "--fused-model", "swin", "--fused-mask", "none,gmm"]).fused_mask == "none,gmm"
+
+
+def test_an_error_over_many_lines_stays_one_cell_of_its_table():
+    steps = [{"model": "vit", "mask": "none", "img_s": 100.0, "step_ms": 1280.0, "params": 1},
+             {"model": "vit", "mask": "gmm", "error": "MissingConfigException: no 'mask/x'\nAvailable | options"}]
+    text = report.render("cmd", "machine", "settings", steps, [], [])
+    header, rows = report.parse_markdown_table(text, "model")
+    assert len(rows) == 2 and len(rows[1]) == len(header) and rows[1][-1] == "MissingConfigException: no 'mask/x'"
 
 
 def test_side_by_side_columns_give_the_authors_speed_and_overhead_measured_alongside():
@@ -80,9 +121,8 @@ def test_side_by_side_columns_give_the_authors_speed_and_overhead_measured_along
     assert gmm[-3:] == ["76.0", "+5.3%", "1.26x"]
 
 
-def test_authors_option_without_their_checkout_is_one_line_error(tmp_path):
-    with pytest.raises(SystemExit, match="no models/create_model.py"):
-        suite.main(["--models", "vit", "--no-loader", "--authors", str(tmp_path)])
+def test_authors_option_without_their_checkout_is_one_line_error(tmp_path, capsys):
+    assert "no models/create_model.py" in refusal(capsys, ["--models", "vit", "--no-loader", "--authors", str(tmp_path)])
 
 
 def test_tiny_bench_prints_fused_throughput_for_each_group_size(tiny_report):
@@ -94,3 +134,11 @@ def test_tiny_bench_prints_fused_throughput_for_each_group_size(tiny_report):
         members = int(r[2])
         assert float(r[3].replace(",", "")) == pytest.approx(members * float(r[4].replace(",", "")), rel=0.01,
                                                              abs=0.05 * (members + 1))
+
+
+def test_a_fused_row_names_the_masks_its_members_took_not_the_list_they_take_in_turn():
+    from gmmvit.bench.fused_rate import time_fused_steps
+
+    small = ["model.depth=1", "model.embed_dim=32", "model.num_heads=2"]
+    rows = time_fused_steps("vit", "gmm,elm", sizes=[1, 2], batch=2, steps=1, warmup=0, overrides=small)
+    assert [(r["members"], r["mask"]) for r in rows] == [(1, "gmm"), (2, "gmm,elm")]

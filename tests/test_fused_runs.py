@@ -168,6 +168,20 @@ def test_each_member_of_a_fused_group_is_an_ordinary_finished_run_in_its_own_fol
     assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
+def test_each_member_of_a_fused_group_records_its_own_models_params_and_macs(member):
+    from gmmvit.nn.complexity import count_macs, count_params
+
+    cfgs = [member(0, "mask=none", "model.pool=mean", "recipe.epochs=1"), member(1, "mask=elm", "recipe.epochs=1"),
+            member(2, "mask=gmm", "recipe.epochs=1")]
+    fused_train.train_group(cfgs)
+    for cfg in cfgs:
+        alone = build_model(cfg)
+        own = {"params": count_params(alone), "macs": count_macs(alone, cfg.dataset.img_size, cfg.dataset.channels)}
+        data = metrics(cfg)
+        assert {k: data[k] for k in own} == own == {k: data["final"][k] for k in own}, cfg.mask.name
+    assert len({metrics(c)["params"] for c in cfgs}) == 3
+
+
 def test_a_run_stopped_fused_resumes_unfused_and_continues_its_history(member, monkeypatch):
     cfgs = [member(0), member(1)]
     monkeypatch.setattr(fused_train, "save_checkpoint", StopAfter(fused_train.save_checkpoint, 2))
@@ -232,6 +246,7 @@ def test_only_members_at_the_first_members_epoch_join_its_group(member, monkeypa
         train(ahead)
     monkeypatch.undo()
     fused_train.train_group([ahead, *fresh])  # ahead is at epoch 1, the others at 0: it trains alone
+    assert "fused: seed=0 trains alone: the other 2 run(s) of its group cannot join it" in capsys.readouterr().out
     assert metrics(ahead)["status"] == "finished" and metrics(ahead)["paths"]["step"] != "fused x2"
     assert not any((Path(c.run_dir) / "metrics.json").exists() for c in fresh)
     fused_train.train_group([*fresh, ahead])  # the other two, at one epoch, fuse; ahead is finished

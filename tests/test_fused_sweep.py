@@ -55,6 +55,16 @@ def test_a_fused_sweep_trains_each_group_in_one_job_into_run_folders_the_table_r
     assert "(n=2)" in table.stdout and "Runs: 6 finished." in table.stdout
 
 
+def test_a_fused_sweep_job_that_no_other_run_stacks_with_says_in_one_line_that_it_trains_alone(sweeps, tmp_path):
+    sweep = sweeps("fused-alone")
+    out = subprocess.run(sweep_cli(sweep, tmp_path / "data", "recipe.epochs=1", "recipe.warmup_epochs=0",
+                                   "mask=none,gmm", "fused=2"), cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    # ViT's plain run keeps the class token its masked run drops: the two do not stack
+    assert out.stdout.count("no other run of this sweep still to train fuses with") == 2, out.stdout[-3000:]
+    assert "as one model" not in out.stdout and all(read_run(f).state == "finished" for f in runs(sweep))
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_a_fused_sweep_killed_with_sigkill_resumes_every_member_where_it_stopped(sweeps, tmp_path):

@@ -40,3 +40,19 @@ def test_mps_reads_running_from_its_control_pipe(tmp_path, monkeypatch):
     monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(tmp_path))
     (tmp_path / "control").touch()
     assert packing.mps_state().startswith("running")
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--sizes", "1,x"], "argument --sizes: '1,x': give sizes as whole numbers >= 1"),
+    (["--device", "cpu", "--steps", "0"], "argument --steps: '0': give a whole number >= 1"),
+    (["--device", "gpu"], "argument --device: 'gpu': give auto, cpu, cuda or cuda:N"),
+    (["--device", "cpu", "--step-graph", "maybe"], "argument --step-graph: invalid choice: 'maybe'"),
+    (["--device", "cpu", "model=vitt"], "model=vitt: model takes one of"),
+])
+def test_a_packing_flag_or_override_it_cannot_take_is_one_line_and_exit_2_before_any_process_starts(
+        capsys, argv, says):
+    with pytest.raises(SystemExit) as stop:
+        packing.main(argv)
+    out = capsys.readouterr()
+    assert stop.value.code == 2 and len(out.err.strip().splitlines()) == 1
+    assert says in out.err and "MPS" not in out.out

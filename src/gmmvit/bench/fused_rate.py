@@ -16,7 +16,7 @@ from gmmvit.run import fused
 from gmmvit.run.compiling import Compiled
 from gmmvit.run.recipe import build_optimizer
 
-FUSED_HEADER = ["model", "mask", "members", "img/s, all members", "img/s per member", "step ms", "peak MiB"]
+FUSED_HEADER = ["model", "mask", "members", "img/s, all members", "img/s per member", "step ms", "peak MiB", "compiled"]
 
 
 def time_fused_steps(model: str, mask: str, sizes: Sequence[int] = (1, 2, 4), batch: int = 128, steps: int = 5,
@@ -59,7 +59,8 @@ def time_fused_steps(model: str, mask: str, sizes: Sequence[int] = (1, 2, 4), ba
         sync(dev)
         seconds = time.perf_counter() - t0
         peak = torch.cuda.max_memory_allocated(dev) / 2 ** 20 if dev.type == "cuda" else None
-        rows.append({"model": model, "mask": mask, "members": size, "compiled": compiled.report()["compiled"],
+        taken = ",".join(dict.fromkeys(c.mask.name for c in cfgs))  # the masks this group's members have
+        rows.append({"model": model, "mask": taken, "members": size, "compiled": compiled.report()["compiled"],
                      "img_s": size * batch * steps / seconds, "member_img_s": batch * steps / seconds,
                      "step_ms": 1000 * seconds / steps, "peak_mib": peak})
         del net, step

@@ -27,8 +27,12 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from gmmvit.bench import flags
+from gmmvit.bench.machine import compose
+from gmmvit.config.reporting import guarded
 from gmmvit.catalog import REPO
-from gmmvit.errors import CommandLine
+from gmmvit.errors import CommandLine, one_line_errors
+from gmmvit.run.step import STEP_GRAPH
 
 BARRIER_POLL_S = 0.001
 
@@ -156,23 +160,34 @@ def measure(parties: int, overrides: Sequence[str] = (), steps: int = 50, warmup
     return {**aggregate(results), "results": results}
 
 
+@one_line_errors
 def main(argv=None) -> int:
     p = CommandLine(prog="python -m gmmvit.bench.packing", description=__doc__.split("\n\n")[0])
     p.add_argument("--worker", help=argparse.SUPPRESS)
-    p.add_argument("--sizes", default="1,2,4")
-    p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--device", default="cuda")
-    p.add_argument("--compile", default="false")
-    p.add_argument("--step-graph", default="false")
+    p.add_argument("--sizes", type=flags.sizes, default=[1, 2, 4], help="processes packed at once, each count in turn")
+    p.add_argument("--steps", type=flags.count(1), default=50, help="timed steps of each process")
+    p.add_argument("--warmup", type=flags.count(0), default=5, help="untimed steps first (compiling, the graph's capture)")
+    p.add_argument("--device", type=flags.device, default=None, help="cuda (the default) | cuda:N | cpu | auto")
+    p.add_argument("--compile", type=flags.compile_mode, default="false")
+    p.add_argument("--step-graph", choices=STEP_GRAPH, default="false")
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. model=vit mask=gmm")
     args = p.parse_args(argv)
     if args.worker:
         print("RESULT " + json.dumps(worker(json.loads(args.worker))), flush=True)
         return 0
+    if args.device is None:  # checked here, not as argparse's default, which each worker would check too
+        try:
+            args.device = flags.device("cuda")
+        except argparse.ArgumentTypeError as exc:
+            p.error(f"argument --device: {exc}")
+    if args.device == "auto":
+        import torch
+
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    guarded(compose, ["logger=none", *args.overrides])  # a bad override: one line here, not one per process
     print(f"MPS: {mps_state()}")
     alone = None
-    for n in (int(s) for s in args.sizes.split(",")):
+    for n in args.sizes:
         r = measure(n, args.overrides, args.steps, args.warmup, args.device, args.compile, args.step_graph)
         if "error" in r:
             print(f"{n} processes: {r['error']}")

@@ -19,6 +19,11 @@ def fmt(x, digits: int = 0) -> str:
     return f"{x:,.{digits}f}"
 
 
+def error_cell(error: str) -> str:
+    """An error as one table cell: its first line (an exception's message may run over many), no column bars."""
+    return (error.strip().splitlines() or ["-"])[0].replace("|", "/")[:80]
+
+
 def table(header: Sequence[str], rows: Sequence[Sequence]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -32,7 +37,7 @@ def step_rows(results: list[dict]) -> list[list]:
     rows = []
     for r in results:
         if "error" in r:
-            rows.append([r["model"], r["mask"], "error", "-", "-", "-", "-", r["error"][:80]]
+            rows.append([r["model"], r["mask"], "error", "-", "-", "-", "-", error_cell(r["error"])]
                         + ["-"] * (len(SIDE_BY_SIDE_HEADER) if side_by_side else 0))
             continue
         b = base.get(r["model"])
@@ -74,7 +79,7 @@ def render(command: str, machine_line: str, settings: str, steps: list[dict], lo
         rows = []
         for r in loaders:
             if "error" in r:
-                rows.append([r["dataset"], "-", "error", "-", "-", "-", r["error"][:80]])
+                rows.append([r["dataset"], "-", "error", "-", "-", "-", error_cell(r["error"])])
                 continue
             authors = (f"{AUTHORS_LOADER['hand-written']:,} hand-written / {AUTHORS_LOADER['torchvision']:,} "
                        "torchvision" if r["dataset"].startswith("cifar") else "-")
@@ -93,7 +98,7 @@ def render(command: str, machine_line: str, settings: str, steps: list[dict], lo
         rows = []
         for r in epochs:
             if "error" in r:
-                rows.append([r["model"], r["mask"], "-", "error", "-", "-", "-", "-", r["error"][:80]])
+                rows.append([r["model"], r["mask"], "-", "error", "-", "-", "-", "-", error_cell(r["error"])])
                 continue
             rows.append([r["model"], r["mask"], f"{r['images']:,}", fmt(r["img_s"]), fmt(r["epoch_s"], 1),
                          fmt(r["first_epoch_s"], 1), r["compile"], r["attention"], r["data_on_gpu"]])
@@ -103,11 +108,12 @@ def render(command: str, machine_line: str, settings: str, steps: list[dict], lo
         from gmmvit.bench.fused_rate import FUSED_HEADER
 
         rows = [[r["model"], r["mask"], r["members"], fmt(r.get("img_s"), 1), fmt(r.get("member_img_s"), 1),
-                 fmt(r.get("step_ms"), 1), fmt(r.get("peak_mib"))] if "error" not in r else
-                [r["model"], r["mask"], r["members"], "error", "-", "-", r["error"][:80]] for r in fused]
+                 fmt(r.get("step_ms"), 1), fmt(r.get("peak_mib")), r.get("compiled", "-")] if "error" not in r else
+                [r["model"], r["mask"], r["members"], "error", "-", "-", "-", error_cell(r["error"])] for r in fused]
         out += ["### Fused runs: G members of one model trained as one (gmmvit.run.fused, explicit attention)", ""]
         out += table(FUSED_HEADER, rows) + ["", "Members at seeds 0..G-1, each its own batch; img/s, all members "
-                                            "= G x batch x steps over the same timed steps.", ""]
+                                            "= G x batch x steps over one window of the timed steps (a mean, not "
+                                            "the step table's median); step ms = that window / steps.", ""]
     out += [f"- {n}" for n in notes]
     return "\n".join(out).rstrip() + "\n"
 

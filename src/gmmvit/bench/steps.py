@@ -91,15 +91,16 @@ def time_train_step(model: str, mask: str, **kwargs) -> dict:
 AUTHORS_MODEL_NAME = {"vit": "vit", "swin": "swin", "cait": "cait-tiny", "pit": "pit", "t2t": "t2t"}
 
 
-def check_authors_checkout(repo: str) -> None:
-    """One line naming the fix when ``--authors`` cannot work."""
+def authors_checkout_problem(repo: str) -> Optional[str]:
+    """What keeps ``--authors repo`` from working, naming the fix, or None."""
     import importlib.util
 
     if not (Path(repo) / "models" / "create_model.py").is_file():
-        raise SystemExit(f"gmmvit.bench: {repo} has no models/create_model.py: point --authors at a checkout of "
-                         "https://github.com/CatworldLee/Gaussian-Mixture-Mask-Attention")
+        return (f"{repo} has no models/create_model.py: point --authors at a checkout of "
+                "https://github.com/CatworldLee/Gaussian-Mixture-Mask-Attention")
     if importlib.util.find_spec("einops") is None:
-        raise SystemExit("gmmvit.bench: the authors' models need einops: pip install einops")
+        return "the authors' models need einops: pip install einops"
+    return None
 
 
 def authors_model(repo: str, model: str, mask: str, num_classes: int, img_size: int) -> torch.nn.Module:

@@ -27,59 +27,83 @@ import argparse
 import os
 import shlex
 import sys
-from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 
+from gmmvit.bench import flags
 from gmmvit.bench.epoch import gpu_epoch
 from gmmvit.bench.fused_rate import time_fused_steps
 from gmmvit.bench.loader import loader_throughput
-from gmmvit.bench.machine import all_models, available, machine
+from gmmvit.bench.machine import all_models, available, compose, machine
 from gmmvit.bench.report import fmt, render
-from gmmvit.bench.steps import check_authors_checkout, time_train_steps
-from gmmvit.catalog import CONF, DATASETS, MASKS
+from gmmvit.bench.steps import authors_checkout_problem, time_train_steps
+from gmmvit.catalog import DATASETS, MASKS
+from gmmvit.config.schema import Precision
 from gmmvit.errors import CommandLine
+from gmmvit.nn.kernels import ATTENTION_MODES
 from gmmvit.run.compiling import compile_setting
+from gmmvit.run.fused import stacking_key
 
 
-def _csv(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+def _first_unstacked(model: str, masks: Sequence[str]) -> Optional[tuple[str, str]]:
+    """The first pair of ``masks`` whose runs of ``model`` do not stack (``gmmvit.run.fused.stacking_key``)."""
+    keys = {mask: stacking_key(compose([f"model={model}", f"mask={mask}", "dataset=cifar10"])) for mask in set(masks)}
+    return next(((masks[0], m) for m in masks if keys[m] != keys[masks[0]]), None)
+
+
+# what --tiny sets, where the command line does not set it; else the full-size defaults
+TINY = {"batch": 8, "steps": 1, "loader_images": 32, "epoch_images": 512, "fused": [1, 2], "warmup": 1}
+FULL = {"batch": 128, "steps": 10, "loader_images": 2048, "epoch_images": 50_000, "fused": [1, 2, 4], "warmup": None}
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = CommandLine(prog="python -m gmmvit.bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", type=_csv, default=None, help="comma list (default: all in conf/model/)")
-    p.add_argument("--masks", type=_csv, default=list(MASKS), help="comma list of none,elm,gmm")
-    p.add_argument("--steps", type=int, default=10, help="timed steps per model x mask (median)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 2; 3 with compile)")
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default 2 on CPU)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--precision", default="auto", help="auto (bf16 on GPU) | fp32 | bf16")
-    p.add_argument("--compile", default="auto",
+    models, masks = flags.names("model", all_models), flags.names("mask", lambda: MASKS)
+    datasets = flags.names("dataset", lambda: available(DATASETS, "dataset"))
+    p.add_argument("--models", type=models, default=None, help="comma list (default: all in conf/model/)")
+    p.add_argument("--masks", type=masks, default=list(MASKS), help="comma list of none,elm,gmm")
+    p.add_argument("--steps", type=flags.count(1), default=None, help="timed steps per model x mask (median; default 10)")
+    p.add_argument("--warmup", type=flags.count(0), default=None, help="untimed steps first (default 2; 3 with compile)")
+    p.add_argument("--batch", type=flags.count(1), default=None, help="images per step (default 128)")
+    p.add_argument("--threads", type=flags.count(1), default=None, help="torch threads (default 2 on CPU)")
+    p.add_argument("--device", type=flags.device, default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--precision", default="auto", choices=[c.value for c in Precision], help="auto (bf16 on GPU) | fp32 | bf16")
+    p.add_argument("--compile", type=flags.compile_mode, default="auto",
                    help="auto (on for GPU, off for CPU) | true | false | a torch.compile mode, e.g. reduce-overhead")
-    p.add_argument("--attention", default="auto", help="auto | explicit | flex (see gmmvit.nn.kernels)")
-    p.add_argument("--datasets", type=_csv, default=None, help="loader datasets (default: all)")
-    p.add_argument("--loader-images", type=int, default=2048)
+    p.add_argument("--attention", default="auto", choices=ATTENTION_MODES, help="auto | explicit | flex (see gmmvit.nn.kernels)")
+    p.add_argument("--datasets", type=datasets, default=None, help="loader datasets (default: all)")
+    p.add_argument("--loader-images", type=flags.count(1), default=None, help="images per loader pass (default 2048)")
     p.add_argument("--no-steps", action="store_true", help="skip the train-step table")
     p.add_argument("--no-loader", action="store_true", help="skip the loader table")
     p.add_argument("--gpu-epoch", action=argparse.BooleanOptionalAction, default=None,
                    help="end-to-end epoch through train() (default: on when a GPU is present)")
-    p.add_argument("--epoch-images", type=int, default=50_000)
-    p.add_argument("--tiny", action="store_true", help="CI-sized: batch 8, 1 step, 32 loader images")
+    p.add_argument("--epoch-images", type=flags.count(1), default=None, help="images of the GPU epoch (default 50,000)")
+    p.add_argument("--tiny", action="store_true",
+                   help="CI-sized defaults: batch 8, 1 step after 1 warm-up, 32 loader images, fused 1,2 "
+                        "(a flag given beside it keeps its value)")
     p.add_argument("--authors", default=None, metavar="PATH",
                    help="a checkout of the authors' repository (needs einops): time their model of the same "
                         "name and mask too, steps alternating with ours")
-    p.add_argument("--fused", default="1,2,4", help="fused group sizes for the fused row ('' skips it)")
-    p.add_argument("--fused-model", default="vit", help="model x mask of the fused row")
-    p.add_argument("--fused-mask", default="gmm", help="its mask, or masks the members take in turn (none,gmm)")
-    p.add_argument("--out", default=None, help="also write the markdown report to this file")
+    p.add_argument("--fused", type=flags.sizes, default=None, help="fused group sizes for the fused row (default 1,2,4; '' skips it)")
+    p.add_argument("--fused-model", choices=all_models(), default="vit", help="model of the fused row")
+    p.add_argument("--fused-mask", type=masks, default=["gmm"],
+                   help="its mask, or masks the members take in turn (none,gmm)")
+    p.add_argument("--out", type=flags.out_file, default=None, help="also write the markdown report to this file")
     args = p.parse_args(argv)
-    if args.tiny:
-        args.batch, args.steps, args.loader_images, args.epoch_images = 8, 1, 32, 512
-        args.fused = "1,2" if args.fused == "1,2,4" else args.fused
-        args.warmup = 1 if args.warmup is None else args.warmup
+    for key, value in (TINY if args.tiny else FULL).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    unstacked = args.fused and _first_unstacked(args.fused_model, args.fused_mask)
+    if unstacked:
+        p.error(f"argument --fused-mask: {args.fused_model}'s {unstacked[0]} and {unstacked[1]} runs do not stack "
+                "into one fused model (their models differ beyond the mask; a sweep fuses them in separate groups): "
+                "give masks whose runs fuse, or time each mask on its own")
+    args.fused_mask = ",".join(args.fused_mask)
+    if args.authors:
+        problem = authors_checkout_problem(args.authors)
+        if problem:
+            p.error(f"argument --authors: {problem}")
     return args
 
 
@@ -88,19 +112,11 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     argv = sys.argv[1:] if argv is None else list(argv)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if args.device == "auto" else args.device))
-    try:
-        compile_ = compile_setting(args.compile, device) or "false"
-    except ValueError as exc:
-        raise SystemExit(f"gmmvit.bench: {exc}")
+    compile_ = compile_setting(args.compile, device) or "false"
     warmup = args.warmup if args.warmup is not None else (3 if compile_ != "false" else 2)
     threads = args.threads or (2 if device.type == "cpu" else torch.get_num_threads())
     torch.set_num_threads(threads)
     models = args.models or all_models()
-    missing = [m for m in models if not (CONF / "model" / f"{m}.yaml").exists()]
-    if missing:
-        raise SystemExit(f"gmmvit.bench: no conf/model/{missing[0]}.yaml (models here: {', '.join(all_models())})")
-    if args.authors:
-        check_authors_checkout(args.authors)
     precision = args.precision
     bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
     command = "python -m gmmvit.bench " + " ".join(shlex.quote(a) for a in argv)
@@ -145,10 +161,11 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
                 epochs.append({"model": "vit", "mask": mask, "error": f"{type(exc).__name__}: {exc}"})
 
     fused_rows: list[dict] = []
-    for size in [int(s) for s in _csv(args.fused)]:
+    for size in args.fused:
         try:
             fused_rows += time_fused_steps(args.fused_model, args.fused_mask, sizes=[size], batch=args.batch,
-                                           steps=args.steps, warmup=warmup, device=str(device), precision=precision)
+                                           steps=args.steps, warmup=warmup, device=str(device), precision=precision,
+                                           compile=compile_)
         except Exception as exc:  # a size that does not fit must not lose the rest of the report
             fused_rows.append({"model": args.fused_model, "mask": args.fused_mask, "members": size,
                                "error": f"{type(exc).__name__}: {exc}"})
@@ -160,7 +177,7 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     report = render(command, machine(device, threads), settings, steps, loaders, epochs, notes, fused_rows)
     print(report, flush=True)
     if args.out:
-        Path(args.out).write_text(report)
+        args.out.write_text(report)
     return report
 
 

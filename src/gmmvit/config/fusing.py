@@ -25,6 +25,7 @@ from typing import Optional
 from omegaconf import OmegaConf
 
 from gmmvit.config.compose import compose_job
+from gmmvit.run import runlock
 from gmmvit.run.fused import stacking_key
 from gmmvit.run.records import STATUS_FAILED, STATUS_FINISHED, RunRecord
 from gmmvit.sweeps.expand import alike_jobs, cut_groups, is_task_override, run_name, sweep_jobs
@@ -78,7 +79,13 @@ def group_configs(cfg) -> list:
             configs[j] = member_config(cfg, jobs[j], run_dir.parent / names[j])
         return stacking_key(configs[j])
 
+    if finished(run_dir) or (runlock.trainer(run_dir) or (False,))[0]:
+        return [cfg]  # finished, or another job's group trains it: train() says so and skips it
     group = group_of(jobs, own, cfg.fused, structure, lambda j: not finished(run_dir.parent / names[j]))
+    if len(group) == 1:
+        print(f"[gmmvit] fused={cfg.fused}: no other run of this sweep still to train fuses with {run_dir.name} "
+              "(runs fuse where they differ only in the seed, the mask or its options and their models stack): "
+              "it trains alone", flush=True)
     return [configs[j] for j in group]
 
 

@@ -112,6 +112,9 @@ def train_group(cfgs: list) -> dict:
             if m.epoch != lead.epoch:
                 m.lock.release()  # at another epoch: its own job trains it
         if len(members) == 1:
+            print(f"[gmmvit] fused: {lead.name} trains alone: the other {len(cfgs) - 1} run(s) of its group cannot "
+                  "join it (finished, trained by another job, at another epoch, or a folder its own job refuses)",
+                  flush=True)
             lead.lock.release()
             return train(cfgs[0])
         print(f"[gmmvit] fused: {lead.name} trains {len(members)} runs as one model: "
@@ -189,7 +192,8 @@ def _train_group(members: list[Member], start_epoch: int, trackers: dict) -> Non
     for m in members:
         seed_everything(m.cfg.seed, m.cfg.deterministic)
         evals.append(build_model(m.cfg))  # the member alone: evaluation, best.pt, mask figures
-    params, macs = count_params(evals[0]), count_macs(evals[0], ds.img_size, ds.channels)
+    for m, model in zip(members, evals):  # each its own: members' masks differ in parameters and MACs
+        m.extra.update(params=count_params(model), macs=count_macs(model, ds.img_size, ds.channels))
 
     splits = load_splits(ds)
     workers = devices.loader_workers(lead.workers, device, runs_per_gpu)
@@ -238,10 +242,11 @@ def _train_group(members: list[Member], start_epoch: int, trackers: dict) -> Non
                 "sweep": m.cfg.sweep, "name": m.name}
         tracker = trackers[m.run_dir] = build_tracker(m.cfg, m.run_dir, (m.state or {}).get("wandb_id"), meta,
                                                       alongside=True)
-        m.record.update(status=STATUS_RUNNING, reason=None, meta=meta, params=params, macs=macs,
-                        epochs=recipe.epochs, wandb_id=tracker.run_id)
+        size = {"params": m.extra["params"], "macs": m.extra["macs"]}
+        m.record.update(status=STATUS_RUNNING, reason=None, meta=meta, epochs=recipe.epochs,
+                        wandb_id=tracker.run_id, **size)
         tracker.begin(m.record.history)
-        tracker.log_summary(params=params, macs=macs)
+        tracker.log_summary(**size)
         record_environment(m.record, tracker, device)
         m.record.update(paths=paths)
         figures = MaskFigures(m.cfg, evals[g], m.run_dir, tracker)
@@ -303,7 +308,7 @@ def _train_group(members: list[Member], start_epoch: int, trackers: dict) -> Non
         history = m.record.history
         best = max(history, key=lambda r: r["test_top1"])
         final = {"best_top1": best["test_top1"], "best_epoch": best["epoch"],
-                 "final_top1": history[-1]["test_top1"], "params": params, "macs": macs,
+                 "final_top1": history[-1]["test_top1"], "params": m.extra["params"], "macs": m.extra["macs"],
                  "wall_s": wall_before[g] + time.time() - started, **validation_figures(history)}
         m.extra["figures"].end(recipe.epochs)
         m.record.update(status=STATUS_FINISHED, final=final)
