@@ -235,3 +235,15 @@ def test_an_epoch_trained_again_after_a_stop_appears_once_in_the_gmm_parameter_c
     per_snapshot = 5 * 2                                    # K = 5 x 2 heads x 1 layer
     assert [int(r.split(",")[0]) for r in rows[::per_snapshot]] == [0, 1, 2, 3]
     assert len(rows) == 4 * per_snapshot
+
+
+@pytest.mark.parametrize("damage", ["{not json", "[1, 2]", '{"summary": 3, "images": ["x"]}'])
+def test_a_damaged_record_of_what_was_logged_leaves_tracking_on(tmp_path, no_wandb_account, damage, capsys):
+    (tmp_path / tracking.LOGGED).write_text(damage)
+    cfg = compose_cfg(["logger=wandb", "logger.mode=offline"], run_dir=tmp_path)
+    tracker = tracking.build_tracker(cfg, tmp_path, "damaged", {"sweep": "s"})
+    tracker.begin([{"epoch": 0, "train_loss": 1.0, "test_top1": 50.0, "lr": 1e-3, "img_per_s": 100.0}])
+    tracker.log_summary(params=7)
+    tracker.end("finished")
+    assert "tracking off" not in capsys.readouterr().out
+    assert json.loads((tmp_path / tracking.LOGGED).read_text())["summary"]["params"] == 7

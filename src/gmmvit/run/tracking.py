@@ -171,11 +171,11 @@ class WandbTracker(Tracker):
             self.log_epoch(row)
             if (epochs := row["epoch"] + 1) in snapshots:
                 self.log_mask_snapshot(snapshots[epochs][0], PARAM_COLUMNS, snapshots[epochs][1], epochs)
-        earlier = read_json(self.logged) or {}
-        for key, image in (earlier.get("images") or {}).items():
+        earlier = self._kept()
+        for key, image in earlier["images"].items():
             if isinstance(image, dict) and (path := self.logged.parent / str(image.get("path"))).is_file():
                 self.log_images({key: str(path)}, image.get("step"))
-        self.log_summary(**(earlier.get("summary") or {}))
+        self.log_summary(**earlier["summary"])
 
     def _note_best(self, row: dict) -> None:
         if self.best is None or row["test_top1"] > self.best:
@@ -197,10 +197,16 @@ class WandbTracker(Tracker):
     def _keep(self, summary: Optional[dict] = None, images: Optional[dict] = None) -> None:
         """What was logged, kept in the run's folder for ``replay``: read again first, as an analysis
         of the run may have added to it since this tracker began."""
-        kept = read_json(self.logged) or {}
-        kept["summary"] = {**(kept.get("summary") or {}), **(summary or {})}
-        kept["images"] = {**(kept.get("images") or {}), **(images or {})}
-        write_json(self.logged, kept)
+        kept = self._kept()
+        write_json(self.logged, {"summary": {**kept["summary"], **(summary or {})},
+                                 "images": {**kept["images"], **(images or {})}})
+
+    def _kept(self) -> dict:
+        """``LOGGED`` as ``{"summary": {...}, "images": {...}}``; a damaged file counts as empty (what it
+        held is on the W&B logs written so far), never as a reason to stop tracking."""
+        kept = read_json(self.logged)
+        kept = kept if isinstance(kept, dict) else {}
+        return {part: kept[part] if isinstance(kept.get(part), dict) else {} for part in ("summary", "images")}
 
     def log_config(self, **config) -> None:
         self.run.config.update(flatten(config), allow_val_change=True)
