@@ -8,13 +8,14 @@ import json
 import os
 import re
 import shutil
+import statistics
 
 import pytest
 
 from conftest import compose_cfg
 from gmmvit.run import progress
 from gmmvit.sweeps import status
-from gmmvit.run.progress import Progress, is_terminal
+from gmmvit.run.progress import Progress, duration, is_terminal
 from gmmvit.catalog import MULTIRUN
 from gmmvit.sweeps.status import sweep_name, sweep_status
 from gmmvit.sweeps.folders import collect
@@ -166,6 +167,25 @@ def test_status_of_a_stopped_sweep_says_its_eta_counts_from_a_relaunch(tmp_path)
         "(none is running now)"
     shutil.rmtree(sweep / "mask=gmm")
     assert sweep_status(folder, collect([sweep])[folder]).splitlines()[0] == f"stopped ({sweep}): 1 run"
+
+
+def test_status_of_a_stopped_fused_sweep_counts_its_eta_at_g_runs_at_a_time_as_it_was_launched(offline_sweep,
+                                                                                                  tmp_path):
+    sweep_dir, _ = offline_sweep
+    copy = tmp_path / "dashtest"
+    shutil.copytree(sweep_dir, copy, ignore=shutil.ignore_patterns("wandb", "*.pt"))
+    runs = sorted(p for p in copy.iterdir() if (p / "metrics.json").exists())
+    for run in runs[:2]:
+        shutil.rmtree(run)                       # two runs not started, nothing running
+    kept = [json.loads((run / "metrics.json").read_text()) for run in runs[2:]]
+    typical = statistics.median(m["epochs"] * statistics.median(r["epoch_s"] for r in m["history"]) for m in kept)
+    assert f"sweep ETA {duration(2 * typical)} once relaunched, one run at a time (none is running now)\n" in \
+        sweep_status(*collect([copy]).popitem())
+    saved = (copy / "multirun.yaml").read_text()
+    (copy / "multirun.yaml").write_text(saved.replace("- seed=0,1\n", "- seed=0,1\n    - fused=2\n", 1))
+    text = sweep_status(*collect([copy]).popitem())
+    assert f"sweep ETA {duration(typical)} once relaunched, 2 runs at a time (fused=2, as launched) " \
+        "(none is running now)\n" in text
 
 
 def test_status_names_a_nested_sweep_as_it_was_launched(tmp_path):

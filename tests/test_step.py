@@ -43,6 +43,15 @@ def test_step_graph_true_on_the_cpu_is_refused_before_any_data_is_read(tmp_path)
     assert one_line_error(out)[-1] == "gmmvit: error: step_graph=true cannot apply: it needs CUDA"
 
 
+def test_step_graph_true_with_fused_on_a_single_run_is_checked_as_the_run_alone_it_trains(tmp_path):
+    from test_faults import one_line_error, run_cli
+
+    # no -m: fused forms no group, so step_graph applies, and on the CPU cannot
+    out = run_cli(["dataset=cifar10", "fused=2", "step_graph=true", "logger=none", f"paths.data={tmp_path}",
+                   f"sweep=pytest-{tmp_path.name}", f"hydra.run.dir={tmp_path / 'run'}"])
+    assert one_line_error(out)[-1] == "gmmvit: error: step_graph=true cannot apply: it needs CUDA"
+
+
 def test_step_graph_refuses_an_unknown_value():
     with pytest.raises(ConfigError, match="step_graph must be one of"):
         step_graph_setting("sometimes", torch.device("cpu"), None, drop_last=True)

@@ -111,9 +111,17 @@ def check_fused_settings(cfg: DictConfig) -> None:
     job starts, as ``train()`` refuses it where the machine cannot: trained fused, the run would
     silently lack what was insisted on."""
     size = cfg.get("fused", 1)
-    if size > 1 and str(cfg.get("step_graph", False)).lower() == "true":
+    if size > 1 and not _single_run() and str(cfg.get("step_graph", False)).lower() == "true":
         raise ConfigError(f"step_graph=true: a fused group (fused={size}) does not capture its step as one CUDA "
                           "graph; set step_graph=auto (the graphed step where a job trains alone) or fused=1")
+
+
+def _single_run() -> bool:
+    """Hydra runs one run (no ``-m``): ``fused`` forms no group there, the run trains alone."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN
 
 
 def check_sweep_name(sweep) -> None:

@@ -70,6 +70,18 @@ def saved_job_folders(sweep_dir: Path) -> Optional[list[str]]:
         return None
 
 
+def saved_fused_size(sweep_dir: Path) -> int:
+    """The ``fused`` G of the multirun whose ``multirun.yaml`` Hydra saved in ``sweep_dir`` (1: not
+    fused, or no job list)."""
+    try:
+        config = OmegaConf.load(Path(sweep_dir) / "multirun.yaml")
+        jobs = sweep_jobs(config) or []
+        default = OmegaConf.select(config, "fused", default=1)
+        return max([int(override_value(job, "fused", default)) for job in jobs] or [1])
+    except Exception:           # no file, a glob over a config group, a value that is no number
+        return 1
+
+
 def run_name(overrides: list[str], sweep: Optional[str] = None) -> str:
     """The folder Hydra gives a job with these task overrides in the sweep ``sweep`` (conf/config.yaml's
     ``run_name`` resolver calls this): the overrides, less the speed settings and bookkeeping
@@ -164,6 +176,7 @@ def is_task_override(text: str) -> bool:
 
 
 __all__ = ["BASIC_SWEEPER", "FUSABLE", "sweep_jobs", "preset_jobs", "override_value", "sweep_size", "saved_job_folders",
+           "saved_fused_size",
            "run_name", "override_key", "is_fusable",
            "alike_jobs", "cut_groups", "fused_groups",
            "is_task_override"]

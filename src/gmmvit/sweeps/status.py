@@ -16,7 +16,7 @@ from typing import Optional
 from gmmvit.catalog import MULTIRUN
 from gmmvit.errors import CommandLine, one_line_errors
 from gmmvit.run.progress import duration
-from gmmvit.sweeps.expand import saved_job_folders
+from gmmvit.sweeps.expand import saved_fused_size, saved_job_folders
 from gmmvit.sweeps.folders import collect_sweeps, is_run_dir
 
 
@@ -76,10 +76,12 @@ def sweep_status(folder: Path, runs: list, now: Optional[float] = None) -> str:
         lines.append(f"  {run.label:<36} {run_detail(run, m):<44} {pace:>14}  {run.path.name}")
     not_started = sum(not is_run_dir(folder / name) for name in saved_job_folders(folder) or [])
     counts["todo"] += not_started
-    in_flight = max(counts["running"], 1)
     typical = statistics.median(full_runs) if full_runs else None
     work = [e for e in left if e is not None]
     work += [typical] * (not_started + counts["incomplete"]) if typical else []
+    # nothing running: a relaunch trains as the sweep was launched, fused=G in groups of G at once
+    fused = 1 if counts["running"] else saved_fused_size(folder)
+    in_flight = counts["running"] or min(fused, max(len(work), 1))
     unknown = typical is None and (not_started + counts["incomplete"]) > 0
     eta = None if unknown or any(e is None for e in left) or not work else sum(work) / in_flight
     jobs = len(runs) + not_started
@@ -90,8 +92,9 @@ def sweep_status(folder: Path, runs: list, now: Optional[float] = None) -> str:
         tail = "sweep finished"
     elif eta is None:   # no pace to count the work left by; "0s" would say the sweep is done
         tail = "sweep ETA unknown" + (" (fix or delete the unreadable runs)" if counts["unreadable"] else "")
-    elif not counts["running"]:  # a stopped sweep goes on only when relaunched
-        tail = f"sweep ETA {duration(eta)} once relaunched, one run at a time (none is running now)"
+    elif not counts["running"]:  # a stopped sweep goes on only when relaunched, as it was launched
+        at_once = "one run at a time" if in_flight == 1 else f"{in_flight} runs at a time (fused={fused}, as launched)"
+        tail = f"sweep ETA {duration(eta)} once relaunched, {at_once} (none is running now)"
     else:
         tail = f"sweep ETA {duration(eta)} at {in_flight} run{'' if in_flight == 1 else 's'} at a time"
     return "\n".join([head, *lines, f"{summary}; {tail}"]) + "\n"
