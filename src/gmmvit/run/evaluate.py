@@ -110,10 +110,13 @@ def evaluate_run(cfg: DictConfig, run_dir: Path, checkpoint: str, name: str) -> 
 
 def own_test_set(cfg: DictConfig, run_dir: Path, metrics: dict) -> bool:
     """Whether ``cfg`` evaluates the test images its run evaluated every epoch (its dataset, and as
-    many of them: ``limit_test=32`` on a run of 64 is another set), so its recorded top-1 compares."""
+    many of them: ``limit_test=32`` on a run of 64 is another set, and so is ``seed=1``, which draws
+    the limited subset), so its recorded top-1 compares."""
     trained, _ = read_config(Path(run_dir) / CONFIG)
-    return (cfg.dataset.name == metrics.get("meta", {}).get("dataset") and trained is not None
-            and cfg.get("limit_test") == trained.get("limit_test"))
+    if trained is None or cfg.dataset.name != metrics.get("meta", {}).get("dataset"):
+        return False
+    limited = cfg.get("limit_test") is not None
+    return cfg.get("limit_test") == trained.get("limit_test") and (not limited or cfg.seed == trained.get("seed"))
 
 
 def confusion_png(result: dict, path: Path, title: str) -> None:
