@@ -39,11 +39,13 @@ table: install
 #   make eval SWEEP=multirun/<sweep> | RUN=multirun/<sweep>/<run> [CKPT=best|last]
 #             [ARGS='dataset=digits precision=fp32 attention=explicit']
 eval: install
+	$(if $(and $(RUN),$(SWEEP)),$(error make eval takes RUN= (one run) or SWEEP= (every run of a sweep), not both))
 	$(PY) -m gmmvit.config.evaluation $(or $(RUN),$(SWEEP)) --ckpt $(or $(CKPT),best) $(ARGS)
 
 # mean attention distance per layer and head of a run, or of every finished run of a sweep plus its
 # figure (SWEEP/attention_locality.png): make locality SWEEP=multirun/<sweep> | RUN=multirun/<sweep>/<run> [CKPT=last]
 locality: install
+	$(if $(and $(RUN),$(SWEEP)),$(error make locality takes RUN= (one run) or SWEEP= (every run of a sweep), not both))
 	$(PY) -m gmmvit.config.locality $(or $(RUN),$(SWEEP)) --ckpt $(or $(CKPT),best) $(ARGS)
 
 # each run of a sweep (epochs done, pace, ETA) and the sweep's ETA: make status [SWEEP=multirun/NAME]

@@ -64,6 +64,13 @@ def test_evaluating_best_pt_reproduces_the_recorded_best_top1_exactly(trained_ru
     assert written["top1"] == result["top1"] and (trained_run / "eval" / "best.png").is_file()
 
 
+def test_an_eval_on_another_count_of_test_images_compares_with_no_recorded_top1(trained_run, capsys):
+    result = run_eval(trained_run, "best", ["limit_test=32"])  # the run evaluated 96 images every epoch
+    assert result["n"] == 32 and result["recorded_test_top1"] is None
+    assert "recorded at that epoch" not in capsys.readouterr().out
+    assert run_eval(trained_run, "best", ["seed=1"])["recorded_test_top1"] is None  # another 96 of them
+
+
 def test_evaluating_the_last_checkpoint_reproduces_the_last_epochs_top1(trained_run):
     result = run_eval(trained_run, "last", [])
     assert result["top1"] == metrics(trained_run)["history"][-1]["test_top1"]

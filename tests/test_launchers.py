@@ -151,6 +151,14 @@ def test_make_paper_passes_launcher_seeds_and_dry():
     assert "gmmvit.config.paper_grid --launcher slurm --seeds 0,1 --dry" in out.stdout
 
 
+@pytest.mark.parametrize("target", ["eval", "locality"])
+def test_make_eval_or_locality_given_both_run_and_sweep_refuses_in_one_line(target):
+    out = subprocess.run(["make", "-n", target, "RUN=multirun/demo/mask=gmm", "SWEEP=multirun/demo"], cwd=REPO,
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and len(out.stderr.splitlines()) == 1
+    assert f"make {target} takes RUN= (one run) or SWEEP= (every run of a sweep), not both" in out.stderr
+
+
 def test_launch_builds_the_multirun_command():
     args = argparse.Namespace(
         models="vit,swin", masks="none,gmm", datasets="cifar10", seeds="0", sweep="paper",

@@ -168,6 +168,19 @@ def test_an_override_out_of_its_range_ends_a_sweep_in_one_line(measured_sweep, o
     assert err.endswith(f": {line}\n")  # naming the first run it was checked against, before any was measured
 
 
+@pytest.mark.parametrize("override, line", [
+    ("limit_test=8", "limit_test=8: make locality measures the first --images test images; give --images N instead"),
+    ("attention=sdpa", "attention=sdpa: make locality reads the attention maps on the explicit path, whatever "
+                       "attention= says; drop it"),
+])
+@pytest.mark.parametrize("target", ["run", "sweep"])
+def test_an_override_make_locality_would_ignore_is_refused_in_one_line(measured_sweep, capsys, override, line, target):
+    sweep = measured_sweep[0]
+    with pytest.raises(SystemExit) as ended:
+        main([str(sweep / "mask=gmm" if target == "run" else sweep), override])
+    assert ended.value.code == 2 and capsys.readouterr().err == f"gmmvit: error: {line}\n"
+
+
 def test_a_missing_folder_ends_in_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as ended:
         main([str(tmp_path / "nowhere")])

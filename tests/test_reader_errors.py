@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -96,6 +97,16 @@ def test_a_reader_pointed_inside_a_run_folder_names_the_run_in_one_line(tmp_path
         RUN_READERS[reader]([str(run / inside)])
     assert f"{run / inside} is a folder inside the run folder {run}; " in one_error_line(capsys, exit_info)
     assert not list(run.parent.glob("table*")) and not list((run / "eval").iterdir())
+
+
+def test_a_reader_pointed_at_a_checkout_reads_its_runs_and_takes_no_hydra_config_for_one(tmp_path, capsys):
+    shutil.copytree(REPO / "conf", tmp_path / "conf")  # conf/config.yaml: a defaults list, no run's record
+    (tmp_path / ".venv" / "lib").mkdir(parents=True)
+    (tmp_path / ".venv" / "lib" / "config.yaml").write_text("seed: 0\n")
+    sweep = unlogged_run(tmp_path / "multirun" / "plain" / "run").parent
+    assert table.main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"## plain: best test top-1 (%)  ({sweep})" in out and "conf" not in out and ".venv" not in out
 
 
 def test_a_table_of_run_folders_is_printed_and_leaves_the_sweeps_table_as_it_was(tmp_path, capsys):

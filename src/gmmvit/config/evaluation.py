@@ -38,6 +38,10 @@ from gmmvit.sweeps.folders import CONFIG, Run, check_target, find_run_dirs, is_r
 
 # what the network is built from (gmmvit.run.train.build_model): the weights fit only this
 NETWORK_DATASET_KEYS = ("img_size", "channels", "num_classes")
+KEEPING = {  # the overrides each command acts on (make locality reads its own images on its own path)
+    "make eval": "another test set of the same image size, channels and classes, precision, attention, device, "
+                 "limit_test",
+    "make locality": "another test set of the same image size, channels and classes, precision, device"}
 WHERE_RUNS_ARE = "RUN names a run folder, multirun/<sweep>/<run>, SWEEP a sweep folder, multirun/<sweep>"
 
 
@@ -107,10 +111,8 @@ def eval_config(run_dir: Path, overrides: list[str], command: str = "make eval")
         changed = [k for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)]
         if changed:
             what = ", ".join(f"{k}: {before.get(k)} -> {after.get(k)}" for k in changed[:3])
-            raise ConfigError(
-                f"{text} changes the network the weights belong to ({what}); {command} takes only overrides "
-                "that keep it: another test set of the same image size, channels and classes, precision, "
-                "attention, device, limit_test")
+            raise ConfigError(f"{text} changes the network the weights belong to ({what}); {command} takes only "
+                              f"overrides that keep it: {KEEPING.get(command, KEEPING['make eval'])}")
     check_as_training(cfg, composed)
     return cfg
 

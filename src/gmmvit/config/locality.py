@@ -25,6 +25,16 @@ from gmmvit.sweeps import locality as sweep_locality
 from gmmvit.sweeps.folders import check_target, is_run_dir
 
 COMMAND = "make locality"  # what its refusals name
+UNUSED = {  # overrides make eval acts on that the analysis would take and ignore
+    "limit_test": "measures the first --images test images; give --images N instead",
+    "attention": "reads the attention maps on the explicit path, whatever attention= says; drop it"}
+
+
+def refuse_unused(overrides) -> None:
+    for text in overrides:
+        key = str(text).lstrip("+~").partition("=")[0]
+        if key in UNUSED:
+            raise ConfigError(f"{text}: {COMMAND} {UNUSED[key]}")
 
 
 def measure(path: Path, checkpoint: str = "best", images: int = DEFAULT_IMAGES, overrides=()) -> list[Path]:
@@ -32,6 +42,7 @@ def measure(path: Path, checkpoint: str = "best", images: int = DEFAULT_IMAGES, 
     returns the figures written."""
     path = Path(path)
     check_target(path, WHERE_RUNS_ARE)
+    refuse_unused(overrides)
     if is_run_dir(path):
         cfg = eval_config(path, list(overrides), COMMAND)
         print(report(measure_run(cfg, path, checkpoint, images)), flush=True)

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from gmmvit.data.datasets import load_splits
 from gmmvit.errors import CheckpointError
 from gmmvit.run import devices
+from gmmvit.run.identity import CONFIG, read_config
 from gmmvit.run.loaders import eval_loader, run_splits
 from gmmvit.run.progress import epoch_label
 from gmmvit.run.records import METRICS, newest_checkpoint, read_json, write_json
@@ -99,13 +100,23 @@ def evaluate_run(cfg: DictConfig, run_dir: Path, checkpoint: str, name: str) -> 
               "epochs": epochs, "dataset": cfg.dataset.name, "precision": "bf16" if bf16 else "fp32", "device": str(device),
               "attention": str(cfg.attention),
               **scores(logits, targets, cfg.dataset.num_classes),
-              "recorded_test_top1": recorded.get("test_top1") if cfg.dataset.name == metrics.get("meta", {}).get(
-                  "dataset") else None}
+              "recorded_test_top1": recorded.get("test_top1") if own_test_set(cfg, run_dir, metrics) else None}
     out = run_dir / "eval"
     write_json(out / f"{name}.json", result)
     confusion_png(result, out / f"{name}.png", f"{run_dir.name}\n{name}")
     _log_to_wandb(cfg, run_dir, name, result, out / f"{name}.png")
     return result
+
+
+def own_test_set(cfg: DictConfig, run_dir: Path, metrics: dict) -> bool:
+    """Whether ``cfg`` evaluates the test images its run evaluated every epoch (its dataset, and as
+    many of them: ``limit_test=32`` on a run of 64 is another set, and so is ``seed=1``, which draws
+    the limited subset), so its recorded top-1 compares."""
+    trained, _ = read_config(Path(run_dir) / CONFIG)
+    if trained is None or cfg.dataset.name != metrics.get("meta", {}).get("dataset"):
+        return False
+    limited = cfg.get("limit_test") is not None
+    return cfg.get("limit_test") == trained.get("limit_test") and (not limited or cfg.seed == trained.get("seed"))
 
 
 def confusion_png(result: dict, path: Path, title: str) -> None:

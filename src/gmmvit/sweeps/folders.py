@@ -75,7 +75,19 @@ HYDRA_RECORD = ".hydra"  # Hydra's own copy of a job's config, unresolved: never
 
 
 def is_run_dir(path: Path) -> bool:
-    return path.name != HYDRA_RECORD and ((path / METRICS).is_file() or (path / CONFIG).is_file())
+    if path.name == HYDRA_RECORD:
+        return False
+    return (path / METRICS).is_file() or ((path / CONFIG).is_file() and not _composes(path / CONFIG))
+
+
+def _composes(config: Path) -> bool:
+    """Whether ``config`` is a Hydra primary config (``conf/config.yaml``: a ``defaults`` list), which a
+    run's resolved record never holds: a reader pointed at the repository does not take ``conf/`` for a run."""
+    try:
+        with open(config) as f:
+            return any(line.startswith("defaults:") for line in f)
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def run_holding(path: Path) -> Optional[Path]:
@@ -113,7 +125,7 @@ def find_run_dirs(root: Path) -> list[Path]:
             found.append(here)
             dirnames[:] = []
             continue
-        dirnames[:] = sorted(d for d in dirnames if d not in ("wandb", "masks", ".hydra"))
+        dirnames[:] = sorted(d for d in dirnames if d not in ("wandb", "masks") and not d.startswith("."))
     return found
 
 
