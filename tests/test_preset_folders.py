@@ -12,6 +12,7 @@ import pytest
 from gmmvit.catalog import CONF
 from gmmvit.config import paper_grid
 from gmmvit.config import ablations
+from gmmvit.sweeps import expand
 
 
 def hydra_run_dir(overrides: list[str]) -> str:
@@ -84,3 +85,12 @@ def test_make_paper_lists_the_folders_hydra_trains_in(sweep):
 def test_make_ablations_lists_the_folders_hydra_trains_in(extra):
     for job in ablations.jobs("pooling", extra, Path("multirun"))[:2]:
         assert str(job["dir"]) == hydra_run_dir(["experiment=ablation/pooling", *extra, *job["overrides"]])
+
+
+def test_a_run_whose_overrides_name_no_folder_gets_their_leading_part_and_a_hash_of_them_all():
+    long = [f"+recipe.note{i}={'x' * 20}" for i in range(12)]
+    name = expand.run_name([*long, "seed=1"])
+    assert len(name.encode()) <= expand.NAME_MAX and name.endswith(tuple("0123456789abcdef"))
+    assert name.startswith("recipe.note0=") and ",hash=" in name
+    assert name == expand.run_name([*long, "seed=1"]) != expand.run_name([*long, "seed=2"])
+    assert expand.run_name(["seed=1", "mask=gmm"]) == "mask=gmm,seed=1"

@@ -7,6 +7,7 @@ lists of ``make paper`` and ``make ablations``.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Callable, Hashable, Optional
 
@@ -100,7 +101,25 @@ def run_name(overrides: list[str], sweep: Optional[str] = None) -> str:
     named = ",".join(sorted(_as_named(o) for o in parsed if o.key_or_group not in excluded))
     presets = sorted(f"experiment={name.replace('/', '-')}" for name in _presets(parsed)
                      if sweep is None or _own_sweep(name) != str(sweep))
-    return ",".join([*presets, *([named] if named else [])]) or "defaults"
+    return within_name_limit(",".join([*presets, *([named] if named else [])]) or "defaults")
+
+
+NAME_MAX = 255   # bytes in one folder name: Linux's filesystems (ext4, xfs, Lustre, NFS) take no more
+
+
+def within_name_limit(name: str) -> str:
+    """``name``, or where it is longer than a folder name can be (a sweep of many overrides), its
+    leading overrides that fit and ``hash=`` the first 12 hex digits of the whole name's SHA-1: still
+    one folder per run, and the same one whoever names it (Hydra, status, the planners)."""
+    if len(name.encode()) <= NAME_MAX:
+        return name
+    digest = f"hash={hashlib.sha1(name.encode()).hexdigest()[:12]}"
+    kept = []
+    for part in name.split(","):
+        if len(",".join([*kept, part, digest]).encode()) > NAME_MAX:
+            break
+        kept.append(part)
+    return ",".join([*kept, digest])
 
 
 def _as_named(override) -> str:
