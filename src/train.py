@@ -7,8 +7,10 @@ from omegaconf import DictConfig
 
 from gmmvit.config.reporting import guarded
 from gmmvit.config.resolvers import register_with_hydra
+from gmmvit.errors import survive_a_reader_leaving
 
 register_with_hydra()
+survive_a_reader_leaving()  # `train.py | head`: the run trains on after head has its lines
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

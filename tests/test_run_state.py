@@ -203,3 +203,16 @@ def test_make_clean_removes_caches_and_never_a_run(tmp_path):
     assert out.returncode == 0, out.stderr
     assert (run_dir / "metrics.json").is_file() and (single / "metrics.json").is_file()
     assert not any(cache.exists() for cache in caches)
+
+
+@pytest.mark.timeout(150)
+def test_a_run_whose_output_reader_leaves_trains_on_to_the_end(tmp_path, data_dir):
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "src/train.py", *TINY, "recipe.epochs=3", f"paths.data={data_dir}",
+                             f"hydra.run.dir={run_dir}"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    proc.stdout.readline()               # what `| head -1` reads before it leaves
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0, err[-3000:]
+    assert metrics(run_dir)["status"] == "finished" and len(metrics(run_dir)["history"]) == 3

@@ -83,3 +83,38 @@ def one_line_errors(main: Callable[..., int]) -> Callable[..., int]:
             return 0
 
     return guarded_main
+
+
+class _ReaderMayLeave:
+    """A text stream whose reader may go away (``python src/train.py | head``): from the write that
+    finds the pipe closed on, its file descriptor is /dev/null, so what the process prints is dropped
+    and the process itself goes on (a training would otherwise fail on its next line of progress)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def _reader_left(self) -> None:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._reader_left()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._reader_left()
+            self._stream.flush()
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def survive_a_reader_leaving() -> None:
+    """Standard output and error of a process that must finish its work whoever reads them."""
+    sys.stdout, sys.stderr = _ReaderMayLeave(sys.stdout), _ReaderMayLeave(sys.stderr)
+
