@@ -138,8 +138,9 @@ def test_make_locality_takes_its_overrides_after_the_checkpoint_option(measured_
     assert json.loads(locality_path(sweep / "mask=gmm").read_text())["images"] == 16
 
 
-def test_make_locality_on_a_run_ends_naming_the_file_it_wrote(measured_sweep, capsys):
-    run_dir = measured_sweep[0] / "mask=none"
+def test_make_locality_on_a_run_ends_naming_the_file_it_wrote(measured_sweep, tmp_path, capsys):
+    run_dir = tmp_path / "mask=none"   # a copy: the other tests read the sweep's own measure
+    shutil.copytree(measured_sweep[0] / "mask=none", run_dir)
     assert main([str(run_dir), "--images", "8"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == f"locality: {locality_path(run_dir)}"
 
