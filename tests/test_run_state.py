@@ -168,12 +168,17 @@ def test_a_runs_files_get_the_mode_a_plain_open_gives_under_the_umask(compose_co
         {name: oct(mode) for name in written}
 
 
+def training_process(run_dir, data_dir, epochs):
+    """``python src/train.py`` training the tiny run into ``run_dir``, its output read through pipes."""
+    return subprocess.Popen([sys.executable, "src/train.py", *TINY, f"recipe.epochs={epochs}", f"paths.data={data_dir}",
+                             f"hydra.run.dir={run_dir}"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+
+
 @pytest.mark.timeout(150)
 def test_sigterm_mid_run_records_stopped_prints_one_line_and_exits_143(tmp_path, data_dir):
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "src/train.py", *TINY, "recipe.epochs=50", f"paths.data={data_dir}",
-                             f"hydra.run.dir={run_dir}"], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    proc = training_process(run_dir, data_dir, epochs=50)
     deadline = time.time() + 120
     while not (run_dir / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -208,9 +213,7 @@ def test_make_clean_removes_caches_and_never_a_run(tmp_path):
 @pytest.mark.timeout(150)
 def test_a_run_whose_output_reader_leaves_trains_on_to_the_end(tmp_path, data_dir):
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "src/train.py", *TINY, "recipe.epochs=3", f"paths.data={data_dir}",
-                             f"hydra.run.dir={run_dir}"], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    proc = training_process(run_dir, data_dir, epochs=3)
     proc.stdout.readline()               # what `| head -1` reads before it leaves
     proc.stdout.close()
     err = proc.stderr.read()
