@@ -12,10 +12,7 @@ from typing import Callable, Sequence
 import torch
 
 from gmmvit.run.compiling import compile_setting
-
-
-def csv(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+from gmmvit.sweeps.folders import csv
 
 
 def names(kind: str, known: Callable[[], Sequence[str]]) -> Callable[[str], list[str]]:
@@ -73,4 +70,4 @@ def compile_mode(text: str) -> str:
     return text
 
 
-__all__ = ["csv", "names", "count", "sizes", "device", "out_file", "compile_mode"]
+__all__ = ["names", "count", "sizes", "device", "out_file", "compile_mode"]
