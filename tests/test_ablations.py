@@ -275,6 +275,19 @@ def test_ablations_refuses_a_later_preset_before_the_first_one_starts(capsys):
     assert "ablation/pooling job 1/18: model=swin has no class token" in out.err and "no job was started" in out.err
 
 
+def test_ablations_trains_into_the_multirun_folder_it_lists(tmp_path, data_dir, sweeps, capsys):
+    from gmmvit.catalog import MULTIRUN
+
+    sweep = sweeps("ablations-root")
+    argv = ["--only", "placement", "--multirun", str(tmp_path), *TINY, "seed=0", f"sweep={sweep}",
+            f"paths.data={data_dir}"]
+    assert ablations.main(argv) == 0
+    trained = [p for p in (tmp_path / sweep).iterdir() if (p / "metrics.json").is_file()]
+    assert len(trained) == 2 and not (MULTIRUN / sweep).exists()
+    ablations.main(["--dry", *argv])
+    assert "2 jobs (2 finished)" in capsys.readouterr().out
+
+
 # --- make table on a real tiny ablation sweep -------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -103,9 +103,13 @@ def dry_run(listed: dict[str, list[dict]], overrides: list[str], multirun: Path)
     return 0
 
 
-def command(name: str, launcher: str, overrides: list[str]) -> list[str]:
+def command(name: str, launcher: str, overrides: list[str], multirun: Path) -> list[str]:
+    """The preset's multirun, into the sweep folder under ``multirun`` that ``--dry`` lists."""
+    default_root = Path(multirun).resolve() == MULTIRUN.resolve()
+    sweep = override_value(overrides, "sweep", preset(name).sweep)
+    sweep_dir = [] if default_root else [f"hydra.sweep.dir={Path(multirun) / sweep}"]
     return [sys.executable, str(TRAIN_SCRIPT), "-m", f"experiment=ablation/{name}",
-            f"hydra/launcher={launcher}", *overrides]
+            f"hydra/launcher={launcher}", *sweep_dir, *overrides]
 
 
 def run(args) -> int:
@@ -114,7 +118,7 @@ def run(args) -> int:
     if args.dry:
         return dry_run(listed, args.overrides, Path(args.multirun))
     for name in names:
-        cmd = command(name, args.launcher, args.overrides)
+        cmd = command(name, args.launcher, args.overrides, Path(args.multirun))
         print("+ " + " ".join(cmd), flush=True)
         rc = subprocess.call(cmd, cwd=REPO, env=planned_env(cmd[2:]))
         if rc:
@@ -127,7 +131,7 @@ def main(argv=None) -> int:
     p = CommandLine(prog="python -m gmmvit.config.ablations", description=__doc__.split("\n\n")[0])
     p.add_argument("--only", default=None, help=f"comma-separated presets (default: all of {', '.join(preset_names())})")
     p.add_argument("--launcher", default="local", help="conf/hydra/launcher preset: local, local_gpus, slurm, ray_gpus")
-    p.add_argument("--multirun", default=str(MULTIRUN), help="where sweeps live")
+    p.add_argument("--multirun", default=str(MULTIRUN), help="where sweeps live: listed there and trained there")
     p.add_argument("--dry", action="store_true", help="list the presets' jobs, what is finished, GPU-hours left")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=pit dataset=fashion_mnist seed=0,1,2,3,4")
     return guarded(run, p.parse_args(argv))
