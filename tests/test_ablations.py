@@ -267,6 +267,17 @@ def test_ablations_refuses_a_bad_flag_or_override_in_one_line(capsys, argv, line
     assert out.err.startswith("gmmvit: error: ") and line in out.err and out.err.count("\n") == 1
 
 
+@pytest.mark.parametrize("preset, line", [
+    ("combine", "job 4/12: mask.combine=add: mask=none has no mask to combine with the scores"),
+    ("placement", "job 4/12: mask.placement=post: mask=none has no mask to place"),
+])
+def test_a_mask_setting_given_to_mask_none_is_refused_before_it_trains_plain_attention_twice(capsys, preset, line):
+    with pytest.raises(SystemExit) as exit_:
+        ablations.main(["--dry", "--only", preset, "mask=none,gmm"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and line in err and err.count("\n") == 1
+
+
 def test_ablations_refuses_a_later_preset_before_the_first_one_starts(capsys):
     with pytest.raises(SystemExit) as exit_:
         ablations.main(["--only", "placement,pooling", "model=swin"])

@@ -125,6 +125,16 @@ class NoMask(AttentionMask):
 
     def __init__(self, num_heads: int = 1, grid_size: int = 1, num_prefix_tokens: int = 0,
                  combine: str = "mul", placement: str = "pre"):
+        # Plain attention ignores both settings: accepted, each value would train the same network
+        # again under another run folder and table row.
+        if combine != "mul":
+            raise ConfigError(f"mask.combine={combine}: mask=none has no mask to combine with the scores, so "
+                              "this run would train plain attention again under another name; give "
+                              f"mask.combine only to masked jobs (-m mask=gmm,elm mask.combine={combine})")
+        if placement != "pre":
+            raise ConfigError(f"mask.placement={placement}: mask=none has no mask to place, so this run would "
+                              "train plain attention again under another name; give mask.placement only to "
+                              f"GMM jobs (-m mask=gmm mask.placement={placement})")
         super().__init__(num_heads, grid_size, num_prefix_tokens, combine, placement)
 
     def forward(self, scores: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
