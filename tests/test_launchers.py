@@ -184,7 +184,7 @@ def test_launch_runs_the_grid_and_dry_run_finds_the_same_folders(tmp_path):
     again = subprocess.run([sys.executable, "-m", "gmmvit.config.paper_grid", *grid, *tiny], cwd=REPO, capture_output=True,
                            text=True, timeout=160)
     assert again.returncode == 0 and again.stdout.count("already finished") == 2
-    assert "epoch 1/1" not in again.stdout
+    assert "epoch 1/1 loss" not in again.stdout  # no epoch trained again
 
 
 def test_paper_grid_composes_for_every_configured_model(compose_config):

@@ -3,6 +3,8 @@ the run records the test top-1 at the best validation epoch, and make table sele
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import numpy as np
@@ -15,6 +17,7 @@ from gmmvit.errors import ConfigError
 from gmmvit.run.selection import load_weights
 from gmmvit.run.train import train
 from gmmvit.sweeps import folders, table as table_lib
+from gmmvit.sweeps.status import sweep_status
 
 TINY = ["dataset=digits", "model.depth=1", "model.embed_dim=32", "model.num_heads=2", "recipe.batch_size=32",
         "recipe.epochs=3", "recipe.warmup_epochs=0", "recipe.passes_per_epoch=1", "limit_train=256",
@@ -22,11 +25,29 @@ TINY = ["dataset=digits", "model.depth=1", "model.embed_dim=32", "model.num_head
 
 
 @pytest.fixture(scope="module")
-def clean_sweep(tmp_path_factory, data_dir):
+def clean_training(tmp_path_factory, data_dir):
+    """(sweep folder, what its training printed): none and gmm, each holding out a tenth."""
     sweep = tmp_path_factory.mktemp("clean") / "sweep"
-    for mask in ("none", "gmm"):
-        train(compose_cfg([*TINY, f"mask={mask}"], run_dir=sweep / f"mask={mask}", data_dir=data_dir))
-    return sweep
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        for mask in ("none", "gmm"):
+            train(compose_cfg([*TINY, f"mask={mask}"], run_dir=sweep / f"mask={mask}", data_dir=data_dir))
+    return sweep, printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def clean_sweep(clean_training):
+    return clean_training[0]
+
+
+def _final(run):
+    return json.loads((run / "metrics.json").read_text())["final"]
+
+
+def _at_best_val(final) -> str:
+    """How every line a user reads states a clean-protocol run's result."""
+    return (f"test top-1 {final['test_top1_at_best_val']:.2f} at the best val top-1 {final['best_val_top1']:.2f} "
+            f"(epoch {final['best_val_epoch'] + 1}/3)")
 
 
 def test_the_hold_out_takes_the_fraction_of_every_class_and_leaves_the_rest_to_train():
@@ -57,6 +78,33 @@ def test_a_run_records_val_top1_per_epoch_and_the_test_top1_at_the_best_validati
     assert final["best_val_epoch"] == best["epoch"] and final["test_top1_at_best_val"] == best["test_top1"]
     assert load_weights(clean_sweep / "mask=gmm" / "best.pt")["epoch"] == best["epoch"]
     assert metrics["best"]["metric"] == "val_top1"
+
+
+def test_a_run_with_a_validation_split_finishes_on_the_test_top1_at_its_best_validation_epoch(clean_training):
+    sweep, printed = clean_training
+    for mask in ("none", "gmm"):
+        assert f"mask={mask} finished: {_at_best_val(_final(sweep / f'mask={mask}'))}, final " in printed
+    assert "best top-1" not in printed  # the test-selected number is the one the protocol keeps out
+
+
+def test_each_epoch_line_of_a_run_with_a_validation_split_shows_the_validation_top1(clean_training):
+    sweep, printed = clean_training
+    history = json.loads((sweep / "mask=gmm" / "metrics.json").read_text())["history"]
+    for row in history:
+        assert f"mask=gmm epoch {row['epoch'] + 1}/3 loss {row['train_loss']:.4f} top-1 {row['test_top1']:.2f} " \
+            f"val top-1 {row['val_top1']:.2f} lr " in printed
+
+
+def test_relaunching_a_finished_run_with_a_validation_split_names_its_clean_result(clean_sweep, data_dir, capsys):
+    run = clean_sweep / "mask=gmm"
+    train(compose_cfg([*TINY, "mask=gmm"], run_dir=run, data_dir=data_dir))
+    assert f"already finished: {_at_best_val(_final(run))}; skipping" in capsys.readouterr().out
+
+
+def test_make_status_names_the_clean_result_of_a_finished_run_with_a_validation_split(clean_sweep):
+    text = sweep_status(*folders.collect_sweeps([clean_sweep]).popitem())
+    for mask in ("none", "gmm"):
+        assert f"finished, {_at_best_val(_final(clean_sweep / f'mask={mask}'))}" in text
 
 
 def test_make_table_prints_the_papers_protocol_then_the_clean_one(clean_sweep, capsys):

@@ -44,7 +44,7 @@ from gmmvit.run.fused import (FusedModel, FusedStep, MemberRandom, build_member,
                               seed_group_stream, stacked_batches)
 from gmmvit.run.loaders import eval_loader, run_splits, training_loader
 from gmmvit.run.profiling import StepProfiler
-from gmmvit.run.progress import Progress, epoch_label, finished_line
+from gmmvit.run.progress import Progress, epoch_label, epoch_line, finished_line
 from gmmvit.run.provenance import record_environment
 from gmmvit.run.recipe import build_criterion, build_mixup, build_optimizer, build_scheduler
 from gmmvit.run.records import (STATUS_FAILED, STATUS_FINISHED, STATUS_RUNNING, RunRecord,
@@ -347,5 +347,4 @@ def _end_epoch(m: Member, g: int, net: FusedModel, optimizer, scheduler, random:
             "scheduler": scheduler.state_dict(), "rng": rng, "wall_s": wall_s,
             "wandb_id": m.extra["tracker"].run_id, "history": m.record.history, "config": m.extra["config"]})
         m.extra["best"].after_epoch(row, model)
-    print(f"[gmmvit] {m.name} {epoch_label(epoch, m.cfg.recipe.epochs)} loss {row['train_loss']:.4f} "
-          f"top-1 {top1:.2f} lr {row['lr']:.2e} {row['img_per_s']:.0f} img/s (fused x{net.size})", flush=True)
+    print(f"{epoch_line(m.name, row, m.cfg.recipe.epochs)} (fused x{net.size})", flush=True)

@@ -43,11 +43,33 @@ def epoch_label(index: int, epochs) -> str:
     return f"epoch {epoch_count(index, epochs)}"
 
 
+def _top1(value) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) else str(value)
+
+
+def result_text(final: dict, epochs) -> str:
+    """A finished run's result as every line states it (``metrics.json``'s ``final``): the best test
+    top-1 and its epoch (the paper's selection), or, where the run holds out a validation split, the
+    test top-1 at the best validation epoch (the clean protocol), which the test-selected number would
+    contradict. Epochs counted as the epoch lines count them."""
+    if final.get("best_val_epoch") is not None:
+        return (f"test top-1 {_top1(final.get('test_top1_at_best_val'))} at the best val top-1 "
+                f"{_top1(final.get('best_val_top1'))} ({epoch_label(final['best_val_epoch'], epochs)})")
+    best = final.get("best_epoch")
+    return f"best top-1 {_top1(final.get('best_top1'))} ({'none' if best is None else epoch_label(best, epochs)})"
+
+
 def finished_line(name: str, final: dict, epochs: int) -> str:
-    """The run's last log line: its best and last test top-1, the best epoch counted as the epoch lines count."""
-    best = "none" if final["best_epoch"] is None else epoch_label(final["best_epoch"], epochs)
-    return (f"[gmmvit] {name} finished: best top-1 {final['best_top1']:.2f} ({best}), "
-            f"final {final['final_top1']:.2f}")
+    """The run's last log line: its result, then the last epoch's test top-1."""
+    return f"[gmmvit] {name} finished: {result_text(final, epochs)}, final {final['final_top1']:.2f}"
+
+
+def epoch_line(name: str, row: dict, epochs: int) -> str:
+    """An epoch's log line (a row of ``metrics.json``'s history), with the validation top-1 the run
+    selects on where it holds out a split."""
+    val = f" val top-1 {row['val_top1']:.2f}" if "val_top1" in row else ""
+    return (f"[gmmvit] {name} {epoch_label(row['epoch'], epochs)} loss {row['train_loss']:.4f} "
+            f"top-1 {row['test_top1']:.2f}{val} lr {row['lr']:.2e} {row['img_per_s']:.0f} img/s")
 
 
 def is_terminal(stream: TextIO) -> bool:

@@ -30,7 +30,7 @@ from gmmvit.run.ending import recorded_end, signals_held
 from gmmvit.run.figures import MaskFigures
 from gmmvit.run.loaders import eval_loader, run_splits, training_loader
 from gmmvit.run.profiling import StepProfiler
-from gmmvit.run.progress import Progress, epoch_label, finished_line
+from gmmvit.run.progress import Progress, epoch_label, epoch_line, finished_line, result_text
 from gmmvit.run.provenance import record_environment
 from gmmvit.run.recipe import build_criterion, build_mixup, build_optimizer, build_scheduler
 from gmmvit.run.records import (STATUS_FAILED, STATUS_FINISHED, STATUS_RUNNING, RunRecord, check_writable,
@@ -113,10 +113,8 @@ def fast_paths_used(compiled: Compiled, device: torch.device, bf16: bool, attent
 
 def _finished(record: RunRecord) -> bool:
     if record.status == STATUS_FINISHED:
-        best = record.data["final"].get("best_top1")
-        shown = f"{best:.2f}" if isinstance(best, (int, float)) else best
-        print(f"[gmmvit] {record.run_dir} already finished (best top-1 {shown}); "
-              "skipping", flush=True)
+        shown = result_text(record.data["final"], record.data.get("epochs"))
+        print(f"[gmmvit] {record.run_dir} already finished: {shown}; skipping", flush=True)
     return record.status == STATUS_FINISHED
 
 
@@ -284,8 +282,7 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord, trackers: dict) ->
                     "history": record.history,  # what metrics.json is rebuilt from, should it be lost
                     "config": config})  # what a relaunch compares against, should config.yaml be lost
                 best_weights.after_epoch(row, model)
-            print(f"[gmmvit] {run_dir.name} {epoch_label(epoch, recipe.epochs)} loss {row['train_loss']:.4f} "
-                  f"top-1 {top1:.2f} lr {row['lr']:.2e} {row['img_per_s']:.0f} img/s", flush=True)
+            print(epoch_line(run_dir.name, row, recipe.epochs), flush=True)
     except TrainingDiverged as exc:
         progress.close()
         record.update(status=STATUS_FAILED, reason=str(exc))

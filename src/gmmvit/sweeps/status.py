@@ -6,7 +6,6 @@ at the pace of the runs going on now (from metrics.json, no W&B).
 
 from __future__ import annotations
 
-import math
 import statistics
 import sys
 import time
@@ -15,7 +14,7 @@ from typing import Optional
 
 from gmmvit.catalog import MULTIRUN
 from gmmvit.errors import CommandLine, one_line_errors
-from gmmvit.run.progress import duration
+from gmmvit.run.progress import duration, result_text
 from gmmvit.sweeps.expand import saved_fused_size, saved_job_folders
 from gmmvit.sweeps.folders import collect_sweeps, is_run_dir
 
@@ -47,7 +46,7 @@ def run_detail(run, metrics: dict) -> str:
         where = f" ({run.trainer})" if run.trainer else ""
         return f"running {done}/{total or '?'} epochs, ETA {duration(run_eta(metrics))}{where}"
     if run.state == "finished":
-        return f"finished, best top-1 {metrics.get('final', {}).get('best_top1', math.nan):.2f}"
+        return f"finished, {result_text(metrics.get('final') or {}, total)}"
     if run.state == "failed":
         return f"failed: {metrics.get('reason')}"
     if run.state == "incomplete":
