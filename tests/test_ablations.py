@@ -299,6 +299,19 @@ def test_ablations_trains_into_the_multirun_folder_it_lists(tmp_path, data_dir, 
     assert "2 jobs (2 finished)" in capsys.readouterr().out
 
 
+def test_make_status_names_the_setting_each_run_of_an_ablation_sweep_varies(compose_config, tmp_path, data_dir):
+    from gmmvit.sweeps.folders import collect_sweeps
+    from gmmvit.sweeps.status import sweep_status
+
+    sweep = tmp_path / "combine"
+    for combine in ("mul", "add"):
+        overrides = ["experiment=ablation/combine", *TINY, "mask=gmm", f"mask.combine={combine}", "seed=0"]
+        train(compose_config(overrides, run_dir=sweep / f"mask.combine={combine}", data_dir=data_dir))
+    lines = sweep_status(*collect_sweeps([sweep]).popitem()).splitlines()
+    for combine in ("mul", "add"):
+        assert any(line.startswith(f"  vit/gmm [mask.combine={combine}]/digits seed 0 ") for line in lines), lines
+
+
 # --- make table on a real tiny ablation sweep -------------------------------------------------------
 
 @pytest.fixture(scope="module")

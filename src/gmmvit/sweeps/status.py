@@ -15,6 +15,7 @@ from typing import Optional
 from gmmvit.catalog import MULTIRUN
 from gmmvit.errors import CommandLine, one_line_errors
 from gmmvit.run.progress import duration, result_text
+from gmmvit.sweeps.cells import assign_variants
 from gmmvit.sweeps.expand import saved_fused_size, saved_job_folders
 from gmmvit.sweeps.folders import collect_sweeps, is_run_dir
 
@@ -61,6 +62,8 @@ def sweep_status(folder: Path, runs: list, now: Optional[float] = None) -> str:
     now = time.time() if now is None else now
     lines, left, full_runs = [], [], []
     counts = {"finished": 0, "running": 0, "failed": 0, "incomplete": 0, "unreadable": 0, "todo": 0}
+    assign_variants([r for r in runs if r.state != "unreadable"])  # an ablation's runs differ by these alone
+    width = max([36, *(len(r.label) for r in runs)])
     for run in sorted(runs, key=lambda r: r.label):
         m = run.metrics
         total = m.get("epochs")
@@ -72,7 +75,7 @@ def sweep_status(folder: Path, runs: list, now: Optional[float] = None) -> str:
         pace = f"{statistics.median(times):.3g} s/epoch" if times else ""
         if state == "running":
             left.append(run_eta(m))
-        lines.append(f"  {run.label:<36} {run_detail(run, m):<44} {pace:>14}  {run.path.name}")
+        lines.append(f"  {run.label:<{width}} {run_detail(run, m):<44} {pace:>14}  {run.path.name}")
     not_started = sum(not is_run_dir(folder / name) for name in saved_job_folders(folder) or [])
     counts["todo"] += not_started
     typical = statistics.median(full_runs) if full_runs else None
