@@ -68,6 +68,8 @@ REFUSED = {
     "fused=4 step_graph=true": ("step_graph=true: a fused group (fused=4) does not capture its step as one CUDA graph; "
                                 "set step_graph=auto (the graphed step where a job trains alone) or fused=1"),
     "dataset.train_fraction=0": "dataset.train_fraction=0.0: dataset.train_fraction must be in (0, 1]",
+    "dataset.val_fraction=1": ("dataset.val_fraction=1.0: dataset.val_fraction must be in [0, 1) (1 would hold out "
+                               "every training image)"),
     "mask=gmm mask.placement=after": "mask.placement=after: mask.placement takes one of pre, post",
     "device=tpu": "device=tpu: device takes auto, cpu, cuda or cuda:N",
     "model.pool=cls": "model.pool=cls: model.pool takes one of auto, token, mean, class_attention",

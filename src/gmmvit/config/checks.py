@@ -30,6 +30,8 @@ def _problem(key: str, value, spec) -> Optional[str]:
         return f"{key}={value}: {key} must be in (0, 1]"
     if spec.get("probability") and not 0 <= value <= 1:
         return f"{key}={value}: {key} must be in [0, 1]"
+    if spec.get("held_out") and not 0 <= value < 1:
+        return f"{key}={value}: {key} must be in [0, 1) (1 would hold out every training image)"
     return None
 
 

@@ -104,6 +104,11 @@ def probability(default=MISSING):
     return field(default=default, metadata={"probability": True})
 
 
+def held_out_share(default=MISSING):
+    """A share of the training set held out, in [0, 1) (checked by ``check``): all of it leaves none to train."""
+    return field(default=default, metadata={"held_out": True})
+
+
 # --- mask/ ----------------------------------------------------------------------------------------
 
 @dataclass
@@ -144,7 +149,7 @@ class DatasetConfig:
     autoaugment_policy: Optional[AutoAugmentPolicy] = None
     hflip: bool = True
     train_fraction: float = fraction(1.0)
-    val_fraction: float = probability(0.0)  # 0 = the paper's protocol (no validation split)
+    val_fraction: float = held_out_share(0.0)  # 0 = the paper's protocol (no validation split)
 
 
 # --- recipe/ --------------------------------------------------------------------------------------
@@ -254,4 +259,4 @@ def register() -> None:
         store.store(group=group, name=name, node=node)
 
 
-__all__ = ["Choice", "Config", "SCHEMAS", "register", "at_least", "positive", "between", "fraction", "probability", "MIXED_CHOICES", "DEVICE"]
+__all__ = ["Choice", "Config", "SCHEMAS", "register", "at_least", "positive", "between", "fraction", "probability", "held_out_share", "MIXED_CHOICES", "DEVICE"]
