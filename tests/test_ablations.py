@@ -191,7 +191,9 @@ def test_training_runs_on_the_fraction(compose_config, tmp_path, data_dir):
     full, kept = _train_indices(compose_config, ["dataset=digits", "dataset.train_fraction=0.1"], data_dir)
     cfg = compose_config([*TINY, "limit_train=null", "dataset.train_fraction=0.1", "recipe.batch_size=256"],
                          run_dir=tmp_path / "run", data_dir=data_dir)
-    with pytest.raises(ValueError, match=f"no full batch of 256 in {len(kept.indices)} training images"):
+    with pytest.raises(ValueError, match=f"no full batch of 256 in the {len(kept.indices)} training images left by "
+                                         "dataset.train_fraction=0.1; lower recipe.batch_size or raise "
+                                         "dataset.train_fraction"):
         train(cfg)
     assert len(kept.indices) < 256 < len(full)
 

@@ -107,6 +107,16 @@ def test_make_status_names_the_clean_result_of_a_finished_run_with_a_validation_
         assert f"finished, {_at_best_val(_final(clean_sweep / f'mask={mask}'))}" in text
 
 
+def test_a_hold_out_that_leaves_no_full_batch_names_the_validation_share_as_the_fix(tmp_path, data_dir):
+    # 0.999 of every digits class rounds to all of it; the preflight's bound lets it through
+    cfg = compose_cfg([*TINY, "limit_train=null", "dataset.val_fraction=0.999", "recipe.batch_size=1"],
+                      run_dir=tmp_path / "run", data_dir=data_dir)
+    with pytest.raises(ConfigError) as refused:
+        train(cfg)
+    assert str(refused.value) == ("no full batch of 1 in the 0 training images left by dataset.val_fraction=0.999; "
+                                  "lower recipe.batch_size or lower dataset.val_fraction")
+
+
 def test_make_table_prints_the_papers_protocol_then_the_clean_one(clean_sweep, capsys):
     assert table_lib.main([str(clean_sweep)]) == 0
     out = capsys.readouterr().out

@@ -8,6 +8,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gmmvit.catalog import TRAIN_SIZE
 from gmmvit.data.facts import facts
+from gmmvit.data.sampling import batch_fixes
 from gmmvit.errors import ConfigError
 
 
@@ -56,7 +57,5 @@ def check_full_batch(cfg: DictConfig) -> None:
         bound = "at most " if any(not c.startswith("limit_train=") for c in cut) else ""
         images = f"the {bound}{n} training images left by {' and '.join(cut)}" if cut else \
             f"the {n} training images of {cfg.dataset.name}"
-        more = "".join(f" or {'lower' if c.startswith('dataset.val_fraction') else 'raise'} {c.split('=')[0]}"
-                       for c in cut)
         raise ConfigError(f"recipe.batch_size={recipe.batch_size}: no full batch of {recipe.batch_size} in "
-                          f"{images}; lower recipe.batch_size{more}")
+                          f"{images}; {batch_fixes(cut)}")

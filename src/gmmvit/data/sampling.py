@@ -71,6 +71,26 @@ def hold_out(dataset: Dataset, fraction: float, seed: int = 0) -> tuple[Dataset,
             torch.utils.data.Subset(dataset, np.sort(held).tolist()))
 
 
+def batch_fixes(cut: list[str]) -> str:
+    """What makes room for a full batch: a smaller batch, or undoing each setting that cut the images."""
+    return "lower recipe.batch_size" + "".join(
+        f" or {'lower' if c.startswith('dataset.val_fraction') else 'raise'} {c.split('=')[0]}" for c in cut)
+
+
+def no_full_batch(cfg, images: int) -> str:
+    """The line for a training split of ``images`` found to hold no full batch once the data is read
+    (the check before it bounds the count from above), naming the settings that cut it."""
+    ds, cut = cfg.dataset, []
+    if ds.get("val_fraction"):
+        cut.append(f"dataset.val_fraction={ds.val_fraction}")
+    if ds.get("train_fraction", 1.0) < 1:
+        cut.append(f"dataset.train_fraction={ds.train_fraction}")
+    if cfg.limit_train is not None and images <= cfg.limit_train:
+        cut.append(f"limit_train={cfg.limit_train}")
+    left = f"the {images} training images left by {' and '.join(cut)}" if cut else f"{images} training images"
+    return f"no full batch of {cfg.recipe.batch_size} in {left}; {batch_fixes(cut)}"
+
+
 class RepeatedPassSampler(Sampler[int]):
     """The authors' epoch: ``passes`` consecutive fresh permutations of the data (3 for the paper).
 

@@ -34,6 +34,7 @@ import torch
 
 from gmmvit.data import resident
 from gmmvit.data.datasets import load_splits
+from gmmvit.data.sampling import no_full_batch
 from gmmvit.errors import CheckpointError, ConfigError
 from gmmvit.nn.complexity import count_macs, count_params
 from gmmvit.run import devices, identity, runlock
@@ -201,8 +202,7 @@ def _train_group(members: list[Member], start_epoch: int, trackers: dict) -> Non
     loaders = [d[0] for d in data]
     steps_per_epoch = min(len(loader) for loader in loaders)
     if steps_per_epoch == 0:
-        raise ConfigError(f"no full batch of {recipe.batch_size} training images: "
-                          "lower recipe.batch_size or raise limit_train")
+        raise ConfigError(no_full_batch(lead, len(run_splits(lead, splits)[0])))
 
     net.to(device)
     optimizer = build_optimizer(recipe, net)

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gmmvit.data import resident
 from gmmvit.data.datasets import load_splits
+from gmmvit.data.sampling import no_full_batch
 from gmmvit.errors import CheckpointError, ConfigError
 from gmmvit.nn.attention import use_attention
 from gmmvit.nn.complexity import count_macs, count_params
@@ -184,8 +185,7 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord, trackers: dict) ->
     test_loader = eval_loader(test_split, cfg, device, workers)
     val_loader = eval_loader(val_split, cfg, device, workers) if val_split is not None else None
     if len(train_loader) == 0:
-        raise ConfigError(f"no full batch of {recipe.batch_size} in {len(train_split)} training images: "
-                          "lower recipe.batch_size or raise limit_train")
+        raise ConfigError(no_full_batch(cfg, len(train_split)))
 
     # --- model and recipe -----------------------------------------------------------------
     params, macs = count_params(model), count_macs(model, ds.img_size, ds.channels)
