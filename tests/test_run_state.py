@@ -93,6 +93,20 @@ def test_ctrl_c_while_an_epoch_is_written_waits_for_its_checkpoint(compose_confi
 
 
 @pytest.mark.timeout(120)
+def test_ctrl_c_while_an_epoch_is_written_still_prints_the_line_of_the_epoch_it_recorded(
+        compose_config, tmp_path, data_dir, monkeypatch, capsys, terminal_ctrl_c):
+    run_dir = tmp_path / "run"
+    cfg = compose_config([*TINY, "recipe.epochs=3"], run_dir=run_dir, data_dir=data_dir)
+    signal_during_first_checkpoint(monkeypatch, times=1)
+    with pytest.raises(SystemExit):
+        train_mod.train(cfg)
+    out = capsys.readouterr().out
+    [row] = metrics(run_dir)["history"]
+    epoch_line = f"{run_dir.name} epoch 1/3 loss {row['train_loss']:.4f} top-1 {row['test_top1']:.2f} "
+    assert epoch_line in out and out.index(epoch_line) < out.index("stopped at epoch 1/3")
+
+
+@pytest.mark.timeout(120)
 def test_a_second_ctrl_c_while_an_epoch_is_written_stops_at_once(compose_config, tmp_path, data_dir, monkeypatch,
                                                                  terminal_ctrl_c):
     run_dir = tmp_path / "run"

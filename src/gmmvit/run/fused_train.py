@@ -347,4 +347,5 @@ def _end_epoch(m: Member, g: int, net: FusedModel, optimizer, scheduler, random:
             "scheduler": scheduler.state_dict(), "rng": rng, "wall_s": wall_s,
             "wandb_id": m.extra["tracker"].run_id, "history": m.record.history, "config": m.extra["config"]})
         m.extra["best"].after_epoch(row, model)
-    print(f"{epoch_line(m.name, row, m.cfg.recipe.epochs)} (fused x{net.size})", flush=True)
+        # inside the held block: a stop's line follows the line of the epoch it recorded
+        print(f"{epoch_line(m.name, row, m.cfg.recipe.epochs)} (fused x{net.size})", flush=True)

@@ -282,7 +282,8 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord, trackers: dict) ->
                     "history": record.history,  # what metrics.json is rebuilt from, should it be lost
                     "config": config})  # what a relaunch compares against, should config.yaml be lost
                 best_weights.after_epoch(row, model)
-            print(epoch_line(run_dir.name, row, recipe.epochs), flush=True)
+                # inside the held block: a stop's line follows the line of the epoch it recorded
+                print(epoch_line(run_dir.name, row, recipe.epochs), flush=True)
     except TrainingDiverged as exc:
         progress.close()
         record.update(status=STATUS_FAILED, reason=str(exc))
