@@ -314,6 +314,20 @@ def test_make_status_names_the_setting_each_run_of_an_ablation_sweep_varies(comp
         assert any(line.startswith(f"  vit/gmm [mask.combine={combine}]/digits seed 0 ") for line in lines), lines
 
 
+def test_a_sweep_mixing_presets_of_two_gain_references_says_what_its_gains_pair_with(compose_config, tmp_path,
+                                                                                     data_dir, capsys):
+    # the clean protocol stacked on two presets without sweep=NAME: both land in its sweep, protocol_clean
+    sweep = tmp_path / "protocol_clean"
+    for preset in ("demo", "ablation/pooling"):
+        for mask in ("none", "gmm"):
+            overrides = [f"experiment={preset}", "+experiment@_global_=protocol/clean", *TINY, f"mask={mask}", "seed=0"]
+            train(compose_config(overrides, run_dir=sweep / f"{preset.replace('/', '-')},mask={mask}",
+                                 data_dir=data_dir))
+    assert table_lib.main([str(sweep), "--select", "test"]) == 0
+    assert ("Warning: its runs name 2 gain references (mask=none | mask=none, model.pool=token), so every gain "
+            "pairs with mask=none; train each preset in a sweep of its own (sweep=NAME)") in capsys.readouterr().out
+
+
 # --- make table on a real tiny ablation sweep -------------------------------------------------------
 
 @pytest.fixture(scope="module")

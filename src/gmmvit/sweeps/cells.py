@@ -161,6 +161,8 @@ class SweepTable:
         self.runs = runs
         references = {tuple(r.config["gain_reference"]) for r in runs
                       if isinstance(r.config.get("gain_reference"), list)}
+        # runs of presets with other references in one folder: none of theirs can be the table's
+        self.mixed_references = sorted(references) if len(references) > 1 else []
         self.reference_items = references.pop() if len(references) == 1 else DEFAULT_REFERENCE
         self.reference = parse_reference(self.reference_items)
         names = {r.config.get("sweep") for r in runs if r.config.get("sweep")}
@@ -269,6 +271,14 @@ class SweepTable:
         lines += [f"twin: {other.label}: {other.path} holds the same run as {kept.path}; counted once, from there"
                   for kept, other in self.twins]
         return lines + [f"unreadable: {r.path}: {r.reason}" for r in self.unreadable]
+
+    def reference_warning(self) -> Optional[str]:
+        """Said under the table when its runs disagree on ``gain_reference``."""
+        if not self.mixed_references:
+            return None
+        named = " | ".join(", ".join(items) for items in self.mixed_references)
+        return (f"Warning: its runs name {len(self.mixed_references)} gain references ({named}), so every gain "
+                f"pairs with {', '.join(self.reference_items)}; train each preset in a sweep of its own (sweep=NAME)")
 
     def environments(self) -> dict[str, int]:
         """Each environment that produced a finished run, with how many (most first)."""
