@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from gmmvit.bench import gpu_check
+from gmmvit.bench import compiled_grads, gpu_check
 from gmmvit.bench.gpu_scale import GPU, REHEARSAL, on_cpu
 from gmmvit.catalog import REPO
 from gmmvit.config.checks import check
@@ -56,3 +56,24 @@ def test_the_gpu_check_rehearses_its_phases_on_the_cpu(tmp_path):
     assert results["serial"][0]["profile_figures"]["steps"] == REHEARSAL.profile_steps
     assert set(results["rates"]) == {"vit"} and results["table_hours"] > 0
     assert set(results["fused_rates"]) == {"vit|2", "vit|4"}  # sizes cut at REHEARSAL.fused_members
+
+
+TINY_SWIN = ["model.embed_dim=24", "model.depths=[2,2]", "model.num_heads=[2,4]"]  # a shifted block per stage
+
+
+def test_a_compiled_step_computes_the_eager_steps_loss_and_gradients():
+    report = compiled_grads.compare("swin", "gmm", "cpu", batch=4, backend="aot_eager", overrides=TINY_SWIN)
+    assert report["loss"]["compiled_fp32"] == pytest.approx(report["loss"]["eager_fp32"], rel=1e-6)
+    assert report["grad_error"]["compiled_fp32"]["max"] < 1e-5 and not report["grad_error"]["compiled_fp32"]["missing"]
+    assert report["mask_grad_error"]["compiled_bf16"]["median"] > 0  # the mask's own parameters are compared
+    assert report["verdict"].startswith("compiled = eager")
+
+
+def test_a_compiled_step_farther_from_fp32_than_bf16_is_reported_as_differing():
+    def error(median, worst):
+        return {"median": median, "max": worst, "worst": "layers.0.attn.mask.sigma", "missing": []}
+
+    errors = {"eager_bf16": error(1e-2, 5e-2), "compiled_fp32": error(1e-6, 1e-5), "compiled_bf16": error(3e-2, 2e-1)}
+    assert compiled_grads.verdict(errors).startswith("compiled differs from eager: compiled_bf16 median 3.0e-02")
+    errors["compiled_bf16"] = error(1.5e-2, 6e-2)
+    assert compiled_grads.verdict(errors).startswith("compiled = eager")

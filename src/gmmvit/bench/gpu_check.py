@@ -20,6 +20,8 @@ B. (alone on the GPU, one after another) **end-to-end img/s** through ``train()`
    (``profile_steps``) in its first epoch, and the **GMM overhead** table sets each model's gmm run
    beside its none run: img/s, device-busy ms and kernels per step, and, where the overhead misses
    the 5% target, the kernels that take the extra time.
+   Beside them, one training step of Swin-GMM and ViT-GMM compiled against eager on the same weights
+   and batch (``gmmvit.bench.compiled_grads``): whether a low compiled pair is the compiler's doing.
 C. **packing**: 1, 2 and 4 ViT-GMM processes at once on the card; they meet on a barrier after their
    warm-up, then each trains a fixed number of steps; img/s = all their images over the common
    window (``gmmvit.bench.packing``), and whether MPS was running.
@@ -47,7 +49,7 @@ import sys
 import time
 from pathlib import Path
 
-from gmmvit.bench import packing
+from gmmvit.bench import compiled_grads, packing
 from gmmvit.bench.gpu_scale import GPU, REHEARSAL, Scale, on_cpu
 from gmmvit.catalog import MODELS, PAPER_DATASETS, REPO
 from gmmvit.data.datasets import fashion_mnist
@@ -97,6 +99,9 @@ FUSED_SEEDS = (0, 1, 2)  # ViT-GMM fused against the same seeds' "defaults" runs
 ACCURACY_RUNS += [("vit", "gmm", 2, "defaults")]
 ACCURACY_RUNS += [("swin", "gmm", 0, "compiled_fp32"), ("swin", "gmm", 0, "compiled_loader")]
 FUSED_RUNS = [("vit", "gmm", s, "fused") for s in FUSED_SEEDS]
+# one training step compiled against eager, same weights and batch (gmmvit.bench.compiled_grads): whether a
+# low compiled pair is the compiler's function or seed noise; Swin's windows take the explicit path, ViT flex
+GRADS = [("swin", "gmm"), ("vit", "gmm")]
 
 WARM = """
 import json, sys
@@ -116,6 +121,12 @@ def accuracy_command(model, mask, seed, setting, data_root, scale: Scale) -> lis
     return [sys.executable, str(REPO / "src" / "train.py"), f"model={model}", f"mask={mask}", f"seed={seed}",
             "dataset=fashion_mnist", f"paths.data={data_root}",  # phase_a unpacked the files there
             "logger=none", f"sweep=gpu_check_{setting}", *settings(setting, scale)]
+
+
+def grads_command(model, mask, logs: Path, scale: Scale) -> list[str]:
+    return [sys.executable, "-m", "gmmvit.bench.compiled_grads", "--model", model, "--mask", mask,
+            "--device", scale.device, "--batch", str(scale.grads_batch), "--backend", scale.grads_backend,
+            "--out", str(logs / f"grads_{model}_{mask}.json")]
 
 
 def fused_accuracy_command(data_root, scale: Scale) -> list[str]:
@@ -149,6 +160,8 @@ def phase_a(args, logs: Path, cap: float) -> None:
                "device": args.scale.device, "n_train": 20 * args.scale.batch, "n_test": args.scale.e2e_test,
                "batch": args.scale.batch}  # phase B's shapes: its graphs are these
         queue.append((f"warm_{model}_{mask}_{mode}", [sys.executable, "-c", WARM, json.dumps(run)]))
+    for model, mask in (g for g in GRADS if g[0] in args.models):
+        queue.append((f"grads_{model}_{mask}", grads_command(model, mask, logs, args.scale)))
     for model, mask, seed, setting in runs:
         if (model, mask, seed, setting) == ("vit", "gmm", FUSED_SEEDS[-1], "defaults"):  # the fused pair's
             queue.append(("acc_fused_vit_gmm", fused_accuracy_command(data_root, args.scale)))
@@ -199,6 +212,12 @@ def phase_a(args, logs: Path, cap: float) -> None:
          "Settings: " + "; ".join(f"`{k}` = {' '.join(v) or 'compile=auto attention=auto data_on_gpu=auto '}"
                                   f"{'' if v else 'precision=auto step_graph=auto'}" for k, v in SETTINGS.items()), "")
     emit(*table(["model", "mask", "seed", *SETTINGS], rows))
+    grads = {f"{m}|{k}": json.loads(p.read_text()) for m, k in GRADS if (p := logs / f"grads_{m}_{k}.json").exists()}
+    RESULTS["compiled_grads"] = grads
+    emit("### 1b. One training step compiled against eager (same weights, same batch; gradient error "
+         "relative to eager fp32)", "")
+    for report in grads.values():
+        emit(*compiled_grads.markdown(report))
 
 
 # --- B. end-to-end throughput, alone on the GPU ----------------------------------------------------
