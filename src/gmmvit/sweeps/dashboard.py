@@ -36,7 +36,7 @@ from gmmvit.errors import CommandLine, ConfigError, one_line_errors
 from gmmvit.run import tracking
 from gmmvit.run.records import METRICS, read_json, write_json
 from gmmvit.run.tracking import (EPOCH, EPOCH_S, IMG_PER_S, MACS, MASK_IMAGE, MASK_PARAMS, PARAMS, TOP1, TOP1_BEST,
-                                 TRAIN_LOSS)
+                                 TRAIN_LOSS, offline_logs, online_logs)
 from gmmvit.sweeps.cells import varied_settings
 from gmmvit.sweeps.folders import collect_sweeps, read_whole
 from gmmvit.sweeps.render import render_png
@@ -293,9 +293,9 @@ def publish(d: Dashboard) -> dict:
 
 
 def runs_were_offline(runs: list) -> bool:
-    """Every run logged offline (``<run>/wandb/offline-run-*``) and none online."""
-    offline = any(any((r.path / "wandb").glob("offline-run-*")) for r in runs)
-    online = any(any((r.path / "wandb").glob("run-*")) for r in runs)
+    """Every run logged offline and none online."""
+    offline = any(offline_logs(r.path) for r in runs)
+    online = any(online_logs(r.path) for r in runs)
     return offline and not online
 
 

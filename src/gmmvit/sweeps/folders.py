@@ -21,7 +21,7 @@ from gmmvit.run import runlock
 from gmmvit.run import metrics_schema
 from gmmvit.run.identity import CONFIG, read_config
 from gmmvit.run.records import METRICS, RESUME, read_back
-from gmmvit.run.tracking import flatten
+from gmmvit.run.tracking import WANDB_DIR, flatten
 
 
 
@@ -135,7 +135,7 @@ def find_run_dirs(root: Path) -> list[Path]:
             found.append(here)
             dirnames[:] = []
             continue
-        dirnames[:] = sorted(d for d in dirnames if d not in ("wandb", "masks") and not d.startswith("."))
+        dirnames[:] = sorted(d for d in dirnames if d not in (WANDB_DIR, "masks") and not d.startswith("."))
     return found
 
 
