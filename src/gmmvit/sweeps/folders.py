@@ -19,6 +19,7 @@ from typing import Optional
 from gmmvit.errors import ConfigError
 from gmmvit.run import runlock
 from gmmvit.run import metrics_schema
+from gmmvit.run.figures import MASKS_DIR
 from gmmvit.run.identity import CONFIG, read_config
 from gmmvit.run.records import METRICS, RESUME, read_back
 from gmmvit.run.tracking import WANDB_DIR, flatten
@@ -135,7 +136,7 @@ def find_run_dirs(root: Path) -> list[Path]:
             found.append(here)
             dirnames[:] = []
             continue
-        dirnames[:] = sorted(d for d in dirnames if d not in (WANDB_DIR, "masks") and not d.startswith("."))
+        dirnames[:] = sorted(d for d in dirnames if d not in (WANDB_DIR, MASKS_DIR) and not d.startswith("."))
     return found
 
 
