@@ -372,7 +372,7 @@ def test_another_test_set_leaves_the_recorded_top1_out_of_the_sweeps_table(train
 
 @pytest.mark.parametrize("status, reason, held, why", [
     ("failed", "RuntimeError: out of memory", False, "failed (RuntimeError: out of memory)"),
-    ("stopped", None, False, "incomplete"),
+    ("stopped", None, False, "stopped at 2/2 epochs (relaunch to resume)"),
     ("running", None, True, "running (pid "),
 ])
 def test_a_run_not_finished_is_listed_in_one_line_and_skipped(trained_sweep, tmp_path, capsys, status, reason, held,

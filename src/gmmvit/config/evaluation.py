@@ -34,7 +34,7 @@ from gmmvit.run.identity import read_config
 from gmmvit.run.records import METRICS, current_targets
 from gmmvit.run.tracking import flatten
 from gmmvit.sweeps.evaluation import summary_paths, write_summary
-from gmmvit.sweeps.folders import CONFIG, Run, check_target, find_run_dirs, is_run_dir, read_any
+from gmmvit.sweeps.folders import CONFIG, Run, check_target, find_run_dirs, is_run_dir, read_any, stopped_detail
 
 # what the network is built from (gmmvit.run.train.build_model): the weights fit only this
 NETWORK_DATASET_KEYS = ("img_size", "channels", "num_classes")
@@ -172,6 +172,8 @@ def run_eval(run_dir: Path, checkpoint: str, overrides: list[str]) -> dict:
 
 def unfinished(run: Run) -> Optional[str]:
     """Why ``run`` is not evaluated in a sweep (its state and who trains it or why it ended), or None."""
+    if run.state == "stopped":
+        return stopped_detail(run)
     if run.state != "finished":
         detail = run.trainer or run.reason
         return f"{run.state} ({detail})" if detail else run.state
