@@ -30,7 +30,9 @@ E. **fused runs**: every model, none and gmm, G = 1, 4, 16 members trained as on
    (``gmmvit.bench.fused_rate``): img/s of all members, per member, peak memory; then groups
    mixing none and gmm members (each its own mask), G = 4 and 16; the forward compiled; G = 2, 8.
 
-Figures go to ``--out`` (markdown) and beside it ``gpu_check.json``; each phase is capped so one
+Every rate of B and E also shows as MFU (``gmmvit.bench.mfu``: 6 x the model's MACs per image over
+the card's dense bf16 peak, by its name or ``--peak-tflops``), and the last lines name each model's
+best. Figures go to ``--out`` (markdown) and beside it ``gpu_check.json``; each phase is capped so one
 failure or a slow phase loses nothing else.
 
 ``--rehearse`` runs every phase on the CPU at a toy scale (``REHEARSAL``), with the settings only
@@ -49,7 +51,7 @@ import sys
 import time
 from pathlib import Path
 
-from gmmvit.bench import compiled_grads, packing
+from gmmvit.bench import compiled_grads, mfu, packing
 from gmmvit.bench.gpu_scale import GPU, REHEARSAL, Scale, on_cpu
 from gmmvit.catalog import MODELS, PAPER_DATASETS, REPO
 from gmmvit.data.datasets import fashion_mnist
@@ -283,11 +285,11 @@ def phase_b(args, logs: Path, cap: float) -> None:
         if r["kind"] != "e2e":
             continue
         if "error" in r:
-            rows.append([r["model"], r["mask"], r["compile"], "-", "-", "error " + r["error"]])
+            rows.append([r["model"], r["mask"], r["compile"], "-", "-", "-", "error " + r["error"]])
             continue
         p = r.get("paths", {})
         minutes = (300 * 50_000 / r["img_s"] + 100 * 10_000 / (3 * r["img_s"])) / 60
-        rows.append([r["model"], r["mask"], r["compile"], f"{r['img_s']:,.0f}", f"{minutes:.1f}",
+        rows.append([r["model"], r["mask"], r["compile"], f"{r['img_s']:,.0f}", utilisation(args, r), f"{minutes:.1f}",
                      f"{p.get('compiled')} ({p.get('graphs')} graphs, {p.get('graph_breaks')} breaks), "
                      f"{p.get('attention')}, data {p.get('data')}, {p.get('precision')}, step {p.get('step')}"])
     emit(f"### 2. End-to-end training img/s through train() (phase B ended at {elapsed():.0f}s)", "",
@@ -295,7 +297,7 @@ def phase_b(args, logs: Path, cap: float) -> None:
          f"erasing, Mixup/CutMix), batch {scale.batch}, bf16; img/s of the second epoch "
          f"({scale.e2e_images:,} images); 300-pass CIFAR-10 minutes = 300 x 50,000 training + 100 x 10,000 "
          f"test images (a third the cost).", "")
-    emit(*table(["model", "mask", "compile", "img/s", "300-pass run, min", "ran on"], rows))
+    emit(*table(["model", "mask", "compile", "img/s", "MFU", "300-pass run, min", "ran on"], rows))
     for r in results:
         if r["kind"] == "data":
             emit("- data pipeline alone (GPU uint8 -> augmented batches + Mixup/CutMix, no model): "
@@ -445,15 +447,16 @@ def phase_e(args, logs: Path, cap: float) -> None:
     results = run_serial(plan, cap, logs / "fused.log", scale)
     RESULTS["fused"] = results
     rows = [[r["model"], r["mask"], r["members"], r.get("compiled", r.get("compile", "eager")),
-             *(["error " + r["error"], "-", "-"] if "error" in r else
-             [f"{r['img_s']:,.0f}", f"{r['member_img_s']:,.0f}",
+             *(["error " + r["error"], "-", "-", "-"] if "error" in r else
+             [f"{r['img_s']:,.0f}", utilisation(args, r), f"{r['member_img_s']:,.0f}",
               "-" if r["peak_mib"] is None else f"{r['peak_mib']:,.0f}"])] for r in results]
     emit(f"### 5. Fused runs: G members of one model as one (phase E ended at {elapsed():.0f}s)", "",
          f"Random CIFAR-sized batches of {scale.fused_batch} per member, {scale.precision}, {scale.fused_steps} "
          f"steps after {scale.fused_warmup}; img/s of all members "
          "together, per member, and peak memory. Compare G = 1 with the unfused rows above (compiled and "
          "graphed there; eager here unless the row says compiled).", "")
-    emit(*table(["model", "mask", "members", "forward", "img/s, all members", "img/s per member", "peak MiB"], rows))
+    emit(*table(["model", "mask", "members", "forward", "img/s, all members", "MFU", "img/s per member", "peak MiB"],
+                rows))
     slowest: dict = {}
     for r in results:
         if "img_s" in r and r["members"] > 1:
@@ -462,6 +465,32 @@ def phase_e(args, logs: Path, cap: float) -> None:
     RESULTS["fused_rates"] = {f"{m}|{g}": v for (m, g), v in slowest.items()}
     emit("- for `gmmvit.sweeps.cost.FUSED_IMG_PER_S` (the slowest row of each model and size, whatever "
          f"its masks and forward): `{ {k: round(v) for k, v in sorted(slowest.items())} }`", "")
+
+
+def utilisation(args, r: dict) -> str:
+    """Row ``r``'s MFU (``gmmvit.bench.mfu``: 6 x its model's MACs per image, over the card's peak)."""
+    if not args.peak or "img_s" not in r:
+        return "-"
+    return f"{100 * mfu.mfu(r['img_s'], mfu.macs_per_image(r['model']), args.peak):.1f}%"
+
+
+def best_utilisation(args) -> None:
+    """Each model's best MFU over every rate the check measured, unfused (phase B) or fused (phase E)."""
+    if not args.peak:
+        emit(f"- MFU: no dense bf16 peak known for this card ({args.card}); give --peak-tflops", "")
+        return
+    best: dict = {}
+    for r in RESULTS.get("serial", []) + RESULTS.get("fused", []):
+        if r.get("kind") in ("e2e", "fused") and "img_s" in r:
+            share = mfu.mfu(r["img_s"], mfu.macs_per_image(r["model"]), args.peak)
+            where = (f"fused G={r['members']}, {r['mask']}" if r["kind"] == "fused"
+                     else f"unfused, {r['mask']}, compile={r['compile']}, step_graph={r.get('step_graph')}")
+            if share > best.get(r["model"], (0.0, ""))[0]:
+                best[r["model"]] = (share, where)
+    RESULTS["mfu"] = {m: {"mfu": share, "setting": where} for m, (share, where) in best.items()}
+    emit(f"- MFU of each model's best setting (6 x MACs per image, Linear/Conv only, over {args.peak:g} dense "
+         "bf16 TFLOPS): " + ("; ".join(f"{m} {100 * share:.1f}% ({where})" for m, (share, where) in best.items())
+                             or "no rate measured"), "")
 
 
 def main() -> None:
@@ -480,6 +509,8 @@ def main() -> None:
     p.add_argument("--logs", default="/tmp/gpu_check_logs", help="each process's log")
     p.add_argument("--models", default=",".join(MODELS), help="the models every phase covers")
     p.add_argument("--workdir", default=str(REPO), help="phase A's runs go to its multirun/")
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="the card's dense bf16 peak for MFU (default: gmmvit.bench.mfu's table by the card's name)")
     p.add_argument("--rehearse", action="store_true",
                    help="every phase on the CPU at a toy scale: proves the script, measures nothing")
     args = p.parse_args()
@@ -501,10 +532,13 @@ def main() -> None:
     elif not torch.cuda.is_available():
         sys.exit("gpu_check: no CUDA device (--rehearse runs it on the CPU)")
     card = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    emit("## gmmvit GPU check", "", f"- card: {card}; torch {torch.__version__}; "
+    args.card, args.peak = card, args.peak_tflops or mfu.peak_tflops(card)
+    emit("## gmmvit GPU check", "", f"- card: {card} (dense bf16 peak: "
+         f"{f'{args.peak:g} TFLOPS' if args.peak else 'not known'}); torch {torch.__version__}; "
          f"{os.cpu_count()} CPU cores; command: `python -m gmmvit.bench.gpu_check {' '.join(sys.argv[1:])}`", "")
     caps = {"a": 0.40, "b": 0.36, "c": 0.17}
-    for phase in args.phases.split(","):
+    phases = args.phases.split(",")
+    for phase in phases + (["mfu"] if {"b", "e"} & set(phases) else []):  # the rates' MFU once all are in
         try:
             if phase == "a":
                 phase_a(args, logs, caps["a"] * args.budget)
@@ -516,6 +550,8 @@ def main() -> None:
                 phase_d(args)
             elif phase == "e":
                 phase_e(args, logs, args.budget - elapsed() - 10)
+            elif phase == "mfu":
+                best_utilisation(args)
         except Exception as exc:  # noqa: BLE001 - a phase's failure must not lose the others
             import traceback
 
