@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from gmmvit.bench import compiled_grads, gpu_check, mfu
+from gmmvit.bench import compiled_grads, mfu
+from gmmvit.bench.gpu_check import accuracy
 from gmmvit.bench.gpu_scale import GPU, REHEARSAL, on_cpu
 from gmmvit.catalog import REPO
 from gmmvit.config.checks import check
@@ -23,8 +24,8 @@ def overrides_of(command: list[str]) -> list[str]:
 
 @pytest.mark.parametrize("scale", [GPU, REHEARSAL], ids=["gpu", "rehearsal"])
 def test_every_accuracy_run_of_the_gpu_check_composes(compose_config, tmp_path, scale):
-    commands = [gpu_check.accuracy_command(*run, tmp_path, scale) for run in gpu_check.ACCURACY_RUNS]
-    commands.append(gpu_check.fused_accuracy_command(tmp_path, scale))
+    commands = [accuracy.accuracy_command(*run, tmp_path, scale) for run in accuracy.ACCURACY_RUNS]
+    commands.append(accuracy.fused_accuracy_command(tmp_path, scale))
     for command in commands:
         cfg = compose_config(overrides_of(command), run_dir=tmp_path / "run", data_dir=tmp_path)
         check(cfg, machine=False)  # the ranges every launch checks first
