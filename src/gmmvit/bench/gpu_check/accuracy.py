@@ -24,9 +24,10 @@ SETTINGS = {  # name -> overrides; "defaults" is the config as shipped, "off" ev
     "off": ["compile=false", "attention=explicit", "data_on_gpu=false", "precision=fp32", "step_graph=false",
             "workers=3"],
     "defaults_eager": ["compile=false", "step_graph=false"],
-    # if compiled Swin-GMM is low again, which setting does it: precision, or the data on the device
+    # if compiled Swin-GMM is low again, which setting does it: precision, the data on the device, the compile mode
     "compiled_fp32": ["compile=true", "precision=fp32"],
     "compiled_loader": ["compile=true", "data_on_gpu=false", "workers=3"],
+    "compiled_graphs": ["compile=reduce-overhead", "step_graph=false"],
     "fused": ["fused=3"],  # one multirun: FUSED_SEEDS trained as one fused group (the fused-runs issue)
 }
 # issue 21 (1): the defaults, step_graph=true and every fast path off, two seeds each, for ViT-GMM,
@@ -37,7 +38,8 @@ ACCURACY_RUNS = [(m, k, s, setting) for setting in ("defaults", "graph", "off") 
 ACCURACY_RUNS += [("swin", "gmm", s, "defaults_eager") for s in (0, 1)]
 FUSED_SEEDS = (0, 1, 2)  # ViT-GMM fused against the same seeds' "defaults" runs
 ACCURACY_RUNS += [("vit", "gmm", 2, "defaults")]
-ACCURACY_RUNS += [("swin", "gmm", 0, "compiled_fp32"), ("swin", "gmm", 0, "compiled_loader")]
+ACCURACY_RUNS += [("swin", "gmm", 0, "compiled_fp32"), ("swin", "gmm", 0, "compiled_loader"),
+                  ("swin", "gmm", 0, "compiled_graphs")]
 FUSED_RUNS = [("vit", "gmm", s, "fused") for s in FUSED_SEEDS]
 # one training step compiled against eager, same weights and batch (gmmvit.bench.compiled_grads): whether a
 # low compiled pair is the compiler's function or seed noise; Swin's windows take the explicit path, ViT flex
