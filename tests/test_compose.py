@@ -38,6 +38,16 @@ def test_cli_help_lists_the_config_groups():
         assert option in out.stdout
 
 
+def test_cli_help_lists_the_groups_of_conf_and_its_launchers_not_the_schemas_own():
+    out = subprocess.run([sys.executable, "src/train.py", "--help"], cwd=REPO, capture_output=True,
+                         text=True, check=True)
+    groups = [line.partition(":")[0] for line in out.stdout.split("== Config groups")[1].split("== Config (")[0]
+              .splitlines()[1:] if line.strip()]
+    assert groups == ["dataset", "experiment", "experiment/ablation", "experiment/protocol", "hydra/launcher",
+                      "logger", "mask", "model", "recipe"]
+    assert "hydra/launcher: local, local_gpus, ray_gpus, slurm" in out.stdout
+
+
 @pytest.mark.parametrize("model", MODELS)
 def test_default_config_is_the_papers_recipe(compose_config, model):
     cfg = compose_config([f"model={model}"])

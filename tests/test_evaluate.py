@@ -103,6 +103,19 @@ def test_an_unknown_key_is_refused_in_one_line(trained_run):
         eval_config(trained_run, ["precison=fp32"])
 
 
+def test_an_override_of_a_key_make_eval_does_not_read_is_refused_naming_it(trained_run):
+    with pytest.raises(ConfigError, match=r"^recipe.epochs=5: make eval does not read recipe.epochs, so it would change "
+                                          r"nothing the command measures; drop it"):
+        eval_config(trained_run, ["recipe.epochs=5"])
+
+
+def test_the_runs_own_values_and_how_the_eval_runs_take_no_part_in_the_results_name(trained_run, capsys):
+    (trained_run / "eval" / "last.json").unlink(missing_ok=True)
+    run_eval(trained_run, "last", ["dataset=digits", "limit_test=96", "threads=1", "recipe.batch_size=16"])
+    assert (trained_run / "eval" / "last.json").is_file()
+    assert capsys.readouterr().out.count("the result's name leaves it out") == 4
+
+
 def test_make_eval_on_a_folder_without_a_run_exits_2_with_one_line(tmp_path):
     out = subprocess.run([sys.executable, "-m", "gmmvit.config.evaluation", str(tmp_path)], cwd=REPO,
                          capture_output=True, text=True)
@@ -359,7 +372,7 @@ def test_another_test_set_leaves_the_recorded_top1_out_of_the_sweeps_table(train
 
 @pytest.mark.parametrize("status, reason, held, why", [
     ("failed", "RuntimeError: out of memory", False, "failed (RuntimeError: out of memory)"),
-    ("stopped", None, False, "incomplete"),
+    ("stopped", None, False, "stopped at 2/2 epochs (relaunch to resume)"),
     ("running", None, True, "running (pid "),
 ])
 def test_a_run_not_finished_is_listed_in_one_line_and_skipped(trained_sweep, tmp_path, capsys, status, reason, held,

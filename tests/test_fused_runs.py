@@ -168,6 +168,17 @@ def test_each_member_of_a_fused_group_is_an_ordinary_finished_run_in_its_own_fol
     assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
+def test_each_fused_members_epoch_s_is_the_groups_training_plus_its_own_evaluation(member):
+    cfgs = [member(seed, "recipe.epochs=2") for seed in (0, 1, 2)]
+    fused_train.train_group(cfgs)
+    histories = [metrics(cfg)["history"] for cfg in cfgs]
+    for epoch in (0, 1):
+        rows = [history[epoch] for history in histories]
+        assert len({row["train_s"] for row in rows}) == 1          # one training step loop, shared
+        for row in rows:                                            # and no other member's evaluation
+            assert row["eval_s"] > 0 and row["epoch_s"] == row["train_s"] + row["eval_s"]
+
+
 def test_each_member_of_a_fused_group_records_its_own_models_params_and_macs(member):
     from gmmvit.nn.complexity import count_macs, count_params
 

@@ -25,8 +25,8 @@ REFUSED = {
                                          "(model=swin)"),
     "model=cait model.depth=0": "model.depth=0: model.depth takes a whole number >= 1 (model=cait)",
     "model.num_heads=64 model.embed_dim=32": (
-        "model.embed_dim=32, model.num_heads=64: model=vit cannot be built with them (ZeroDivisionError: 0.0 cannot "
-        "be raised to a negative power); use values that fit (the option's own: model.embed_dim=192, "
+        "model.embed_dim=32, model.num_heads=64: model=vit cannot be built with them (ValueError: 64 heads over a "
+        "width of 32 leave each head no dimension); use values that fit (the option's own: model.embed_dim=192, "
         "model.num_heads=12)"),
     "model.drop_path_schedule=ramp": (
         "model.drop_path_schedule=ramp: model=vit cannot be built with it (ValueError: drop_path_schedule must be "

@@ -179,7 +179,7 @@ def test_launch_runs_the_grid_and_dry_run_finds_the_same_folders(tmp_path):
                          text=True, timeout=160)
     assert out.returncode == 0, out.stderr[-3000:]
     text = dry(*grid, *tiny)
-    assert "2 finished, 0 running, 0 incomplete, 0 failed, 0 todo; about 0.0 GPU-hours left" in text, text
+    assert "2 finished, 0 running, 0 stopped, 0 failed, 0 todo; about 0.0 GPU-hours left" in text, text
     # relaunching the finished table trains nothing and says so
     again = subprocess.run([sys.executable, "-m", "gmmvit.config.paper_grid", *grid, *tiny], cwd=REPO, capture_output=True,
                            text=True, timeout=160)

@@ -182,6 +182,14 @@ def test_an_override_make_locality_would_ignore_is_refused_in_one_line(measured_
     assert ended.value.code == 2 and capsys.readouterr().err == f"gmmvit: error: {line}\n"
 
 
+def test_an_override_of_a_key_make_locality_does_not_read_is_refused_in_one_line(measured_sweep, capsys):
+    with pytest.raises(SystemExit) as ended:
+        main([str(measured_sweep[0] / "mask=gmm"), "seed=3"])
+    assert ended.value.code == 2
+    assert capsys.readouterr().err.startswith("gmmvit: error: seed=3: make locality does not read seed, so it would "
+                                              "change nothing the command measures; drop it")
+
+
 def test_a_missing_folder_ends_in_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as ended:
         main([str(tmp_path / "nowhere")])

@@ -56,3 +56,38 @@ def test_a_packing_flag_or_override_it_cannot_take_is_one_line_and_exit_2_before
     out = capsys.readouterr()
     assert stop.value.code == 2 and len(out.err.strip().splitlines()) == 1
     assert says in out.err and "MPS" not in out.out
+
+
+def stand_in_mps_control(folder, exit_code=0):
+    """An executable named as NVIDIA's MPS control (which no CPU machine has): it logs each call's
+    arguments, stdin and pipe folder, then exits ``exit_code``."""
+    log = folder / "calls.log"
+    script = folder / packing.MPS_CONTROL
+    script.write_text(f"#!/bin/sh\necho \"args=$* pipe=$CUDA_MPS_PIPE_DIRECTORY stdin=$(cat -)\" >> {log}\n"
+                      f"[ {exit_code} = 0 ] || echo 'daemon refused: no GPU' >&2\nexit {exit_code}\n")
+    script.chmod(0o755)
+    return log
+
+
+def test_without_nvidias_mps_control_no_daemon_is_started_and_the_report_says_why(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with packing.own_mps_daemon() as (env, state):
+        assert env is None and state == "not started: no nvidia-cuda-mps-control on this machine"
+
+
+def test_the_checks_own_mps_daemon_has_a_private_pipe_and_is_quit_when_its_block_fails(tmp_path, monkeypatch):
+    log = stand_in_mps_control(tmp_path)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    with pytest.raises(RuntimeError), packing.own_mps_daemon() as (env, state):
+        assert state.startswith("started for these processes") and "gmmvit-mps-" in env["CUDA_MPS_PIPE_DIRECTORY"]
+        raise RuntimeError("a packed measurement failed")
+    started, quit_ = log.read_text().splitlines()
+    assert started.startswith("args=-d pipe=" + env["CUDA_MPS_PIPE_DIRECTORY"])
+    assert quit_ == f"args= pipe={env['CUDA_MPS_PIPE_DIRECTORY']} stdin=quit"
+
+
+def test_an_mps_daemon_that_will_not_start_is_reported_with_its_reason(tmp_path, monkeypatch):
+    stand_in_mps_control(tmp_path, exit_code=1)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    with packing.own_mps_daemon() as (env, state):
+        assert env is None and state == "not started: nvidia-cuda-mps-control -d: daemon refused: no GPU"

@@ -87,10 +87,37 @@ def test_make_ablations_lists_the_folders_hydra_trains_in(extra):
         assert str(job["dir"]) == hydra_run_dir(["experiment=ablation/pooling", *extra, *job["overrides"]])
 
 
-def test_a_run_whose_overrides_name_no_folder_gets_their_leading_part_and_a_hash_of_them_all():
-    long = [f"+recipe.note{i}={'x' * 20}" for i in range(12)]
-    name = expand.run_name([*long, "seed=1"])
-    assert len(name.encode()) <= expand.NAME_MAX and name.endswith(tuple("0123456789abcdef"))
-    assert name.startswith("recipe.note0=") and ",hash=" in name
-    assert name == expand.run_name([*long, "seed=1"]) != expand.run_name([*long, "seed=2"])
+LONG = [f"+recipe.note{i}={'x' * (20 + i)}" for i in range(12)]  # together far past a folder name's 255 bytes
+CHOICES = ["dataset=digits", "mask=gmm", "model=pit", "seed=3"]
+
+
+def test_a_folder_name_too_long_keeps_the_seed_and_the_model_mask_and_dataset_choices():
+    folder = Path(hydra_run_dir([*LONG, *CHOICES, "sweep=s"])).name
+    parts = folder.split(",")
+    assert len(folder.encode()) <= expand.NAME_MAX and parts[-1].startswith("hash=")
+    assert set(CHOICES) <= set(parts)
+
+
+def test_a_folder_name_too_long_leaves_out_its_longest_overrides_first():
+    kept = expand.run_name([*LONG, "recipe.epochs=3", "seed=0"]).split(",")[:-1]
+    notes = [o.lstrip("+") for o in LONG]
+    left_out = [o for o in notes if o not in kept]
+    assert "recipe.epochs=3" in kept and left_out
+    assert max(len(o) for o in notes if o in kept) <= min(len(o) for o in left_out)
+
+
+def test_a_shortened_folder_name_is_one_per_run_and_the_same_each_time():
+    name = expand.run_name([*LONG, "seed=1"])
+    assert name == expand.run_name([*LONG, "seed=1"]) != expand.run_name([*LONG, "seed=2"])
+    assert name != expand.run_name([*LONG[:-1], LONG[-1] + "y", "seed=1"])  # a value left out still counts
+
+
+def test_a_shortened_folder_name_keeps_each_override_whole_or_leaves_it_out():
+    listed = "recipe.tags=[a," + "y" * 60 + "]"    # a list's commas do not part one override
+    name = expand.run_name([*LONG, f"+{listed}", "seed=0"])
+    assert "recipe.tags=[a" not in name and "y" * 60 not in name   # the longest, so it goes first
+    assert "mask.sigma_init=[3.0,1.0]," in expand.run_name([*LONG, "mask.sigma_init=[3.0,1.0]", "seed=0"])
+
+
+def test_a_folder_name_within_the_limit_is_its_overrides_in_order():
     assert expand.run_name(["seed=1", "mask=gmm"]) == "mask=gmm,seed=1"

@@ -163,7 +163,7 @@ def test_status_of_a_stopped_sweep_says_its_eta_counts_from_a_relaunch(tmp_path)
     [(folder, found)] = collect([sweep]).items()
     text = sweep_status(folder, found)
     assert text.splitlines()[0] == f"stopped ({sweep}): 2 runs"
-    assert text.splitlines()[-1] == "1 finished, 1 incomplete; sweep ETA 1m00s once relaunched, one run at a time " \
+    assert text.splitlines()[-1] == "1 finished, 1 stopped; sweep ETA 1m00s once relaunched, one run at a time " \
         "(none is running now)"
     shutil.rmtree(sweep / "mask=gmm")
     assert sweep_status(folder, collect([sweep])[folder]).splitlines()[0] == f"stopped ({sweep}): 1 run"

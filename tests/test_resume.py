@@ -77,7 +77,7 @@ def test_sigkill_mid_epoch_then_relaunch_equals_uninterrupted_run(sweeps, tmp_pa
     run_dir = run_dir_of(sweep)
     killed = metrics(run_dir)
     assert killed["status"] == "running" and 1 <= len(killed["history"]) < 4, killed_log[-2000:]
-    assert read_run(run_dir).state == "incomplete"  # make status: stopped the moment its trainer died
+    assert read_run(run_dir).state == "stopped"  # make status: stopped the moment its trainer died
 
     # relaunching the same command finds the folder and resumes it
     out = subprocess.run(cli(sweep, data), cwd=REPO, capture_output=True, text=True, env=env)

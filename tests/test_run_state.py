@@ -55,7 +55,7 @@ def test_ctrl_c_records_stopped_and_exits_130_with_one_line(compose_config, tmp_
     assert f"[gmmvit] {run_dir.name} stopped at epoch 1/3; relaunch to resume" in capsys.readouterr().out
     assert metrics(run_dir)["status"] == "stopped" and metrics(run_dir)["reason"] == "Ctrl-C at epoch 1/3"
     assert not (run_dir / "trainer.lock").exists()
-    assert read_run(run_dir).state == "incomplete"
+    assert read_run(run_dir).state == "stopped"
 
 
 @pytest.fixture
@@ -149,13 +149,13 @@ def test_a_failed_run_relaunched_and_stopped_before_it_trains_records_the_stop(c
     with pytest.raises(SystemExit):
         train_mod.train(cfg)
     assert metrics(run_dir)["status"] == "stopped" and metrics(run_dir)["reason"] == "Ctrl-C at epoch 0/1"
-    assert read_run(run_dir).state == "incomplete"
+    assert read_run(run_dir).state == "stopped"
 
 
 def test_a_stopped_record_reads_as_stopped_at_once_however_fresh(tmp_path):
     write_json(tmp_path / "metrics.json", {"status": "stopped", "reason": "SIGTERM at epoch 1/3", "epochs": 3,
                                           "history": [{"epoch": 0, "test_top1": 10.0}], "final": {}})
-    assert read_run(tmp_path, now=time.time()).state == "incomplete"
+    assert read_run(tmp_path, now=time.time()).state == "stopped"
 
 
 @pytest.mark.timeout(120)
@@ -205,7 +205,7 @@ def test_sigterm_mid_run_records_stopped_prints_one_line_and_exits_143(tmp_path,
     assert done["status"] == "stopped" and done["reason"].startswith("SIGTERM at epoch ")
     k = len(done["history"])
     assert f"stopped at epoch {k}/50; relaunch to resume" in out
-    assert read_run(run_dir).state == "incomplete"
+    assert read_run(run_dir).state == "stopped"
 
 
 def test_make_clean_removes_caches_and_never_a_run(tmp_path):

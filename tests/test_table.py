@@ -2,7 +2,7 @@
 
 The sweep (ViT shrunk to one block, one epoch of 256 digits images):
   digits: none x seeds 0, 1; gmm x seeds 0, 1 (finished); gmm seed 2 killed before its first
-  epoch ended (incomplete); elm seed 0 with lr 1e30 (failed: NaN loss); elm seeds 1, 2 missing.
+  epoch ended (stopped); elm seed 0 with lr 1e30 (failed: NaN loss); elm seeds 1, 2 missing.
   fashion_mnist: none seed 0 only, so every other cell of that column is missing.
 """
 
@@ -23,7 +23,7 @@ import pytest
 
 from conftest import compose_cfg
 from gmmvit.run import runlock
-from gmmvit.sweeps.status import run_detail
+from gmmvit.sweeps.status import run_detail, sweep_status
 from gmmvit.sweeps import folders, table as table_lib
 from gmmvit.run.train import train
 
@@ -123,11 +123,11 @@ def test_table_numbers_markings_and_files(sweep, capsys):
     assert f"failed: vit/elm/digits seed 0: {reason}" in md
     assert "missing: vit/elm/digits seed 1, 2" in md
     assert "missing: vit/none/digits seed 2" in md
-    assert "incomplete: vit/gmm/digits seed 2 (0/1 epochs" in md
+    assert "stopped: vit/gmm/digits seed 2 (0/1 epochs" in md
     elm = _row(rows, "elm", "digits")
     assert (elm["n"], elm["failed"], elm["missing_seeds"]) == ("0", "1", "1 2")
     gmm = _row(rows, "gmm", "digits")
-    assert (gmm["incomplete"], gmm["seeds"]) == ("1", "0 1")
+    assert (gmm["stopped"], gmm["seeds"]) == ("1", "0 1")
     for mask in ("gmm", "elm"):                     # never run on fashion_mnist, where `none` was
         assert _row(rows, mask, "fashion_mnist")["n"] == "0"
         assert f"missing: vit/{mask}/fashion_mnist seed 0" in md
@@ -171,9 +171,9 @@ def test_val_on_runs_without_a_validation_split_says_how_to_hold_one_out(sweep, 
     assert not list(copy.glob("table_val.*"))
 
 
-def test_running_until_silent_then_incomplete(sweep):
+def test_running_until_silent_then_stopped(sweep):
     run = sweep / "mask=gmm,seed=2"
-    assert folders.read_run(run).state == "incomplete"               # silent for 7 h, no epoch done
+    assert folders.read_run(run).state == "stopped"               # silent for 7 h, no epoch done
     assert folders.read_run(run, now=time.time() - SILENT_S + 3600).state == "running"
     assert folders.read_run(run, stale_after=SILENT_S + 3600).state == "running"
 
@@ -187,7 +187,23 @@ def test_a_runs_lock_decides_running_or_stopped_whatever_its_files_age(sweep, tm
         assert f"pid {os.getpid()} on {socket.gethostname()}" in run_detail(read, {})   # make status says where
     (run / "metrics.json").touch()                                # files fresh, but its trainer was killed:
     (run / runlock.LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": _dead_pid()}))
-    assert folders.read_run(run).state == "incomplete"          # stopped at once, not after the silence
+    assert folders.read_run(run).state == "stopped"          # stopped at once, not after the silence
+
+
+def test_table_and_status_name_a_stopped_run_with_one_word_and_one_fix(sweep, tmp_path):
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep, copy)
+    assert table_lib.main([str(copy)]) == 0
+    md = (copy / "table.md").read_text()
+    [(folder, runs)] = folders.collect([copy]).items()
+    said = sweep_status(folder, runs)
+    killed = "vit/gmm/digits seed 2"
+    [in_table] = [line for line in md.splitlines() if killed in line]
+    [in_status] = [line for line in said.splitlines() if killed in line]
+    assert in_table.startswith(f"- stopped: {killed} (0/1 epochs, last written ")
+    assert in_table.endswith(" ago; relaunch to resume)")
+    assert "stopped at 0/1 epochs (relaunch to resume)" in in_status
+    assert "incomplete" not in md + said
 
 
 def _dead_pid():

@@ -214,6 +214,16 @@ def test_a_resumed_runs_best_top1_counts_the_epochs_its_record_holds_from_before
     assert summary["test/top1_best"] == 50.0 and summary["test/top1_best_epoch"] == 1
 
 
+def test_offline_logs_are_the_folders_an_offline_wandb_run_writes_and_online_logs_none(tmp_path, no_wandb_account):
+    cfg = compose_cfg(["logger=wandb", "logger.mode=offline"], run_dir=tmp_path)
+    tracker = tracking.build_tracker(cfg, tmp_path, "offlinerun", {"sweep": "s"})
+    tracker.begin([])
+    tracker.end("finished")
+    [log] = tracking.offline_logs(tmp_path)
+    assert read_complete(log)["run"]["id"] == "offlinerun"
+    assert tracking.online_logs(tmp_path) == []
+
+
 def test_an_epoch_trained_again_after_a_stop_appears_once_in_the_gmm_parameter_csv(tmp_path, data_dir, monkeypatch):
     run_dir = tmp_path / "mask=gmm"
     cfg = compose_cfg([*TINY, "mask=gmm", "recipe.epochs=3", "logger=none"],

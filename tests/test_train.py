@@ -41,6 +41,14 @@ def test_train_writes_config_metrics_and_checkpoint(compose_config, tmp_path, da
     assert (run_dir / "config.yaml").exists() and (run_dir / "checkpoint.pt").exists()
 
 
+def test_a_runs_epoch_s_is_its_training_plus_its_test_evaluation(compose_config, tmp_path, data_dir):
+    run_dir = tmp_path / "run"
+    train(compose_config(["dataset=digits", *TINY], run_dir=run_dir, data_dir=data_dir))
+    [row] = json.loads((run_dir / "metrics.json").read_text())["history"]
+    assert row["train_s"] > 0 and row["eval_s"] > 0
+    assert row["epoch_s"] == row["train_s"] + row["eval_s"]
+
+
 def test_train_on_fashion_mnist_from_the_debian_package(compose_config, tmp_path, data_dir):
     cfg = compose_config(["dataset=fashion_mnist", *TINY], run_dir=tmp_path / "run", data_dir=data_dir)
     assert train(cfg)["status"] == "finished"

@@ -29,6 +29,8 @@ class Scale:
     fused_warmup: int = 3
     fused_members: int = 16  # the largest group phase E builds
     data_images: int = 12_800
+    grads_batch: int = 64  # phase A's one-step check of compiled against eager (gmmvit.bench.compiled_grads)
+    grads_backend: str = "inductor"
 
 
 GPU = Scale()
@@ -37,7 +39,8 @@ REHEARSAL = Scale(device="cpu", threads=1, precision="fp32",
                           "recipe.batch_size=32", "limit_train=128", "limit_test=64"),
                   e2e_images=64, e2e_test=32, batch=16, profile_steps=1, profile_wait=1, pack_sizes=(1, 2),
                   pack_steps=2, pack_warmup=1, pack_images=256, fused_batch=2, fused_steps=1,
-                  fused_warmup=1, fused_members=4, data_images=128)
+                  fused_warmup=1, fused_members=4, data_images=128, grads_batch=4,
+                  grads_backend="aot_eager")  # compiling's graph capture without inductor's minutes
 
 
 def on_cpu(key: str, value: str) -> str:

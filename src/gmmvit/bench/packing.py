@@ -10,7 +10,10 @@ Why: the figures this replaces summed each process's last-epoch img/s, in proces
 compiling at different times and so barely overlapped: each measured the card nearly alone.
 Without MPS, kernels of different processes do not run concurrently on an NVIDIA GPU; they share
 it by time slices, so packing can only fill the gaps one process leaves. ``mps_state`` says
-whether an MPS daemon was running when it was measured.
+whether an MPS daemon was running when it was measured; ``own_mps_daemon`` starts one for the
+workers alone (a private pipe folder: no other process of the machine goes through it), where the
+machine has ``nvidia-cuda-mps-control``, and quits it after. MPS is a user process: the card's
+compute mode and every other setting stay as they were.
 
     python -m gmmvit.bench.packing --sizes 1,2,4 --steps 100 [--device cuda] [override ...]
 """
@@ -20,12 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Optional, Sequence
 
 from gmmvit.bench import flags
 from gmmvit.bench.machine import compose
@@ -75,6 +80,38 @@ def mps_state() -> str:
         except OSError:
             continue
     return "not running"
+
+
+MPS_CONTROL = "nvidia-cuda-mps-control"
+
+
+@contextmanager
+def own_mps_daemon() -> Iterator[tuple[Optional[dict], str]]:
+    """An MPS control daemon for the block: (the environment a worker needs to reach it, its state in
+    words), or (None, why there is none). Quit when the block ends, however it ends."""
+    control = shutil.which(MPS_CONTROL)
+    if control is None:
+        yield None, f"not started: no {MPS_CONTROL} on this machine"
+        return
+    with tempfile.TemporaryDirectory(prefix="gmmvit-mps-") as folder:
+        env = {"CUDA_MPS_PIPE_DIRECTORY": str(Path(folder) / "pipe"), "CUDA_MPS_LOG_DIRECTORY": str(Path(folder) / "log")}
+        for path in env.values():
+            Path(path).mkdir()
+        try:
+            started = subprocess.run([control, "-d"], env={**os.environ, **env}, stdin=subprocess.DEVNULL,
+                                     capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            yield None, f"not started: {MPS_CONTROL} -d: {type(exc).__name__}"
+            return
+        if started.returncode != 0:
+            why = (started.stderr.strip().splitlines() or [f"exit {started.returncode}"])[-1][:160]
+            yield None, f"not started: {MPS_CONTROL} -d: {why}"
+            return
+        try:
+            yield env, f"started for these processes ({MPS_CONTROL} -d, pipe {env['CUDA_MPS_PIPE_DIRECTORY']})"
+        finally:
+            subprocess.run([control], input="quit\n", env={**os.environ, **env}, capture_output=True, text=True,
+                           timeout=60)
 
 
 def worker(spec: dict) -> dict:
@@ -133,13 +170,15 @@ def worker(spec: dict) -> dict:
 
 def measure(parties: int, overrides: Sequence[str] = (), steps: int = 50, warmup: int = 5, device: str = "cuda",
             compile: str = "false", step_graph: str = "false", images: int = 12_800, threads=None,
-            timeout_s: float = 600.0) -> dict:
-    """``parties`` workers at once on ``device``: their results and ``aggregate`` of them."""
+            timeout_s: float = 600.0, env: Optional[dict] = None) -> dict:
+    """``parties`` workers at once on ``device``: their results and ``aggregate`` of them; ``env``:
+    what the workers' environment adds (``own_mps_daemon``'s)."""
     with tempfile.TemporaryDirectory(prefix="gmmvit-packing-") as barrier:
         specs = [{"rank": r, "parties": parties, "barrier": barrier, "overrides": ["logger=none", *overrides],
                   "steps": steps, "warmup": warmup, "device": device, "compile": compile, "step_graph": step_graph,
                   "images": images, "threads": threads} for r in range(parties)]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+        env = {**os.environ, **(env or {}),
+               "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
         procs = [subprocess.Popen([sys.executable, "-m", "gmmvit.bench.packing", "--worker", json.dumps(s)], cwd=REPO,
                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for s in specs]
         results, errors = [], []

@@ -34,14 +34,22 @@ from gmmvit.run.identity import read_config
 from gmmvit.run.records import METRICS, current_targets
 from gmmvit.run.tracking import flatten
 from gmmvit.sweeps.evaluation import summary_paths, write_summary
-from gmmvit.sweeps.folders import CONFIG, Run, check_target, find_run_dirs, is_run_dir, read_any
+from gmmvit.sweeps.folders import CONFIG, Run, check_target, find_run_dirs, is_run_dir, read_any, stopped_detail
 
 # what the network is built from (gmmvit.run.train.build_model): the weights fit only this
 NETWORK_DATASET_KEYS = ("img_size", "channels", "num_classes")
 KEEPING = {  # the overrides each command acts on (make locality reads its own images on its own path)
-    "make eval": "another test set of the same image size, channels and classes, precision, attention, device, "
-                 "limit_test",
-    "make locality": "another test set of the same image size, channels and classes, precision, device"}
+    "make eval": "another test set of the same image size, channels and classes, precision, attention, limit_test "
+                 "and seed (which draw the limited test images), and how it runs: device, threads, workers, "
+                 "data_on_gpu, recipe.batch_size",
+    "make locality": "another test set of the same image size, channels and classes, precision, and how it runs: "
+                     "device, threads, data_on_gpu, recipe.batch_size"}
+# how a command runs, not what it measures: taken, and left out of the result's name
+HOW_IT_RUNS = ("device", "runs_per_gpu", "threads", "workers", "data_on_gpu", "recipe.batch_size")
+# the keys each command reads besides the network's (gmmvit.run.evaluate, gmmvit.run.locality): an
+# override of any other one would change nothing it measures, yet name its result
+READS = {"make eval": ("dataset", "paths.data", "precision", "attention", "limit_test", "seed", *HOW_IT_RUNS),
+         "make locality": ("dataset", "paths.data", "precision", *HOW_IT_RUNS)}
 WHERE_RUNS_ARE = "RUN names a run folder, multirun/<sweep>/<run>, SWEEP a sweep folder, multirun/<sweep>"
 
 
@@ -113,8 +121,37 @@ def eval_config(run_dir: Path, overrides: list[str], command: str = "make eval")
             what = ", ".join(f"{k}: {before.get(k)} -> {after.get(k)}" for k in changed[:3])
             raise ConfigError(f"{text} changes the network the weights belong to ({what}); {command} takes only "
                               f"overrides that keep it: {KEEPING.get(command, KEEPING['make eval'])}")
+        if not _reads(command, key):
+            raise ConfigError(f"{text}: {command} does not read {key}, so it would change nothing the command "
+                              f"measures; drop it ({command} acts on {KEEPING[command]})")
     check_as_training(cfg, composed)
     return cfg
+
+
+def _reads(command: str, key: str) -> bool:
+    """Whether ``command`` reads ``key``: one of ``READS``, or of the network (whose changes are refused)."""
+    return any(key == read or key.startswith(read + ".") for read in (*READS[command], "model", "mask"))
+
+
+def _plain(node):
+    return OmegaConf.to_container(node, resolve=True, enum_to_str=True) if OmegaConf.is_config(node) else node
+
+
+def naming(run_dir: Path, cfg: DictConfig, overrides: list[str]) -> list[str]:
+    """The ``overrides`` that change what ``make eval`` measures on the run in ``run_dir``: not one
+    of how it runs (``HOW_IT_RUNS``), nor the run's own value."""
+    recorded = recorded_config(run_dir)
+    return [text for text, override in zip(overrides, _parse(overrides))
+            if not override.key_or_group.startswith(HOW_IT_RUNS)
+            and _plain(OmegaConf.select(cfg, override.key_or_group))
+            != _plain(OmegaConf.select(recorded, override.key_or_group))]
+
+
+def tell_unnamed(overrides: list[str], named: list[str], whose: str) -> None:
+    for text in overrides:
+        if text not in named:
+            print(f"make eval: {text} is {whose} own value or how the evaluation runs; the result's name "
+                  "leaves it out", flush=True)
 
 
 def eval_name(checkpoint: str, overrides: list[str]) -> str:
@@ -124,7 +161,9 @@ def eval_name(checkpoint: str, overrides: list[str]) -> str:
 
 def run_eval(run_dir: Path, checkpoint: str, overrides: list[str]) -> dict:
     cfg = eval_config(run_dir, overrides)
-    name = eval_name(checkpoint, overrides)
+    named = naming(run_dir, cfg, overrides)
+    tell_unnamed(overrides, named, "the run's")
+    name = eval_name(checkpoint, named)
     result = evaluate_run(cfg, run_dir, checkpoint, name)
     print(report(result), flush=True)
     print(f"make eval: {Path(run_dir) / 'eval' / name}.json and .png", flush=True)
@@ -133,6 +172,8 @@ def run_eval(run_dir: Path, checkpoint: str, overrides: list[str]) -> dict:
 
 def unfinished(run: Run) -> Optional[str]:
     """Why ``run`` is not evaluated in a sweep (its state and who trains it or why it ended), or None."""
+    if run.state == "stopped":
+        return stopped_detail(run)
     if run.state != "finished":
         detail = run.trainer or run.reason
         return f"{run.state} ({detail})" if detail else run.state
@@ -175,15 +216,19 @@ def evaluate_sweep(sweep_dir: Path, checkpoint: str, overrides: list[str]) -> st
     """Every finished run under ``sweep_dir`` (``checked_runs``) evaluated as ``run_eval`` evaluates
     one, then the sweep's table written and returned; a run's own fault (its checkpoint or data)
     skips it."""
-    name = eval_name(checkpoint, overrides)
     skipped = []
 
     def skip(run_dir: Path, why: str) -> None:
         print(f"make eval: {run_dir} skipped: {why}", flush=True)
         skipped.append({"run": str(run_dir), "why": why})
 
+    runs = checked_runs(sweep_dir, overrides, "make eval", skip)
+    named = {text for run, cfg in runs for text in naming(run.path, cfg, overrides)}
+    named = [text for text in overrides if text in named]  # one name for every run of the sweep
+    tell_unnamed(overrides, named, "every run's")
+    name = eval_name(checkpoint, named)
     evaluated = []
-    for run, cfg in checked_runs(sweep_dir, overrides, "make eval", skip):
+    for run, cfg in runs:
         try:
             result = evaluate_run(cfg, run.path, checkpoint, name)
         except (CheckpointError, DatasetUnavailable) as exc:

@@ -28,7 +28,7 @@ from gmmvit.run.fused import stacking_key
 from gmmvit.sweeps.cost import (DEFAULT_IMG_PER_S, GPU_IMG_PER_S, GPU_RATE_SOURCE, NO_PACKING, epochs_left, estimate,
                                 fused_hours, measured_rates, recipe_length)
 from gmmvit.sweeps.expand import fused_groups, is_task_override, override_key, override_value, preset_jobs, run_name
-from gmmvit.sweeps.folders import is_run_dir, read_any, read_metrics
+from gmmvit.sweeps.folders import STATES, is_run_dir, read_any, read_metrics
 from gmmvit.sweeps.status import run_detail
 
 
@@ -64,7 +64,7 @@ def dry_run(args, listed: list[dict], configs: list) -> int:
     epochs, passes = recipe_length()
     records = {str(j["dir"]): read_metrics(j["dir"]) for j in listed}
     measured = measured_rates(listed, records)
-    counts = {"finished": 0, "running": 0, "incomplete": 0, "failed": 0, "unreadable": 0, "todo": 0}
+    counts = dict.fromkeys((*STATES, "todo"), 0)
     hours = 0.0
     print(f"{len(listed)} jobs in {Path(args.multirun) / sweep_of(args)} (recipe: {epochs:g} epochs x "
           f"{passes:g} passes; launcher: {args.launcher})")

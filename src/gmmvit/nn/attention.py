@@ -42,6 +42,8 @@ class MaskedAttention(nn.Module):
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = head_dim or dim // num_heads
+        if self.head_dim < 1:
+            raise ValueError(f"{num_heads} heads over a width of {dim} leave each head no dimension")
         inner = self.num_heads * self.head_dim
         self.scale = self.head_dim ** -0.5
         self.qkv = nn.Linear(dim, inner * 3, bias=qkv_bias)

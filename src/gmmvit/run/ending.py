@@ -10,7 +10,7 @@ import threading
 from contextlib import contextmanager
 
 from gmmvit.errors import USER_ERRORS
-from gmmvit.run.records import STATUS_FAILED, STATUS_FINISHED, STATUS_STOPPED, RunRecord
+from gmmvit.run.records import RESUME, STATUS_FAILED, STATUS_FINISHED, STATUS_STOPPED, RunRecord
 
 # the shell's codes for a process ended by the signal: 128 + its number
 EXIT_CODE = {"Ctrl-C": 128 + signal.SIGINT, "SIGTERM": 128 + signal.SIGTERM}
@@ -118,7 +118,7 @@ def recorded_end(ends: list[tuple[RunRecord, int]], name: str):
         for record, epochs in open_ends():
             record.update(status=STATUS_STOPPED, reason=f"{how} at epoch {epochs_done(record)}/{epochs}")
             _end_tracker(trackers, record, EXIT_CODE[how])
-        print(f"\n[gmmvit] {name} stopped{_where_each_stopped(ends)}; relaunch to resume", flush=True)
+        print(f"\n[gmmvit] {name} stopped{_where_each_stopped(ends)}; {RESUME}", flush=True)
         raise SystemExit(EXIT_CODE[how]) from None
     except Exception as exc:
         for record, _ in open_ends():

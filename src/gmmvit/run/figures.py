@@ -25,6 +25,13 @@ from gmmvit.nn.masks import AttentionMask, GaussianMixtureMask
 
 MASKS_DIR = "masks"
 PARAMS_CSV = "gmm_params.csv"
+SNAPSHOT_PREFIX = "epoch_"
+SNAPSHOTS = f"{SNAPSHOT_PREFIX}*.png"
+
+
+def snapshot_name(epochs_done: int) -> str:
+    """The snapshot's file in ``MASKS_DIR``: ``epoch_XXX.png``, XXX epochs completed."""
+    return f"{SNAPSHOT_PREFIX}{epochs_done:03d}.png"
 
 
 def mask_modules(model: torch.nn.Module) -> list[tuple[str, AttentionMask]]:
@@ -132,8 +139,8 @@ def recorded_snapshots(run_dir: Path, epochs_done: int) -> dict[int, tuple[Path,
     left out: a figure is never worth a failed run."""
     folder = Path(run_dir) / MASKS_DIR
     snapshots: dict[int, tuple[Path, list[list]]] = {}
-    for png in sorted(folder.glob("epoch_*.png")):
-        epochs = png.stem.removeprefix("epoch_")
+    for png in sorted(folder.glob(SNAPSHOTS)):
+        epochs = png.stem.removeprefix(SNAPSHOT_PREFIX)
         if epochs.isdigit() and int(epochs) <= epochs_done:
             snapshots[int(epochs)] = (png, [])
     try:
@@ -166,7 +173,7 @@ class MaskFigures:
 
     def start(self, epochs_done: int = 0) -> None:
         self._forget_after(epochs_done)
-        if epochs_done and (self.dir / f"epoch_{epochs_done:03d}.png").exists():
+        if epochs_done and (self.dir / snapshot_name(epochs_done)).exists():
             self.done.add(epochs_done)       # a resumed run: this state was drawn before the restart
             return
         self.snapshot(epochs_done)
@@ -198,7 +205,7 @@ class MaskFigures:
         if not self.enabled or epochs_done in self.done:
             return None
         try:
-            path = draw_mask_grid(central_query_maps(self.masks), self.dir / f"epoch_{epochs_done:03d}.png",
+            path = draw_mask_grid(central_query_maps(self.masks), self.dir / snapshot_name(epochs_done),
                                   f"after {epochs_done} epoch(s): {self.label}\n"
                                   "mask row of the central query token over the token grid\n"
                                   "(each tile scaled by its max |M|; red > 0, blue < 0)")

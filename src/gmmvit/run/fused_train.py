@@ -291,7 +291,7 @@ def _train_group(members: list[Member], start_epoch: int, trackers: dict) -> Non
         for g, m in enumerate(members):
             if not m.failed:
                 _end_epoch(m, g, net, optimizer, scheduler, randoms[g], epoch, seen, float(loss_sums[g]),
-                           train_s, t0, wall_before[g] + time.time() - started, evals[g], data[g], device, autocast)
+                           train_s, wall_before[g] + time.time() - started, evals[g], data[g], device, autocast)
         if epoch == start_epoch:  # what compiling gave, as train() records it after its first epoch
             taken = {**paths, **compiled.report()}
             for m in members:
@@ -325,14 +325,18 @@ def _drop_diverged(members: list[Member], losses: torch.Tensor, active: torch.Te
 
 
 def _end_epoch(m: Member, g: int, net: FusedModel, optimizer, scheduler, random: MemberRandom, epoch: int,
-               seen: int, loss_sum: float, train_s: float, t0: float, wall_s: float, model, data,
+               seen: int, loss_sum: float, train_s: float, wall_s: float, model, data,
                device, autocast) -> None:
-    """Member m's epoch as ``train()`` ends one: evaluated alone, recorded, checkpointed, best.pt."""
+    """Member m's epoch as ``train()`` ends one: evaluated alone, recorded, checkpointed, best.pt.
+    Its epoch_s is the group's training and its own evaluation, not the members' evaluated before it."""
     _, _, test_loader, val_loader = data
+    evaluated = time.time()
     model.load_state_dict(net.member_state(g))
     top1 = evaluate(model, test_loader, device, autocast)
+    eval_s = time.time() - evaluated
     row = {"epoch": epoch, "train_loss": loss_sum / seen, "test_top1": top1,
-           "lr": optimizer.param_groups[0]["lr"], "img_per_s": seen / train_s, "epoch_s": time.time() - t0}
+           "lr": optimizer.param_groups[0]["lr"], "img_per_s": seen / train_s,
+           "train_s": train_s, "eval_s": eval_s, "epoch_s": train_s + eval_s}
     if val_loader is not None:
         row["val_top1"] = evaluate(model, val_loader, device, autocast)
     with signals_held():  # as train() does: a stop waits for the row, checkpoint and best.pt alike

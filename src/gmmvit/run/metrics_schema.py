@@ -12,7 +12,10 @@ STATUSES = (None, "running", "finished", "failed", "stopped")
 FIELDS = {"status": (str, type(None)), "reason": (str, type(None)), "history": (list,), "final": (dict,),
           "epochs": (int, type(None)), "meta": (dict, type(None)), "params": (int, type(None)),
           "macs": (int, type(None)), "paths": (dict, type(None)), "wandb_id": (str, type(None))}
-ROW_NUMBERS = ("train_loss", "test_top1", "lr", "img_per_s", "epoch_s")
+# a history row's seconds, fused or not: train_s, the epoch's training steps (a fused group's, the same
+# for each member); eval_s, this run's own test evaluation; epoch_s = train_s + eval_s, so a member's
+# epoch is never charged with the evaluation of the members before it
+ROW_NUMBERS = ("train_loss", "test_top1", "lr", "img_per_s", "train_s", "eval_s", "epoch_s")
 
 
 def _number(value) -> bool:

@@ -36,7 +36,8 @@ PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"
 STATUS_RUNNING = "running"
 STATUS_FINISHED = "finished"
 STATUS_FAILED = "failed"
-STATUS_STOPPED = "stopped"  # Ctrl-C or SIGTERM: a clean stop, relaunch to resume
+STATUS_STOPPED = "stopped"  # Ctrl-C or SIGTERM: a clean stop
+RESUME = "relaunch to resume"  # what to do with a stopped run, in every line that names one
 
 
 # torch's weights-only unpickler names the class or function a file would have it import and call

@@ -55,6 +55,24 @@ MASK_SIGMA, MASK_ALPHA = "masks/sigma", "masks/alpha"
 
 LOGGED = "wandb_logged.json"           # in the run folder: the summary and images logged, for a new log
 
+# W&B's own layout in a run folder (wandb.init(dir=run_dir)), read by make sync and make dashboard:
+# one folder per process under wandb/, offline-run-YYYYMMDD_HHMMSS-<id> or, online,
+# run-YYYYMMDD_HHMMSS-<id>, each holding its transaction log run-<id>.wandb
+WANDB_DIR = "wandb"
+OFFLINE_LOG = "offline-run-"
+ONLINE_LOG = "run-"
+TRANSACTION_LOG = "run-*.wandb"
+
+
+def offline_logs(run_dir: Path) -> list[Path]:
+    """The folders the run's offline W&B processes wrote."""
+    return sorted((Path(run_dir) / WANDB_DIR).glob(f"{OFFLINE_LOG}*"))
+
+
+def online_logs(run_dir: Path) -> list[Path]:
+    """The folders the run's online W&B processes wrote."""
+    return sorted((Path(run_dir) / WANDB_DIR).glob(f"{ONLINE_LOG}*"))
+
 
 def flatten(d: dict, prefix: str = "") -> dict:
     """{"a": {"b": 1}} -> {"a.b": 1}: the config as W&B and the table see it."""
@@ -379,7 +397,7 @@ def _set_nested(d: dict, keys: list, value) -> None:
 
 def read_offline_run(run_path: Path) -> dict:
     """``{"run", "summary", "history", "config", "complete", "exit_code"}`` of an offline run
-    (``.../wandb/offline-run-*``).
+    (one of ``offline_logs``).
 
     ``complete`` says the exit record is there (``exit_code`` is its code): W&B's service may still be
     writing the log for a moment after ``run.finish()`` returns.
@@ -387,7 +405,7 @@ def read_offline_run(run_path: Path) -> dict:
     from wandb.proto import wandb_internal_pb2 as pb
 
     run_path = Path(run_path)
-    log = next(run_path.glob("run-*.wandb"))
+    log = next(run_path.glob(TRANSACTION_LOG))
     summary: dict = {}
     history: list[dict] = []
     config: dict = {}

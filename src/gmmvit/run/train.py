@@ -259,7 +259,9 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord, trackers: dict) ->
                 raise TrainingDiverged(f"loss became {loss_sum} during {epoch_label(epoch, recipe.epochs)}")
             train_s = time.time() - t0
             paths_taken(model)  # eval is eager: every layer notes the path it takes
+            evaluated = time.time()
             top1 = evaluate(model, test_loader, device, autocast)
+            eval_s = time.time() - evaluated
             if epoch == start_epoch:
                 paths = fast_paths_used(compiled, device, use_bf16, paths_taken(model), train_loader, train_step)
                 record.update(paths=paths)
@@ -268,7 +270,7 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord, trackers: dict) ->
                       flush=True)
             row = {"epoch": epoch, "train_loss": loss_sum / seen, "test_top1": top1,
                    "lr": optimizer.param_groups[0]["lr"], "img_per_s": seen / train_s,
-                   "epoch_s": time.time() - t0}
+                   "train_s": train_s, "eval_s": eval_s, "epoch_s": train_s + eval_s}
             if val_loader is not None:
                 row["val_top1"] = evaluate(model, val_loader, device, autocast)
             with signals_held():  # a stop waits for the epoch's row, checkpoint and best.pt alike

@@ -13,6 +13,7 @@ from typing import Optional
 from gmmvit import paper
 from gmmvit.catalog import DATASETS, MODELS, SPEED_SETTINGS, TABLE_BOOKKEEPING
 from gmmvit.run.provenance import environment_label
+from gmmvit.run.records import RESUME
 from gmmvit.sweeps.folders import Run, scalar, variant_text
 from gmmvit.sweeps.stats import paired_interval, significant
 
@@ -111,7 +112,7 @@ class Cell:
     seeds_missing: list
     running: list
     failed: list
-    incomplete: list
+    stopped: list
     paper: Optional[float] = None
 
     @property
@@ -204,7 +205,7 @@ class SweepTable:
         return Cell(values=values, seeds_missing=missing,
                     running=[r for r in members if r.state == "running"],
                     failed=[r for r in members if r.state == "failed"],
-                    incomplete=[r for r in members if r.state == "incomplete"], paper=paper)
+                    stopped=[r for r in members if r.state == "stopped"], paper=paper)
 
     def reference_row(self, model, mask, variant) -> Optional[tuple]:
         """The (mask, variant) row this row's gain pairs with: the reference settings where they
@@ -258,9 +259,9 @@ class SweepTable:
                 lines.append(f"running: {r.label} ({r.done}/{r.epochs} epochs, updated {_age(r.age_s)} ago)")
             elif r.state == "failed":
                 lines.append(f"failed: {r.label}: {r.reason or 'no reason recorded'}")
-            elif r.state == "incomplete":
-                lines.append(f"incomplete: {r.label} ({r.done}/{r.epochs} epochs, last written {_age(r.age_s)} "
-                             "ago; relaunch the sweep command to resume it)")
+            elif r.state == "stopped":
+                lines.append(f"stopped: {r.label} ({r.done}/{r.epochs} epochs, last written {_age(r.age_s)} "
+                             f"ago; {RESUME})")
         for model, rows in self.rows.items():
             for mask, variant in rows:
                 for ds in self.datasets:

@@ -34,9 +34,10 @@ from typing import Optional
 
 from gmmvit.errors import CommandLine, ConfigError, one_line_errors
 from gmmvit.run import tracking
+from gmmvit.run.figures import MASKS_DIR, PARAMS_CSV, SNAPSHOTS
 from gmmvit.run.records import METRICS, read_json, write_json
 from gmmvit.run.tracking import (EPOCH, EPOCH_S, IMG_PER_S, MACS, MASK_IMAGE, MASK_PARAMS, PARAMS, TOP1, TOP1_BEST,
-                                 TRAIN_LOSS)
+                                 TRAIN_LOSS, offline_logs, online_logs)
 from gmmvit.sweeps.cells import varied_settings
 from gmmvit.sweeps.folders import collect_sweeps, read_whole
 from gmmvit.sweeps.render import render_png
@@ -293,9 +294,9 @@ def publish(d: Dashboard) -> dict:
 
 
 def runs_were_offline(runs: list) -> bool:
-    """Every run logged offline (``<run>/wandb/offline-run-*``) and none online."""
-    offline = any(any((r.path / "wandb").glob("offline-run-*")) for r in runs)
-    online = any(any((r.path / "wandb").glob("run-*")) for r in runs)
+    """Every run logged offline and none online."""
+    offline = any(offline_logs(r.path) for r in runs)
+    online = any(online_logs(r.path) for r in runs)
     return offline and not online
 
 
@@ -413,7 +414,7 @@ def render_preview(spec_path: Path, runs: list, out: Path) -> None:
                 ax.invert_yaxis()
             elif isinstance(panel, wr.MediaBrowser):
                 images = sorted(p for g, members in groups.items() for run, _ in members
-                                for p in (run.path / "masks").glob("epoch_*.png"))
+                                for p in (run.path / MASKS_DIR).glob(SNAPSHOTS))
                 if images:
                     ax.imshow(plt.imread(images[-1]))
                     ax.set_xlabel(f"{panel.media_keys[0]}: {images[-1].parent.parent.name[:40]}...", fontsize=6)
@@ -421,7 +422,7 @@ def render_preview(spec_path: Path, runs: list, out: Path) -> None:
                 ax.set_yticks([])
             elif isinstance(panel, wr.WeavePanelSummaryTable):
                 tables = sorted(p for members in groups.values() for run, _ in members
-                                for p in (run.path / "masks").glob("gmm_params.csv"))
+                                for p in (run.path / MASKS_DIR).glob(PARAMS_CSV))
                 ax.axis("off")
                 if tables:
                     rows = list(csv.reader(tables[-1].open()))

@@ -98,28 +98,40 @@ def run_name(overrides: list[str], sweep: Optional[str] = None) -> str:
 
     parsed = OverridesParser.create().parse_overrides([str(o) for o in overrides])
     excluded = run_name_excluded()
-    named = ",".join(sorted(_as_named(o) for o in parsed if o.key_or_group not in excluded))
+    named = sorted(_as_named(o) for o in parsed if o.key_or_group not in excluded)
     presets = sorted(f"experiment={name.replace('/', '-')}" for name in _presets(parsed)
                      if sweep is None or _own_sweep(name) != str(sweep))
-    return within_name_limit(",".join([*presets, *([named] if named else [])]) or "defaults")
+    return within_name_limit([*presets, *named]) if presets or named else "defaults"
 
 
 NAME_MAX = 255   # bytes in one folder name: Linux's filesystems (ext4, xfs, Lustre, NFS) take no more
 
 
-def within_name_limit(name: str) -> str:
-    """``name``, or where it is longer than a folder name can be (a sweep of many overrides), its
-    leading overrides that fit and ``hash=`` the first 12 hex digits of the whole name's SHA-1: still
-    one folder per run, and the same one whoever names it (Hydra, status, the planners)."""
+def within_name_limit(parts: list[str]) -> str:
+    """The overrides ``parts`` joined by commas, or where that is longer than a folder name can be (a
+    sweep of many overrides): the presets, the seed, the group choices (model, mask, dataset,
+    recipe) and as many of the other overrides as fit, the longest left out first, in their order,
+    then ``hash=`` the first 12 hex digits of the whole name's SHA-1. Still one folder per run, the
+    same one whoever names it (Hydra, status, the planners), and a sweep folder still shows which
+    run each holds."""
+    name = ",".join(parts)
     if len(name.encode()) <= NAME_MAX:
         return name
     digest = f"hash={hashlib.sha1(name.encode()).hexdigest()[:12]}"
-    kept = []
-    for part in name.split(","):
-        if len(",".join([*kept, part, digest]).encode()) > NAME_MAX:
+    kept = list(parts)
+    # the identifying overrides go only should they alone not fit
+    for part in sorted(parts, key=lambda p: (_identifies(p), -len(p.encode()), p)):
+        if len(",".join([*kept, digest]).encode()) <= NAME_MAX:
             break
-        kept.append(part)
+        kept.remove(part)
     return ",".join([*kept, digest])
+
+
+def _identifies(part: str) -> bool:
+    """Whether the override ``part`` is one a researcher tells a sweep's runs apart by: a preset, the
+    seed, a config group's choice (``model=pit``; not ``model.depth=2``)."""
+    key = part.split("=", 1)[0]
+    return key in ("experiment", "seed") or (CONF / key).is_dir()
 
 
 def _as_named(override) -> str:

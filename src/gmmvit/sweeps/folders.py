@@ -2,7 +2,7 @@
 
 A run folder holds ``metrics.json`` and/or ``config.yaml`` (``gmmvit.run.records``); its state is
 read from them and from the run's lock (``gmmvit.run.runlock``): a live trainer is ``running`` at
-once, a dead one ``incomplete``, and only without a lock does the files' age decide. Every reader of
+once, a dead one ``stopped``, and only without a lock does the files' age decide. Every reader of
 many runs (``make table``, ``make status``, ``make dashboard``, ``make paper DRY=1``) starts here.
 """
 
@@ -19,9 +19,10 @@ from typing import Optional
 from gmmvit.errors import ConfigError
 from gmmvit.run import runlock
 from gmmvit.run import metrics_schema
+from gmmvit.run.figures import MASKS_DIR
 from gmmvit.run.identity import CONFIG, read_config
-from gmmvit.run.records import METRICS, read_back
-from gmmvit.run.tracking import flatten
+from gmmvit.run.records import METRICS, RESUME, read_back
+from gmmvit.run.tracking import WANDB_DIR, flatten
 
 
 
@@ -48,7 +49,7 @@ class Run:
     mask: str
     dataset: str
     seed: object
-    state: str                      # finished | running | failed | incomplete | unreadable (reason: why)
+    state: str                      # one of STATES (unreadable: reason says why)
     epochs: Optional[int]
     done: int
     best: Optional[float]
@@ -69,6 +70,16 @@ class Run:
         if self.state == "unreadable":
             return str(self.path)
         return f"{self.model}/{self.mask}{variant_text(self.variant)}/{self.dataset} seed {self.seed}"
+
+
+# every reader names a run's state with these words; "stopped" is any run that ended before its last
+# epoch and resumes when relaunched (Ctrl-C, SIGTERM, a killed or silent trainer)
+STATES = ("finished", "running", "stopped", "failed", "unreadable")
+
+
+def stopped_detail(run: Run) -> str:
+    """A stopped run in words, the same in ``make status``, ``make eval`` and ``make locality``."""
+    return f"stopped at {run.done}/{run.epochs or '?'} epochs ({RESUME})"
 
 
 HYDRA_RECORD = ".hydra"  # Hydra's own copy of a job's config, unresolved: never a run folder itself
@@ -125,7 +136,7 @@ def find_run_dirs(root: Path) -> list[Path]:
             found.append(here)
             dirnames[:] = []
             continue
-        dirnames[:] = sorted(d for d in dirnames if d not in ("wandb", "masks") and not d.startswith("."))
+        dirnames[:] = sorted(d for d in dirnames if d not in (WANDB_DIR, MASKS_DIR) and not d.startswith("."))
     return found
 
 
@@ -163,20 +174,20 @@ def read_run(path: Path, stale_after: Optional[float] = None, now: Optional[floa
         stale_after = max(600.0, 3 * longest) if history else 6 * 3600.0
 
     if status == "finished":
-        state = "incomplete" if epochs and done < epochs else "finished"
+        state = "stopped" if epochs and done < epochs else "finished"
     elif status == "failed":
         state = "failed"
     elif status == "stopped":   # Ctrl-C or SIGTERM, written by the trainer as it left
-        state = "incomplete"
+        state = "stopped"
     else:                       # "running", or no metrics.json yet (config written, job starting)
-        state = "running" if age <= stale_after else "incomplete"
+        state = "running" if age <= stale_after else "stopped"
     held = runlock.trainer(path, now=now)
     trainer = None
     if held is not None and status not in ("finished", "failed"):
         # the run's lock knows better than the files' age: a killed trainer shows at once, a slow
         # epoch never looks stale
         alive, trainer = held
-        state = "running" if alive else "incomplete"
+        state = "running" if alive else "stopped"
     best = final.get("best_top1")
     last = final.get("final_top1")
     scores = [r["test_top1"] for r in history if r.get("test_top1") is not None]

@@ -55,8 +55,8 @@ def cell_text(c: Optional[Cell]) -> str:
     notes = []
     if c.running:
         notes.append(f"{len(c.running)} running")
-    if c.incomplete:
-        notes.append(f"{len(c.incomplete)} incomplete")
+    if c.stopped:
+        notes.append(f"{len(c.stopped)} stopped")
     if c.failed:
         notes.append(f"{len(c.failed)} failed")
     if not c.n and not notes:
@@ -136,7 +136,7 @@ def render_markdown(t: SweepTable) -> str:
 
 def write_csv(t: SweepTable, path: Path) -> None:
     cols = ["sweep", "model", "mask", "variant", "dataset", "row", "metric", "mean", "std", "n", "ci95_low",
-            "ci95_high", "seeds", "missing_seeds", "running", "incomplete", "failed", "paper", "delta_to_paper",
+            "ci95_high", "seeds", "missing_seeds", "running", "stopped", "failed", "paper", "delta_to_paper",
             "params", "macs", "reference", "significant"]
     metric = SELECTIONS[t.select][2]
     with open(path, "w", newline="") as f:
@@ -151,7 +151,7 @@ def write_csv(t: SweepTable, path: Path) -> None:
                         continue
                     w.writerow([t.name, model, mask, variant_text(variant).strip(" []"), d, "accuracy", metric,
                                 c.mean, c.std, c.n, None, None, " ".join(str(s) for s, _ in c.values),
-                                " ".join(map(str, c.seeds_missing)), len(c.running), len(c.incomplete),
+                                " ".join(map(str, c.seeds_missing)), len(c.running), len(c.stopped),
                                 len(c.failed), c.paper, c.delta, params, macs, None, None])
                     g = t.gain(model, mask, variant, d)
                     if g is not None:
@@ -197,7 +197,7 @@ def render_tex(t: SweepTable) -> str:
                     texts.append(s)
                 else:
                     state = ("running" if c.running else "failed" if c.failed
-                             else "incomplete" if c.incomplete else "missing")
+                             else "stopped" if c.stopped else "missing")
                     texts.append(r"\textit{" + state + "}")
             else:
                 if c is None or c.n == 0:

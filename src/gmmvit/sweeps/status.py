@@ -17,7 +17,7 @@ from gmmvit.errors import CommandLine, one_line_errors
 from gmmvit.run.progress import duration, result_text
 from gmmvit.sweeps.cells import assign_variants
 from gmmvit.sweeps.expand import saved_fused_size, saved_job_folders
-from gmmvit.sweeps.folders import collect_sweeps, is_run_dir
+from gmmvit.sweeps.folders import STATES, collect_sweeps, is_run_dir, stopped_detail
 
 
 def sweep_name(folder: Path) -> str:
@@ -50,8 +50,8 @@ def run_detail(run, metrics: dict) -> str:
         return f"finished, {result_text(metrics.get('final') or {}, total)}"
     if run.state == "failed":
         return f"failed: {metrics.get('reason')}"
-    if run.state == "incomplete":
-        return f"stopped at {done}/{total or '?'} epochs (relaunch to resume)"
+    if run.state == "stopped":
+        return stopped_detail(run)
     if run.state == "unreadable":
         return f"unreadable: {run.reason}"
     return "not started"
@@ -61,7 +61,7 @@ def sweep_status(folder: Path, runs: list, now: Optional[float] = None) -> str:
     """The text ``make status`` prints for one sweep (runs: ``gmmvit.sweeps.folders.Run``)."""
     now = time.time() if now is None else now
     lines, left, full_runs = [], [], []
-    counts = {"finished": 0, "running": 0, "failed": 0, "incomplete": 0, "unreadable": 0, "todo": 0}
+    counts = dict.fromkeys((*STATES, "todo"), 0)
     assign_variants([r for r in runs if r.state != "unreadable"])  # an ablation's runs differ by these alone
     width = max([36, *(len(r.label) for r in runs)])
     for run in sorted(runs, key=lambda r: r.label):
@@ -80,11 +80,11 @@ def sweep_status(folder: Path, runs: list, now: Optional[float] = None) -> str:
     counts["todo"] += not_started
     typical = statistics.median(full_runs) if full_runs else None
     work = [e for e in left if e is not None]
-    work += [typical] * (not_started + counts["incomplete"]) if typical else []
+    work += [typical] * (not_started + counts["stopped"]) if typical else []
     # nothing running: a relaunch trains as the sweep was launched, fused=G in groups of G at once
     fused = 1 if counts["running"] else saved_fused_size(folder)
     in_flight = counts["running"] or min(fused, max(len(work), 1))
-    unknown = typical is None and (not_started + counts["incomplete"]) > 0
+    unknown = typical is None and (not_started + counts["stopped"]) > 0
     eta = None if unknown or any(e is None for e in left) or not work else sum(work) / in_flight
     jobs = len(runs) + not_started
     head = f"{sweep_name(folder)} ({folder}): {jobs} run{'' if jobs == 1 else 's'}" + (

@@ -20,10 +20,8 @@ from typing import Optional
 
 from gmmvit.errors import CommandLine, ConfigError, one_line_errors
 from gmmvit.run import runlock
-from gmmvit.run.tracking import has_api_key, server, wandb_reachable
+from gmmvit.run.tracking import OFFLINE_LOG, TRANSACTION_LOG, has_api_key, offline_logs, server, wandb_reachable
 from gmmvit.sweeps.folders import collect_sweeps
-
-OFFLINE_LOG = "offline-run-"          # W&B's folder of one offline process: offline-run-YYYYMMDD_HHMMSS-<id>
 
 
 @dataclass
@@ -35,13 +33,13 @@ class Upload:
 
 def newest_log(run_dir: Path) -> Optional[Path]:
     """The run's newest offline log: by the start time W&B names it by, then by when it was last written."""
-    logs = [p for p in (Path(run_dir) / "wandb").glob(f"{OFFLINE_LOG}*") if p.is_dir() and any(p.glob("run-*.wandb"))]
+    logs = [p for p in offline_logs(run_dir) if p.is_dir() and any(p.glob(TRANSACTION_LOG))]
     return max(logs, key=lambda p: (p.name[len(OFFLINE_LOG):][:15], p.stat().st_mtime), default=None)
 
 
 def is_synced(log: Path) -> bool:
     """W&B's own mark: ``wandb sync`` leaves ``run-<id>.wandb.synced`` beside a log it uploaded."""
-    return any(p.with_suffix(".wandb.synced").exists() for p in log.glob("run-*.wandb"))
+    return any(p.with_suffix(".wandb.synced").exists() for p in log.glob(TRANSACTION_LOG))
 
 
 def plan(run_dirs: list[Path]) -> list[Upload]:

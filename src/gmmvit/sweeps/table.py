@@ -23,7 +23,7 @@ settings; default ``mask=none``, so the paper's grid prints the paper's layout: 
 (``[mask=none]``) pairs each mask with ``none`` at the same fraction, the placement sweep
 (``[mask.placement=pre]``) pairs ``post`` with ``pre`` of the same mask.
 Where the paper has the model/mask/dataset, its number and our difference to it follow.
-Runs that are missing, running, failed (with the reason) or incomplete are marked and listed.
+Runs that are missing, running, failed (with the reason) or stopped are marked and listed.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def main(argv=None) -> int:
                          "(default: test, and val where the runs hold out a validation split)")
     selection.add_argument("--final", action="store_const", const="final", dest="select", help="= --select final")
     ap.add_argument("--stale-after", type=float, default=None, metavar="SECONDS",
-                    help="a 'running' run silent this long is reported incomplete "
+                    help="a 'running' run silent this long is reported stopped "
                          "(default: 3 of its longest epochs, at least 10 min)")
     args = ap.parse_args(argv)
     paths = [Path(p) for p in args.sweeps]
