@@ -260,6 +260,8 @@ def test_ablations_dry_run_counts_jobs_and_gpu_hours(capsys):
     (["--only", "placement", "--launcher", "bogus"], "--launcher bogus: --launcher takes one of"),
     (["--dry", "--only", "placement", "seed=0,1,"], "seed=0,1,: Hydra cannot parse this override"),
     (["--dry", "--only", "placement", "+experiment=demo"], "experiment is given more than once"),
+    (["--dry", "--only", "pooling,combine", "sweep=mine"],
+     "sweep=mine would put the runs of 2 presets (pooling, combine) in one sweep, multirun/mine, and one table"),
 ])
 def test_ablations_refuses_a_bad_flag_or_override_in_one_line(capsys, argv, line):
     with pytest.raises(SystemExit) as exit_:

@@ -114,6 +114,11 @@ def command(name: str, launcher: str, overrides: list[str], multirun: Path) -> l
 
 def run(args) -> int:
     names = names_flag("--only", args.only, preset_names()) if args.only else preset_names()
+    sweep = override_value(args.overrides, "sweep")
+    if sweep is not None and len(names) > 1:  # one folder, one table, one gain reference for all of them
+        raise ConfigError(f"sweep={sweep} would put the runs of {len(names)} presets ({', '.join(names)}) in one "
+                          f"sweep, multirun/{sweep}, and one table; name a sweep for one preset at a time "
+                          "(ONLY=NAME, --only NAME), or leave each its own (multirun/ablation/<name>)")
     listed = planned(names, args.overrides, launcher_flag(args.launcher), Path(args.multirun))
     if args.dry:
         return dry_run(listed, args.overrides, Path(args.multirun))
