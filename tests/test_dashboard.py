@@ -4,6 +4,7 @@ own objects and against what the runs really logged; offline and failure paths a
 from __future__ import annotations
 
 import hashlib
+import json
 import http.server
 import re
 import shutil
@@ -266,3 +267,40 @@ def test_an_ablations_view_and_report_group_by_the_setting_it_varies(kernels_swe
     # the same split as make table's rows
     table = d.table.rows["vit"]
     assert sorted(dict(variant)["mask.num_kernels"] for _, variant in table) == [1, 5]
+
+
+@pytest.fixture(scope="module")
+def clean_sweep(tmp_path_factory, data_dir):
+    """Two seeds of a tiny ViT-GMM under the clean protocol (a validation split), W&B offline."""
+    tmp = tmp_path_factory.mktemp("clean")
+    sweep = tmp / "clean"
+    tiny = ["model=vit", "mask=gmm", "dataset=digits", "dataset.val_fraction=0.2", "model.depth=1",
+            "model.embed_dim=32", "model.num_heads=2", "recipe.batch_size=32", "recipe.epochs=3",
+            "recipe.warmup_epochs=0", "recipe.passes_per_epoch=1", "limit_train=256", "limit_test=64", "threads=1",
+            "logger=wandb", "logger.mode=offline", "logger.mask_figures=0", "sweep=clean"]
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in wandb_without_account({}, tmp).items():
+            mp.setenv(k, v)
+        mp.delenv("WANDB_API_KEY", raising=False)
+        for seed in (0, 1):
+            cfg = compose_cfg([*tiny, f"seed={seed}"], run_dir=sweep / f"seed={seed}", data_dir=data_dir)
+            assert train(cfg)["status"] == "finished"
+    return sweep
+
+
+def test_under_the_clean_protocol_each_runs_wandb_summary_holds_the_test_top1_at_its_best_val_epoch(clean_sweep):
+    for run_dir in sorted(clean_sweep.glob("seed=*")):
+        final = json.loads((run_dir / "metrics.json").read_text())["final"]
+        [offline] = list(tracking.offline_logs(run_dir))
+        summary = tracking.read_offline_run(offline)["summary"]
+        assert summary[tracking.TOP1_AT_BEST_VAL] == final["test_top1_at_best_val"]
+        assert summary[tracking.VAL_TOP1_BEST] == final["best_val_top1"]
+        assert summary[f"{tracking.VAL_TOP1_BEST}_epoch"] == final["best_val_epoch"] + 1
+
+
+def test_under_the_clean_protocol_the_views_table_shows_the_protocols_result_not_the_best_test_top1(clean_sweep):
+    d = dashboard.build_dashboard(clean_sweep, collect([clean_sweep])[clean_sweep])
+    [best] = [p for s in d.workspace.sections if s.name == "Table" for p in s.panels]
+    assert best.metrics == [tracking.TOP1_AT_BEST_VAL]
+    assert best.title.startswith("test top-1 (%) at the best val epoch")
+    assert tracking.TOP1_AT_BEST_VAL in logged(clean_sweep)["summary"]

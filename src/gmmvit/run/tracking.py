@@ -8,7 +8,9 @@ One W&B run per job: group = sweep, job_type = ``<model>-<mask>``, tags model=, 
 dataset=, seed=; config = the flattened resolved config. The x axis is ``epoch`` = epochs
 completed (1 after the first epoch; 0 for the initial mask figures). The summary holds
 ``test/top1_best`` (best top-1 over every epoch the run's record holds, resumes included) and
-``test/top1_best_epoch`` (its epoch, same axis), params, macs, ``status`` and ``reason`` as
+``test/top1_best_epoch`` (its epoch, same axis); with a validation split (the clean protocol) also
+``val/top1_best``, its epoch and ``test/top1_at_best_val``, the test top-1 at that epoch, which is the
+protocol's result (the first of equal epochs, as ``gmmvit.run.selection`` selects); params, macs, ``status`` and ``reason`` as
 metrics.json says them, and ``final/*`` (as metrics.json: ``final/best_epoch`` there is the 0-based
 history index). A W&B run ends as its record does: exit code 0 when finished, non-zero (W&B: failed)
 when it failed or was stopped.
@@ -44,6 +46,8 @@ EPOCH = "epoch"                        # the x axis: epochs completed
 TOP1 = "test/top1"
 TOP1_BEST = "test/top1_best"           # summary: the best top-1 so far
 VAL_TOP1 = "val/top1"                   # dataset.val_fraction > 0: the held-out validation split
+VAL_TOP1_BEST = "val/top1_best"         # summary, with a validation split: the best val top-1 so far
+TOP1_AT_BEST_VAL = "test/top1_at_best_val"  # summary: the test top-1 at that epoch (the clean protocol's)
 TRAIN_LOSS = "train/loss"
 LR = "lr"
 IMG_PER_S = "train/img_per_s"
@@ -157,6 +161,7 @@ class WandbTracker(Tracker):
         self.run.define_metric(TOP1, summary="max,last", step_metric=EPOCH)
         self.run.define_metric(TRAIN_LOSS, summary="min,last", step_metric=EPOCH)
         self.best: Optional[float] = None
+        self.best_val: Optional[float] = None
         self.logged = Path(run_dir) / LOGGED
 
     @property
@@ -200,6 +205,11 @@ class WandbTracker(Tracker):
             self.best = row["test_top1"]
             self.run.summary[TOP1_BEST] = row["test_top1"]
             self.run.summary[f"{TOP1_BEST}_epoch"] = row["epoch"] + 1
+        if row.get("val_top1") is not None and (self.best_val is None or row["val_top1"] > self.best_val):
+            self.best_val = row["val_top1"]
+            self.run.summary[VAL_TOP1_BEST] = row["val_top1"]
+            self.run.summary[f"{VAL_TOP1_BEST}_epoch"] = row["epoch"] + 1
+            self.run.summary[TOP1_AT_BEST_VAL] = row["test_top1"]
 
     def log_epoch(self, row: dict) -> None:
         self.run.log({EPOCH: row["epoch"] + 1, TRAIN_LOSS: row["train_loss"], TOP1: row["test_top1"],
