@@ -108,6 +108,9 @@ REFUSED = {
                   "second one where the defaults already choose it)"),
     "experiment=demo +experiment=demo": ("experiment is given more than once: give experiment=NAME once (a second "
                                          "preset stacks as +experiment@_global_=NAME)"),
+    "+experiment@global=protocol/clean": ("+experiment@global=protocol/clean: @global puts the option's keys under "
+                                          "'global', which the config lacks; a preset stacks at the top as "
+                                          "+experiment@_global_=protocol/clean"),
 }
 
 

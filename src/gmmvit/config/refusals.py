@@ -133,9 +133,17 @@ def _unparsable(exc: OverrideParseException) -> str:
             "sweep, and quote a value holding spaces, brackets or a trailing comma")
 
 
-def _composition(exc: ConfigCompositionException) -> str:
+def _composition(exc: ConfigCompositionException, argv: Sequence[str] = ()) -> str:
     """Hydra's refusal of how the overrides combine, as one line naming the group and the fix."""
     text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    package = re.match(r"In '([^']+)': ConfigKeyError raised while composing config: Key '([^']+)' not in", text)
+    if package:  # group@PACKAGE=option with a package that is no key: +experiment@global=protocol/clean
+        typed = next((a for a in argv if f"@{package.group(2)}=" in a), None)
+        group, _, option = package.group(1).partition("/")
+        fix = (f"a preset stacks at the top as +{group}@_global_={option or 'NAME'}" if group == "experiment"
+               else f"choose the option with {group}={option or 'NAME'}")
+        return (f"{typed or package.group(1)}: @{package.group(2)} puts the option's keys under "
+                f"'{package.group(2)}', which the config lacks; {fix}")
     twice = re.match(r"Multiple values for (\S+?)\.", text)
     if twice:
         group = twice.group(1)
@@ -213,7 +221,7 @@ def explain(exc: BaseException, argv: Sequence[str] = ()) -> Optional[str]:
     cause = cause_of(exc, (ValidationError, ConfigKeyError, ConfigAttributeError))
     if cause is None:
         composition = cause_of(exc, ConfigCompositionException)
-        return None if composition is None else _composition(composition)
+        return None if composition is None else _composition(composition, argv)
     full_key = re.sub(r"\[\d+\]$", "", str(getattr(cause, "full_key", "") or ""))
     first_line = str(getattr(cause, "msg", cause)).splitlines()[0]
     if isinstance(cause, (ConfigKeyError, ConfigAttributeError)):
