@@ -257,3 +257,15 @@ def test_a_run_held_by_two_folders_counts_once_and_is_listed_as_a_twin(sweep, tm
     assert n == "2"                                    # seeds 0 and 1, not seed 0 twice
     assert (f"twin: vit/none/digits seed 0: {copy / 'mask=none,seed=0'} holds the same run as "
             f"{copy / 'mask=none,model.pool=token,seed=0'}; counted once, from there") in out
+
+
+def test_pairs_whose_differences_are_all_equal_give_no_interval_and_no_claim_of_significance():
+    from gmmvit.sweeps.cells import Gain
+    from gmmvit.sweeps.render import gain_text
+    from gmmvit.sweeps.stats import paired_interval
+
+    mean, low, high = paired_interval([-1.5625, -1.5625])   # 1 image of 64, at both seeds
+    assert (mean, low, high) == (-1.5625, None, None)
+    gain = Gain(n=2, mean=mean, low=low, high=high)
+    assert gain.significant is None and gain_text(gain) == "-1.56 (n=2 pairs, all equal: no interval)"
+    assert paired_interval([-1.5625, 0.0])[1] is not None

@@ -76,7 +76,8 @@ def gain_text(g: Optional[Gain]) -> str:
     if g.n == 0:
         text = "no paired seeds"
     elif g.low is None:
-        text = f"{_signed(g.mean)} (n=1 pair, no interval)"
+        text = (f"{_signed(g.mean)} (n=1 pair, no interval)" if g.n == 1
+                else f"{_signed(g.mean)} (n={g.n} pairs, all equal: no interval)")
     else:
         text = f"{_signed(g.mean)} [{_signed(g.low)}, {_signed(g.high)}] (n={g.n})"
     if g.paper is not None:
@@ -206,7 +207,7 @@ def render_tex(t: SweepTable) -> str:
                     s = f"{c.mean:+.2f}"
                     if c.low is not None:
                         s += rf"\,{{\scriptsize[{c.low:+.2f}, {c.high:+.2f}]}}"
-                    s += rf"\,{{\scriptsize ({c.n})}}"        # one pair: no interval, so no n.s. either
+                    s += rf"\,{{\scriptsize ({c.n})}}"        # one pair or equal pairs: no interval, no n.s.
                     if c.paper is not None:
                         s += rf" {{\scriptsize(paper {c.paper:+.2f})}}"
                     if c.significant is False:
@@ -218,7 +219,7 @@ def render_tex(t: SweepTable) -> str:
               r"\caption{" + _tex(f"{t.name}: {what} test top-1 (%), mean ± std over seeds (n); "
                                   "[paper]; gain rows: paired difference to the reference row "
                                   f"({', '.join(t.reference_items)}) with 95% t-interval, n.s. = contains 0, "
-                                  "(n) = seeds paired, no interval from one pair. "
+                                  "(n) = seeds paired, no interval from one pair or from pairs all equal. "
                                   + {"test": "Best epoch selected on the test set, as in the paper.",
                                      "val": "Epoch selected on a validation split held out of the training set; "
                                             "test top-1 at that epoch.",
@@ -257,7 +258,7 @@ def render_png(t: SweepTable, path: Path) -> None:
             x = t.models.index(model) + (labels.index(lab) - (len(labels) - 1) / 2) * width
             if plot_gains:
                 err = None if g.low is None else [[g.mean - g.low], [g.high - g.mean]]
-                # hatched: one pair, no interval (a bar without whiskers would read as a sure gain)
+                # hatched: one pair or equal pairs, no interval (a bar without whiskers would read as a sure gain)
                 ax.bar(x, g.mean, width, color=colors[lab], yerr=err, capsize=3,
                        hatch="//" if err is None else None, edgecolor="white" if err is None else None)
                 if g.paper is not None:
@@ -278,7 +279,7 @@ def render_png(t: SweepTable, path: Path) -> None:
     names = labels + ["paper"]
     if plot_gains and any(has(g) and g.low is None for _, _, cells in series for g in cells.values()):
         handles.append(plt.Rectangle((0, 0), 1, 1, facecolor="lightgrey", hatch="//", edgecolor="white"))
-        names.append("one pair: no interval")
+        names.append("one pair or equal pairs: no interval")
     axes[0][-1].legend(handles, names, loc="best", fontsize=7)
     fig.suptitle(f"{t.name}: {SELECTIONS[t.select][3]} test top-1"
                  + (f"\ngain over {', '.join(t.reference_items)}, paired by seed" if plot_gains else ""), fontsize=9)

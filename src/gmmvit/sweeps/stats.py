@@ -20,12 +20,15 @@ def t975(df: int) -> float:
 
 
 def paired_interval(diffs: list[float]) -> tuple[float, Optional[float], Optional[float]]:
-    """Mean of paired differences and its 95% t-interval (None, None with fewer than two)."""
+    """Mean of paired differences and its 95% t-interval (None, None with fewer than two, or where
+    every difference is the same: on a small test set accuracies come in steps of 100/n, so equal
+    pairs are common, and their zero-width interval would claim a certainty the seeds do not give)."""
     n = len(diffs)
     mean = statistics.fmean(diffs)
-    if n < 2:
+    spread = statistics.stdev(diffs) if n > 1 else 0.0
+    if spread == 0.0:
         return mean, None, None
-    half = t975(n - 1) * statistics.stdev(diffs) / math.sqrt(n)
+    half = t975(n - 1) * spread / math.sqrt(n)
     return mean, mean - half, mean + half
 
 
