@@ -109,6 +109,11 @@ def test_an_override_of_a_key_make_eval_does_not_read_is_refused_naming_it(train
         eval_config(trained_run, ["recipe.epochs=5"])
 
 
+def test_a_seed_without_limit_test_is_refused_since_the_whole_test_set_draws_nothing(trained_run):
+    with pytest.raises(ConfigError, match=r"^seed=3: make eval reads the seed only to draw the limit_test images"):
+        eval_config(trained_run, ["limit_test=null", "seed=3"])
+
+
 def test_the_runs_own_values_and_how_the_eval_runs_take_no_part_in_the_results_name(trained_run, capsys):
     (trained_run / "eval" / "last.json").unlink(missing_ok=True)
     run_eval(trained_run, "last", ["dataset=digits", "limit_test=96", "threads=1", "recipe.batch_size=16"])

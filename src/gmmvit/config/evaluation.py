@@ -124,6 +124,11 @@ def eval_config(run_dir: Path, overrides: list[str], command: str = "make eval")
         if not _reads(command, key):
             raise ConfigError(f"{text}: {command} does not read {key}, so it would change nothing the command "
                               f"measures; drop it ({command} acts on {KEEPING[command]})")
+    seeded = next((text for text, o in zip(overrides, _parse(overrides)) if o.key_or_group == "seed"), None)
+    if seeded is not None and command == "make eval" and cfg.get("limit_test") is None:
+        raise ConfigError(f"{seeded}: make eval reads the seed only to draw the limit_test images, and this "
+                          "evaluation takes the whole test set, so it would change nothing; drop it (or give "
+                          "limit_test=N with it)")
     check_as_training(cfg, composed)
     return cfg
 
