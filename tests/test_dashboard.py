@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import contextmanager
 import http.server
 import re
 import shutil
@@ -233,19 +234,29 @@ def test_at_a_sweeps_end_offline_runs_are_not_published_even_with_an_account(bui
     assert len(out) == 1 and "the runs were logged offline" in out[0] and "make sync" in out[0]
 
 
+# a tiny ViT on digits, logged to W&B offline: the module fixtures' runs add what they vary
+TINY_OFFLINE = ["model=vit", "dataset=digits", "model.depth=1", "model.embed_dim=32", "model.num_heads=2",
+                "recipe.batch_size=32", "recipe.warmup_epochs=0", "recipe.passes_per_epoch=1", "limit_test=64",
+                "threads=1", "logger=wandb", "logger.mode=offline", "logger.mask_figures=0"]
+
+
+@contextmanager
+def offline_wandb(tmp):
+    """W&B as on a machine without an account, for a module fixture's runs (no per-test monkeypatch there)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in wandb_without_account({}, tmp).items():
+            mp.setenv(k, v)
+        mp.delenv("WANDB_API_KEY", raising=False)
+        yield
+
+
 @pytest.fixture(scope="module")
 def kernels_sweep(tmp_path_factory, data_dir):
     """The kernels ablation narrowed to K = 1, 5 x seeds 0, 1 on digits, W&B offline (4 real runs)."""
     tmp = tmp_path_factory.mktemp("kernels")
     sweep = tmp / "kernels"
-    tiny = ["model=vit", "dataset=digits", "model.depth=1", "model.embed_dim=32", "model.num_heads=2",
-            "recipe.batch_size=32", "recipe.epochs=1", "recipe.warmup_epochs=0", "recipe.passes_per_epoch=1",
-            "limit_train=128", "limit_test=64", "threads=1", "logger=wandb", "logger.mode=offline",
-            "logger.mask_figures=0", "mask.num_kernels=1,5", "seed=0,1"]
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in wandb_without_account({}, tmp).items():
-            mp.setenv(k, v)
-        mp.delenv("WANDB_API_KEY", raising=False)
+    tiny = [*TINY_OFFLINE, "recipe.epochs=1", "limit_train=128", "mask.num_kernels=1,5", "seed=0,1"]
+    with offline_wandb(tmp):
         for job in ablations.grid("kernels", tiny):
             name = ",".join(sorted(o for o in job if o.startswith(("mask.num_kernels=", "seed="))))
             cfg = compose_cfg(["experiment=ablation/kernels", *job], run_dir=sweep / name, data_dir=data_dir)
@@ -274,14 +285,9 @@ def clean_sweep(tmp_path_factory, data_dir):
     """Two seeds of a tiny ViT-GMM under the clean protocol (a validation split), W&B offline."""
     tmp = tmp_path_factory.mktemp("clean")
     sweep = tmp / "clean"
-    tiny = ["model=vit", "mask=gmm", "dataset=digits", "dataset.val_fraction=0.2", "model.depth=1",
-            "model.embed_dim=32", "model.num_heads=2", "recipe.batch_size=32", "recipe.epochs=3",
-            "recipe.warmup_epochs=0", "recipe.passes_per_epoch=1", "limit_train=256", "limit_test=64", "threads=1",
-            "logger=wandb", "logger.mode=offline", "logger.mask_figures=0", "sweep=clean"]
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in wandb_without_account({}, tmp).items():
-            mp.setenv(k, v)
-        mp.delenv("WANDB_API_KEY", raising=False)
+    tiny = [*TINY_OFFLINE, "mask=gmm", "dataset.val_fraction=0.2", "recipe.epochs=3", "limit_train=256",
+            "sweep=clean"]
+    with offline_wandb(tmp):
         for seed in (0, 1):
             cfg = compose_cfg([*tiny, f"seed={seed}"], run_dir=sweep / f"seed={seed}", data_dir=data_dir)
             assert train(cfg)["status"] == "finished"
