@@ -87,3 +87,14 @@ def test_mfu_is_six_times_the_macs_per_image_over_the_cards_dense_bf16_peak():
                                          "NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-80GB", "none")] == [
         989.0, 989.0, 756.0, 989.0, 312.0, None]
 
+
+
+def test_a_parameter_the_compiled_step_gives_no_gradient_is_reported_not_a_crash():
+    import torch
+
+    grad = torch.ones(3)
+    report = compiled_grads.distance({"blocks.0.attn.qkv.weight": grad},
+                                     {"blocks.0.attn.qkv.weight": grad, "blocks.0.attn.mask.sigma": grad})
+    assert report["missing"] == ["blocks.0.attn.mask.sigma"] and report["max"] == float("inf")
+    assert compiled_grads.distance({}, {"blocks.0.attn.mask.sigma": grad}, only=".mask.")["worst"] == (
+        "blocks.0.attn.mask.sigma")

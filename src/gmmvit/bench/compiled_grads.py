@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -41,10 +42,13 @@ def one_step(call, params: torch.nn.Module, images, targets, bf16: bool) -> tupl
 
 
 def distance(grads: dict, reference: dict, only: Optional[str] = None) -> dict:
-    """Relative gradient error per parameter against ``reference``: median, worst and its name."""
-    errors = {n: ((grads[n] - g).norm() / g.norm().clamp_min(1e-12)).item()
-              for n, g in reference.items() if (only is None or only in n)}
-    missing = sorted(n for n in reference if n not in grads)
+    """Relative gradient error per parameter against ``reference``: median, worst and its name, and
+    the parameters the step gave no gradient (each counts as infinitely far)."""
+    names = [n for n in reference if only is None or only in n]
+    missing = sorted(n for n in names if n not in grads)
+    errors = {n: ((grads[n] - reference[n]).norm() / reference[n].norm().clamp_min(1e-12)).item()
+              for n in names if n in grads}
+    errors.update(dict.fromkeys(missing, math.inf))
     worst = max(errors, key=errors.get)
     return {"median": statistics.median(errors.values()), "max": errors[worst], "worst": worst,
             "missing": missing}

@@ -112,8 +112,10 @@ def eval_config(run_dir: Path, overrides: list[str], command: str = "make eval")
         raise ConfigError(line) from None
     chosen = OmegaConf.create(OmegaConf.to_container(composed, resolve=True, enum_to_str=True))
     cfg, before = recorded.copy(), network(recorded)
+    seeded = None
     for text, override in zip(overrides, _parse(overrides)):
         key = override.key_or_group
+        seeded = text if key == "seed" else seeded
         OmegaConf.update(cfg, key, OmegaConf.select(chosen, key), merge=False)
         after = network(cfg)
         changed = [k for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)]
@@ -124,7 +126,6 @@ def eval_config(run_dir: Path, overrides: list[str], command: str = "make eval")
         if not _reads(command, key):
             raise ConfigError(f"{text}: {command} does not read {key}, so it would change nothing the command "
                               f"measures; drop it ({command} acts on {KEEPING[command]})")
-    seeded = next((text for text, o in zip(overrides, _parse(overrides)) if o.key_or_group == "seed"), None)
     if seeded is not None and command == "make eval" and cfg.get("limit_test") is None:
         raise ConfigError(f"{seeded}: make eval reads the seed only to draw the limit_test images, and this "
                           "evaluation takes the whole test set, so it would change nothing; drop it (or give "

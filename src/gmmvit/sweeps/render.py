@@ -122,8 +122,9 @@ def render_markdown(t: SweepTable) -> str:
         out.append("| " + " | ".join([model if kind == "acc" else "", mask] + texts + [ptxt, mtxt]) + " |")
     counts = t.counts()
     out += ["", "Runs: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + "."]
-    if t.reference_warning():
-        out += ["", t.reference_warning()]
+    warning = t.reference_warning()
+    if warning:
+        out += ["", warning]
     notices = t.notices()
     if notices:
         out += ["", "Not in the cells:"] + [f"- {line}" for line in notices]
